@@ -1,0 +1,43 @@
+# edgeguard — `make demo` runs the whole thing locally, `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck pytest docs bench system-deps venv clean
+
+demo: system-deps venv
+	$(BIN)/python scripts/demo.py
+
+test: system-deps venv lint typecheck pytest
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgeguard needs Python >= 3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check edgeguard drivers tests bench scripts
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest
+
+docs: venv
+	$(BIN)/edgeguard config-reference > docs/config-reference.md
+
+bench: venv
+	$(BIN)/python bench/alarm_latency.py
+	$(BIN)/python bench/alarm_storm.py
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,167 @@
+"""A panic button on a GPIO pin (gpiozero; lgpio on a Raspberry Pi, MockFactory in tests).
+
+A press fires on the first edge: there is no debounce delay on the alarm path. After an
+edge the line is ignored for ``lockout`` seconds (contact bounce), then re-read, so a release
+that happened during the lockout is still reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from edgeguard.model import Action, DeviceState
+from edgeguard_drivers.base import (
+    DriverConfig,
+    DriverError,
+    InputDriver,
+    PointConfig,
+    SetupFailure,
+    SignalSink,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Contact(StrEnum):
+    NO = "NO"  # normally open: pressing closes the contact
+    NC = "NC"  # normally closed: pressing (or a cut wire) opens the contact
+
+
+class Pull(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    NONE = "none"
+
+
+class GpioInputConfig(DriverConfig, PointConfig):
+    """A button wired to a GPIO pin."""
+
+    type: Literal["gpio"] = Field(description="Driver type: `gpio`.")
+    pin: int | str = Field(
+        description="Pin as gpiozero names it: a BCM number (17), 'GPIO17' or 'BOARD11'."
+    )
+    contact: Contact = Field(
+        default=Contact.NO,
+        description="NO: pressing closes the contact. NC: pressing opens it (a cut wire then "
+        "also raises the alarm, which is why NC is preferred for panic buttons).",
+    )
+    pull: Pull = Field(
+        default=Pull.UP,
+        description="Internal bias: `up` (contact switches to ground), `down` (contact switches "
+        "to 3.3 V) or `none` (external resistor).",
+    )
+    lockout: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=5.0,
+        description="Seconds after an edge during which further edges are ignored (bounce). "
+        "The first edge is reported at once.",
+    )
+
+
+class GpioButton(InputDriver[GpioInputConfig]):
+    type_name = "gpio"
+
+    def __init__(
+        self, config: GpioInputConfig, sink: SignalSink, pin_factory: Any | None = None
+    ) -> None:
+        super().__init__(config, sink)
+        self._pin_factory = pin_factory
+        self._device: Any = None
+        self._lock = threading.Lock()
+        self._reported_pressed = False
+        self._lockout_timer: threading.Timer | None = None
+        self._stopped = threading.Event()
+
+    def points(self) -> dict[str, PointConfig]:
+        return {self.name: self.config}
+
+    def start(self) -> None:
+        from gpiozero import DigitalInputDevice
+        from gpiozero.exc import GPIOZeroError
+
+        cfg = self.config
+        pull_up: bool | None = {Pull.UP: True, Pull.DOWN: False, Pull.NONE: None}[cfg.pull]
+        # With a bias gpiozero derives the active level itself (pull-up: active low). Without
+        # one it needs it given; we read "closed contact" as active and map NO/NC below.
+        active_state = None if pull_up is not None else True
+        self._stopped.clear()
+        try:
+            device = DigitalInputDevice(
+                cfg.pin,
+                pull_up=pull_up,
+                active_state=active_state,
+                bounce_time=None,
+                pin_factory=self._pin_factory,
+            )
+        except (GPIOZeroError, OSError, ValueError) as exc:
+            self.report(DeviceState.FAULT, error=str(exc))
+            raise DriverError(f"gpio {cfg.name}: cannot open pin {cfg.pin}: {exc}") from exc
+        except Exception as exc:
+            self.report(DeviceState.FAULT, error=str(exc))
+            raise DriverError(
+                f"gpio {cfg.name}: pin {cfg.pin}: {exc}", SetupFailure.PERMANENT
+            ) from exc
+        self._device = device
+        self._reported_pressed = self._pressed_now()
+        device.when_activated = self._on_edge
+        device.when_deactivated = self._on_edge
+        self.report(DeviceState.ONLINE, driver="gpio", pin=str(cfg.pin), contact=cfg.contact.value)
+        if self._reported_pressed:
+            logger.warning("gpio %s: pressed at start-up", cfg.name)
+            self._emit(pressed=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            if self._lockout_timer is not None:
+                self._lockout_timer.cancel()
+                self._lockout_timer = None
+        if self._device is not None:
+            self._device.close()
+            self._device = None
+
+    def _pressed_now(self) -> bool:
+        closed = bool(self._device.is_active)
+        return closed if self.config.contact is Contact.NO else not closed
+
+    def _on_edge(self) -> None:
+        """Called on gpiozero's callback thread for every edge."""
+        with self._lock:
+            if self._stopped.is_set() or self._device is None or self._lockout_timer is not None:
+                return
+            pressed = self._pressed_now()
+            if pressed == self._reported_pressed:
+                return
+            self._reported_pressed = pressed
+            self._start_lockout()
+        self._emit(pressed=pressed)
+
+    def _start_lockout(self) -> None:
+        if self.config.lockout <= 0:
+            return
+        timer = threading.Timer(self.config.lockout, self._end_lockout)
+        timer.daemon = True
+        self._lockout_timer = timer
+        timer.start()
+
+    def _end_lockout(self) -> None:
+        with self._lock:
+            self._lockout_timer = None
+            if self._stopped.is_set() or self._device is None:
+                return
+            pressed = self._pressed_now()
+            if pressed == self._reported_pressed:
+                return
+            self._reported_pressed = pressed
+            self._start_lockout()
+        self._emit(pressed=pressed)
+
+    def _emit(self, *, pressed: bool) -> None:
+        action = Action.ACTIVE if pressed else Action.NORMAL
+        self.sink.submit(self.signal(self.name, action, pin=str(self.config.pin)))

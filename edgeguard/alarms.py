@@ -1,0 +1,295 @@
+"""Alarm semantics: latching, restore, reset by a person, police acknowledgements, delivery.
+
+``AlarmBook`` holds the rules and runs in the store's writer thread (so every decision sees
+the store exactly as the previous signal left it); each method records the ledger rows, the
+alarm's new state and the outbox messages in one savepoint and returns what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeguard.config import EdgeguardConfig, input_points
+from edgeguard.ids import iso_ms, utc_now, uuid7
+from edgeguard.model import (
+    DEFAULT_PRIORITY,
+    LATCHING_KINDS,
+    Action,
+    AlarmKind,
+    AlarmState,
+    DeviceState,
+    DeviceStatus,
+    InputSignal,
+    MessageType,
+)
+from edgeguard.payloads import PoliceAck, alarm_payload, alarm_topic, device_payload, device_topic
+from edgeguard.payloads import location_payload as make_location
+from edgeguard.signing import Signer
+from edgeguard.store import AlarmRecord, OutboxRow, Store
+
+logger = logging.getLogger(__name__)
+
+
+class AlarmError(Exception):
+    """A request about an alarm that cannot be honoured (unknown id, already reset, ...)."""
+
+
+@dataclass
+class Change:
+    """What one call recorded: the alarm as it now stands and the messages to send."""
+
+    what: str
+    alarm: AlarmRecord | None = None
+    outbox: list[OutboxRow] = field(default_factory=list)
+
+
+class AlarmBook:
+    def __init__(self, config: EdgeguardConfig, signer: Signer) -> None:
+        self.config = config
+        self.signer = signer
+
+    # --- helpers ----------------------------------------------------------------------------
+    @property
+    def site(self) -> str:
+        return self.config.site.id
+
+    def _publish(self, store: Store, record: AlarmRecord, message: MessageType) -> OutboxRow:
+        seq = store.next_seq()
+        if record.first_seq is None:
+            record.first_seq = seq
+        payload = alarm_payload(record, message, seq, self.site, self.config.site.name)
+        return store.enqueue(
+            alarm_topic(self.site, record.source),
+            self.signer.encode(payload),
+            qos=1,
+            event_id=record.event_id,
+            message=message.value,
+            seq=seq,
+        )
+
+    def _ledger(self, store: Store, event_type: str, record: AlarmRecord, **data: Any) -> None:
+        store.append_event(
+            event_type,
+            event_id=record.event_id,
+            source=record.source,
+            kind=record.kind,
+            state=record.state,
+            priority=record.priority,
+            location=record.location_key,
+            occurred_at=record.occurred_at,
+            data=data,
+        )
+
+    def _new_record(self, signal: InputSignal) -> AlarmRecord:
+        location = self.config.locations.get(signal.location)
+        return AlarmRecord(
+            event_id=uuid7(),
+            kind=signal.kind.value,
+            priority=signal.priority,
+            source=signal.source,
+            location_key=signal.location,
+            location=make_location(signal.location, location),
+            occurred_at=iso_ms(signal.occurred_at),
+            recorded_at=iso_ms(utc_now()),
+            state=AlarmState.ACTIVE.value,
+            detail=dict(signal.detail),
+            cameras=list(location.cameras) if location else [],
+        )
+
+    # --- inputs -----------------------------------------------------------------------------
+    def apply_signal(self, store: Store, signal: InputSignal) -> Change:
+        current = store.open_alarm_for_source(signal.source)
+        if signal.action is Action.ACTIVE:
+            if current is None:
+                return self._raise_new(store, signal)
+            return self._retrigger(store, current, signal)
+        if current is None or not current.input_active:
+            store.append_event(
+                "input.normal",
+                source=signal.source,
+                kind=signal.kind.value,
+                location=signal.location,
+                occurred_at=signal.occurred_at,
+                data=signal.detail,
+            )
+            return Change("ignored")
+        return self._restore(store, current, signal)
+
+    def _raise_new(self, store: Store, signal: InputSignal) -> Change:
+        record = self._new_record(signal)
+        row = self._publish(store, record, MessageType.NEW)
+        store.insert_alarm(record)
+        self._ledger(store, "alarm.new", record, detail=record.detail, seq=record.first_seq)
+        logger.warning(
+            "ALARM %s %s at %s (priority %d) event %s",
+            record.kind,
+            record.source,
+            record.location.get("label"),
+            record.priority,
+            record.event_id,
+        )
+        return Change("new", record, [row])
+
+    def _retrigger(self, store: Store, record: AlarmRecord, signal: InputSignal) -> Change:
+        record.input_active = True
+        record.trigger_count += 1
+        record.detail = {**record.detail, **signal.detail}
+        row = self._publish(store, record, MessageType.UPDATE)
+        store.save_alarm(record)
+        self._ledger(
+            store,
+            "alarm.update",
+            record,
+            trigger_count=record.trigger_count,
+            at=iso_ms(signal.occurred_at),
+        )
+        logger.warning("alarm %s triggered again (%d)", record.event_id, record.trigger_count)
+        return Change("update", record, [row])
+
+    def _restore(self, store: Store, record: AlarmRecord, signal: InputSignal) -> Change:
+        record.input_active = False
+        record.restored_at = iso_ms(signal.occurred_at)
+        rows = []
+        latching = AlarmKind(record.kind) in LATCHING_KINDS
+        if not latching:
+            self._close(record, by="system")
+        rows.append(
+            self._publish(store, record, MessageType.RESTORED if latching else MessageType.RESET)
+        )
+        store.save_alarm(record)
+        self._ledger(store, "alarm.restored", record, restored_at=record.restored_at)
+        if not latching:
+            self._ledger(store, "alarm.reset", record, by="system")
+        logger.info(
+            "alarm %s restored (%s)",
+            record.event_id,
+            "latched until reset" if latching else "cleared",
+        )
+        return Change("restored", record, rows)
+
+    @staticmethod
+    def _close(record: AlarmRecord, by: str) -> None:
+        record.state = AlarmState.RESET.value
+        record.reset_at = iso_ms(utc_now())
+        record.reset_by = by
+
+    # --- people -----------------------------------------------------------------------------
+    def reset(self, store: Store, event_id: str, by: str) -> Change:
+        record = store.alarm(event_id)
+        if record is None:
+            raise AlarmError(f"no alarm {event_id}")
+        if record.state == AlarmState.RESET:
+            raise AlarmError(
+                f"alarm {event_id} was already reset by {record.reset_by} at {record.reset_at}"
+            )
+        if record.input_active:
+            raise AlarmError(
+                f"alarm {event_id}: input {record.source} is still in alarm; "
+                "restore the button first (or fix the stuck contact)"
+            )
+        self._close(record, by=by)
+        row = self._publish(store, record, MessageType.RESET)
+        store.save_alarm(record)
+        self._ledger(store, "alarm.reset", record, by=by)
+        logger.info("alarm %s reset by %s", event_id, by)
+        return Change("reset", record, [row])
+
+    def police_ack(self, store: Store, ack: PoliceAck) -> Change:
+        record = store.alarm(ack.event_id)
+        if record is None:
+            store.append_event(
+                "police.unknown_ack",
+                event_id=ack.event_id,
+                data={"state": ack.state.value, "by": ack.by},
+            )
+            raise AlarmError(f"police {ack.state.value} for unknown alarm {ack.event_id}")
+        at_field, by_field = f"{ack.state.value}_at", f"{ack.state.value}_by"
+        if getattr(record, at_field) is not None:
+            return Change("duplicate", record)
+        setattr(record, at_field, iso_ms(ack.at))
+        setattr(record, by_field, ack.by)
+        new_state = AlarmState(ack.state.value)
+        if (
+            AlarmState(record.state) != AlarmState.RESET
+            and new_state.rank > AlarmState(record.state).rank
+        ):
+            record.state = new_state.value
+        store.save_alarm(record)
+        self._ledger(store, f"alarm.{ack.state.value}", record, by=ack.by, at=iso_ms(ack.at))
+        logger.info("police %s alarm %s (%s)", ack.state.value, ack.event_id, ack.by)
+        return Change(ack.state.value, record)
+
+    # --- delivery ---------------------------------------------------------------------------
+    def delivered(self, store: Store, ids: list[int]) -> list[AlarmRecord]:
+        """Mark outbox rows delivered (PUBACK); alarms whose first message went through
+        become ``delivered``."""
+        now = iso_ms(utc_now())
+        changed: list[AlarmRecord] = []
+        for row in store.mark_delivered(ids, now):
+            if row.message != MessageType.NEW.value or row.event_id is None:
+                continue
+            record = store.alarm(row.event_id)
+            if record is None or record.delivered_at is not None:
+                continue
+            record.delivered_at = now
+            if AlarmState(record.state).rank < AlarmState.DELIVERED.rank:
+                record.state = AlarmState.DELIVERED.value
+            store.save_alarm(record)
+            self._ledger(store, "alarm.delivered", record, at=now)
+            changed.append(record)
+        return changed
+
+    # --- devices ----------------------------------------------------------------------------
+    def device_status(self, store: Store, status: DeviceStatus) -> Change:
+        previous = store.device(status.device)
+        if previous is not None and previous["state"] == status.state.value:
+            return Change("unchanged")
+        store.save_device(status.device, status.state.value, status.detail)
+        store.append_event(
+            "device.status", source=status.device, state=status.state.value, data=status.detail
+        )
+        payload = device_payload(self.site, status.device, status.state.value, status.detail)
+        rows = [
+            store.enqueue(
+                device_topic(self.site, status.device),
+                self.signer.encode(payload),
+                qos=1,
+                retain=True,
+                message="device",
+            )
+        ]
+        first_report_online = previous is None and status.state is DeviceState.ONLINE
+        fault = None if first_report_online else self._device_fault_signal(status)
+        if fault is not None:
+            change = self.apply_signal(store, fault)
+            rows.extend(change.outbox)
+            return Change("device", change.alarm, rows)
+        return Change("device", None, rows)
+
+    def _device_fault_signal(self, status: DeviceStatus) -> InputSignal | None:
+        location = self._device_location(status.device)
+        if location is None:
+            return None  # not an input device: no fault alarm from here
+        action = Action.NORMAL if status.state is DeviceState.ONLINE else Action.ACTIVE
+        return InputSignal(
+            source=f"{status.device}-fault",
+            action=action,
+            kind=AlarmKind.DEVICE_FAULT,
+            priority=DEFAULT_PRIORITY[AlarmKind.DEVICE_FAULT],
+            location=location,
+            occurred_at=utc_now(),
+            detail={"device": status.device, "state": status.state.value, **status.detail},
+        )
+
+    def _device_location(self, device: str) -> str | None:
+        for item in self.config.inputs:
+            if item.name != device:
+                continue
+            own = getattr(item, "location", None)
+            if isinstance(own, str):
+                return own
+            points = input_points(item)
+            return next(iter(points.values())).location if points else None
+        return None

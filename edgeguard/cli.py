@@ -1,0 +1,429 @@
+"""The `edgeguard` command. Every command and option is documented in docs/cli.md
+(a test fails when one is not)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeguard import __version__
+
+DEFAULT_CONFIG = Path(os.environ.get("EDGEGUARD_CONFIG", "/etc/edgeguard/edgeguard.yaml"))
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _err(message: str) -> None:
+    print(f"edgeguard: {message}", file=sys.stderr)
+
+
+def _load(path: Path) -> Any:
+    from edgeguard.config_loader import load_config
+
+    return load_config(path)
+
+
+# --- configuration ---------------------------------------------------------------------------
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edgeguard.config_loader import ConfigError
+
+    path = args.file or args.config
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return EXIT_FAIL
+    points = config.points()
+    print(
+        f"{path}: OK — site {config.site.id} ({config.site.name}), {len(config.inputs)} "
+        f"input(s), {len(points)} alarm point(s), {len(config.locations)} location(s)"
+    )
+    return EXIT_OK
+
+
+def cmd_print_config(args: argparse.Namespace) -> int:
+    from edgeguard.config_loader import masked_dump
+
+    config = _load(args.config)
+    yaml.safe_dump(masked_dump(config), sys.stdout, allow_unicode=True, sort_keys=False)
+    return EXIT_OK
+
+
+def cmd_config_reference(_args: argparse.Namespace) -> int:
+    from edgeguard.config_docs import config_reference
+
+    sys.stdout.write(config_reference())
+    return EXIT_OK
+
+
+# --- keys and signatures ---------------------------------------------------------------------
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from edgeguard.signing import generate_keypair
+
+    try:
+        public = generate_keypair(args.out, overwrite=args.force)
+    except FileExistsError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    print(f"private key: {args.out} (keep it on this appliance only)")
+    print(f"public key:  {public} (give it to the police station; name it {{site id}}.pub)")
+    return EXIT_OK
+
+
+def cmd_verify_message(args: argparse.Namespace) -> int:
+    from edgeguard.signing import SignatureError, load_public_key, verify_bytes
+
+    data = sys.stdin.buffer.read() if str(args.message) == "-" else Path(args.message).read_bytes()
+    try:
+        payload = verify_bytes(data.strip(), load_public_key(args.key))
+    except SignatureError as exc:
+        print(f"INVALID: {exc}")
+        return EXIT_FAIL
+    print(
+        f"OK: signed by the key in {args.key} (site {payload.get('site')}, "
+        f"{payload.get('type')} {payload.get('event_id', '')})".rstrip()
+    )
+    return EXIT_OK
+
+
+# --- the log ---------------------------------------------------------------------------------
+def _open_store(args: argparse.Namespace) -> Any:
+    from edgeguard.store import Store
+
+    db = args.db if args.db is not None else _load(args.config).store.path
+    return Store(Path(db), readonly=True)
+
+
+def cmd_verify_log(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        checked, problems = store.verify_chain()
+        head = store.head()
+    finally:
+        store.close()
+    for problem in problems:
+        print(f"TAMPERED: {problem}")
+    if problems:
+        print(f"{checked} row(s) checked, {len(problems)} problem(s)")
+        return EXIT_FAIL
+    print(f"OK: {checked} row(s), hash chain intact; head row {head[0]} {head[1]}")
+    return EXIT_OK
+
+
+EVENT_COLUMNS = [
+    "id",
+    "recorded_at",
+    "occurred_at",
+    "type",
+    "event_id",
+    "kind",
+    "priority",
+    "state",
+    "source",
+    "location",
+    "data",
+    "hash",
+]
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        rows = list(
+            store.query_events(
+                since=args.since,
+                until=args.until,
+                kinds=args.kind,
+                types=args.type,
+                source=args.source,
+                location=args.location,
+                event_id=args.event_id,
+                limit=args.limit,
+            )
+        )
+    finally:
+        store.close()
+    if args.csv is not None:
+        _write_csv(rows, args.csv)
+    elif args.json:
+        for row in rows:
+            print(json.dumps({k: row.get(k) for k in EVENT_COLUMNS}, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(
+                f"{row['id']:>6} {row['recorded_at']} {row['type']:<20} "
+                f"{row['kind'] or '':<14} {row['state'] or '':<12} {row['source'] or '':<20} "
+                f"{row['location'] or ''} {row['event_id'] or ''}"
+            )
+    return EXIT_OK
+
+
+def _write_csv(rows: list[dict[str, Any]], target: str) -> None:
+    """UTF-8 with a BOM so that Excel shows Chinese text correctly."""
+    if target == "-":
+        handle = open(  # noqa: SIM115 - stdout's fd, not a path
+            sys.stdout.fileno(), "w", encoding="utf-8-sig", newline="", closefd=False
+        )
+    else:
+        handle = Path(target).open("w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+    with handle:
+        writer = csv.DictWriter(handle, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# --- the running daemon ----------------------------------------------------------------------
+def _control(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | None:
+    from edgeguard.control import call
+
+    socket_path = args.socket if args.socket is not None else _load(args.config).control.socket
+    try:
+        answer = call(Path(socket_path), request)
+    except (ConnectionError, OSError) as exc:
+        _err(str(exc))
+        return None
+    if not answer.get("ok"):
+        _err(str(answer.get("error")))
+        return None
+    return answer
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgeguard.daemon import run_daemon
+
+    return run_daemon(args.config)
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    answer = _control(args, {"cmd": "reset", "event_id": args.event_id, "by": args.by})
+    if answer is None:
+        return EXIT_FAIL
+    alarm = answer["alarm"]
+    print(
+        f"alarm {alarm['event_id']} ({alarm['kind']} at {alarm['location'].get('label')}) "
+        f"reset by {alarm['reset_by']} at {alarm['reset_at']}"
+    )
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    answer = _control(args, {"cmd": "status"})
+    if answer is None:
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    link = answer["link"]
+    print(f"site {answer['site']}  edgeguard {answer['version']}  up {answer['uptime_s']} s")
+    print(
+        f"police link: {'UP' if link['connected'] else 'DOWN'} ({link['broker']}) since "
+        f"{link['since']}" + (f"  last error: {link['last_error']}" if link["last_error"] else "")
+    )
+    print(
+        f"outbox: {answer['outbox']['pending']} pending, {answer['outbox']['acked']} delivered "
+        "since start"
+    )
+    print(f"open alarms: {len(answer['open_alarms'])}")
+    for alarm in answer["open_alarms"]:
+        print(
+            f"  P{alarm['priority']} {alarm['kind']:<10} {alarm['state']:<12} "
+            f"{alarm['location'].get('label')}  {alarm['event_id']}"
+            + ("  (input active)" if alarm["input_active"] else "")
+        )
+    for device in answer["devices"]:
+        print(f"device {device['device']}: {device['state']}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    answer = _control(args, {"cmd": args.action, "input": args.input})
+    if answer is None:
+        return EXIT_FAIL
+    print(f"{args.action}: {args.input}")
+    return EXIT_OK
+
+
+# --- the police side (demo and commissioning) ------------------------------------------------
+def cmd_listen(args: argparse.Namespace) -> int:
+    from edgeguard.police_cli import listen
+
+    return listen(args)
+
+
+def cmd_police_ack(args: argparse.Namespace) -> int:
+    from edgeguard.police_cli import send_ack
+
+    return send_ack(args)
+
+
+# --- parser ----------------------------------------------------------------------------------
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="config file (default: $EDGEGUARD_CONFIG or /etc/edgeguard/edgeguard.yaml)",
+    )
+
+
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    _config_arg(parser)
+    parser.add_argument("--db", type=Path, help="read this database instead of the config's")
+
+
+def _socket_args(parser: argparse.ArgumentParser) -> None:
+    _config_arg(parser)
+    parser.add_argument("--socket", type=Path, help="control socket instead of the config's")
+
+
+def _broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="localhost", help="broker host")
+    parser.add_argument("--port", type=int, help="broker port (default 8883 with --ca, else 1883)")
+    parser.add_argument("--ca", type=Path, help="CA file: connect with TLS")
+    parser.add_argument("--cert", type=Path, help="client certificate (TLS)")
+    parser.add_argument("--key", type=Path, help="client private key (TLS)")
+    parser.add_argument("--username", help="username")
+    parser.add_argument("--password-env", metavar="VAR", help="read the password from $VAR")
+    parser.add_argument("--client-id", help="MQTT client id")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeguard",
+        description="edgeguard: hospital panic alarms, durably and signed, to the police over "
+        "MQTT. Every command is described in docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_config_commands(sub)
+    _add_log_commands(sub)
+    _add_daemon_commands(sub)
+    _add_police_commands(sub)
+    return parser
+
+
+Subparsers = Any
+
+
+def _add_config_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("check-config", help="validate a config file; errors name file:line")
+    p.add_argument("file", nargs="?", type=Path, help="config file (default: -c)")
+    _config_arg(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("print-config", help="print the effective config, secrets masked")
+    _config_arg(p)
+    p.set_defaults(func=cmd_print_config)
+
+    p = sub.add_parser("config-reference", help="print the config reference (Markdown)")
+    p.set_defaults(func=cmd_config_reference)
+
+    p = sub.add_parser("keygen", help="make the site's Ed25519 signing key pair")
+    p.add_argument("--out", type=Path, required=True, help="private key file; .pub beside it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing key")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("verify-message", help="verify a message's signature (police side)")
+    p.add_argument("--key", type=Path, required=True, help="the site's public key (.pub)")
+    p.add_argument(
+        "message", nargs="?", default="-", help="file with the JSON message, - for stdin"
+    )
+    p.set_defaults(func=cmd_verify_message)
+
+
+def _add_log_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("verify-log", help="check the event log's hash chain")
+    _store_args(p)
+    p.set_defaults(func=cmd_verify_log)
+
+    p = sub.add_parser("events", help="list or export events (the ledger)")
+    _store_args(p)
+    p.add_argument("--since", help="from this UTC time (ISO 8601, e.g. 2026-11-01)")
+    p.add_argument("--until", help="before this UTC time")
+    p.add_argument("--kind", action="append", help="alarm kind (repeatable)")
+    p.add_argument("--type", action="append", help="event type, e.g. alarm.new (repeatable)")
+    p.add_argument("--source", help="alarm source (input name)")
+    p.add_argument("--location", help="location key")
+    p.add_argument("--event-id", help="one alarm's events")
+    p.add_argument("--limit", type=int, help="at most this many rows")
+    p.add_argument("--csv", metavar="FILE", help="write CSV (UTF-8 with BOM for Excel); - = stdout")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_events)
+
+
+def _add_daemon_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="run the daemon")
+    _config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reset", help="reset a latched alarm (recorded with your name)")
+    p.add_argument("event_id", help="the alarm's event id")
+    p.add_argument("--by", required=True, help="name of the person resetting")
+    _socket_args(p)
+    p.set_defaults(func=cmd_reset)
+
+    p = sub.add_parser("status", help="link, outbox, open alarms and devices of the daemon")
+    _socket_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("simulate", help="press or release a simulated button")
+    p.add_argument("action", choices=["press", "release"], help="what to do")
+    p.add_argument("input", help="name of a `type: simulated` input")
+    _socket_args(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+def _add_police_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("listen", help="police side: print verified alarms as they arrive")
+    _broker_args(p)
+    p.add_argument("--keys", type=Path, required=True, help="folder of {site}.pub public keys")
+    p.add_argument("--json", action="store_true", help="print each verified message as JSON")
+    p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser("police-ack", help="police side: acknowledge/dispatch/resolve an alarm")
+    _broker_args(p)
+    p.add_argument("event_id", help="the alarm's event id")
+    p.add_argument("--site", required=True, help="site id")
+    p.add_argument(
+        "--state",
+        choices=["acknowledged", "dispatched", "resolved"],
+        default="acknowledged",
+        help="what the police did",
+    )
+    p.add_argument("--by", required=True, help="dispatcher's name or id")
+    p.set_defaults(func=cmd_police_ack)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from edgeguard.config_loader import ConfigError
+    from edgeguard.store import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_FAIL
+    except (StoreError, OSError, ValueError) as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

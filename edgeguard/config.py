@@ -1,0 +1,275 @@
+"""The configuration models (pydantic v2). Every field is described: docs/config-reference.md
+is generated from these descriptions (`edgeguard config-reference`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from edgeguard.secrets import Secret, SecretPath
+from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
+from edgeguard_drivers.gpio import GpioInputConfig
+from edgeguard_drivers.serial_box import SerialInputConfig
+from edgeguard_drivers.simulated import SimulatedInputConfig
+
+
+class MqttProtocol(StrEnum):
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+class SiteConfig(StrictModel):
+    """The hospital (site) this appliance serves."""
+
+    id: Name = Field(
+        description="Site id, unique among the police station's sites; the MQTT topic root is "
+        "`edgeguard/{id}/` and the broker ACL confines the site to it."
+    )
+    name: str = Field(
+        min_length=1, max_length=128, description="The site's name as dispatchers read it."
+    )
+
+
+class TlsConfig(StrictModel):
+    """TLS towards the broker. Give cert_file and key_file for client-certificate login."""
+
+    ca_file: SecretPath | None = Field(
+        default=None,
+        description="CA bundle that signed the broker's certificate; default: the system's CAs.",
+    )
+    cert_file: SecretPath | None = Field(
+        default=None, description="Client certificate (PEM); its CN is the site id for the ACL."
+    )
+    key_file: SecretPath | None = Field(
+        default=None,
+        description="Client private key (PEM); a path, {credential: NAME} or {env: VAR}.",
+    )
+    check_hostname: bool = Field(
+        default=True,
+        description="Verify the broker's name against its certificate. Turn off "
+        "only on a closed network with a private CA, never on the internet.",
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(StrictModel):
+    """The link to the police station's broker."""
+
+    host: str = Field(default="localhost", min_length=1, description="Broker host name or IP.")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Broker port; default 8883 with TLS, 1883 without.",
+    )
+    protocol: Annotated[MqttProtocol, BeforeValidator(str)] = Field(
+        default=MqttProtocol.V5,
+        description="MQTT version: `5` (default) or `3.1.1` for brokers that speak only 3.1.1.",
+    )
+    client_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="MQTT client id; default `edgeguard-{site id}`. "
+        "Must be stable: the persistent session is keyed on it.",
+    )
+    username: str | None = Field(default=None, description="Username, when the broker uses them.")
+    password: Secret | None = Field(
+        default=None,
+        description="Password: a string, {env: VAR}, {credential: NAME} or "
+        "{file: PATH}. Never logged or printed.",
+    )
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
+    keepalive: int = Field(
+        default=8,
+        ge=2,
+        le=60,
+        description="Keepalive seconds. The broker declares the site lost "
+        "after 1.5x this, the site sees a dead link within 2x: 8 keeps both under 20 s "
+        "(EN 50136-1 SP6).",
+    )
+    session_expiry: int = Field(
+        default=7 * 86400,
+        ge=0,
+        description="MQTT 5 session expiry (s): how long the broker "
+        "keeps our session and queued acks while we are away.",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds between heartbeats on `edgeguard/{site}/heartbeat`.",
+    )
+    heartbeat_qos: Literal[0, 1] = Field(default=0, description="QoS of heartbeats.")
+    reconnect_min: float = Field(
+        default=0.5, gt=0, description="First reconnect delay (s); doubles up to reconnect_max."
+    )
+    reconnect_max: float = Field(default=15.0, gt=0, description="Longest reconnect delay (s).")
+    inflight_window: int = Field(
+        default=100, ge=1, le=1000, description="Outbox messages published ahead of their PUBACKs."
+    )
+    publish_events: bool = Field(
+        default=False, description="Publish non-alarm events on `edgeguard/{site}/event/...`."
+    )
+    events_qos: Literal[0, 1] = Field(default=1, description="QoS of non-alarm events.")
+
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+
+class SigningConfig(StrictModel):
+    """The site's Ed25519 key: every message is signed so the police can verify its origin."""
+
+    private_key: SecretPath = Field(
+        description="PEM private key made by `edgeguard keygen`; a path, {credential: NAME} or "
+        "{env: VAR}. The police side holds the matching public key."
+    )
+
+
+class StoreConfig(StrictModel):
+    """The local tamper-evident event log (SQLite)."""
+
+    path: Path = Field(
+        default=Path("/var/lib/edgeguard/edgeguard.db"), description="SQLite database file."
+    )
+
+
+class ControlConfig(StrictModel):
+    """The local control socket used by `edgeguard reset`, `status` and `simulate`."""
+
+    socket: Path = Field(
+        default=Path("/run/edgeguard/control.sock"), description="Unix socket path."
+    )
+
+
+class LoggingConfig(StrictModel):
+    """Where and how much the daemon logs."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level."
+    )
+    journald: Literal["auto", "yes", "no"] = Field(
+        default="auto", description="Log to the journal: `auto` when started by systemd."
+    )
+
+
+class LocationConfig(StrictModel):
+    """A place, in the installer's own words (Chinese welcome). All parts are optional but a
+    dispatcher must be able to find it: give at least a label."""
+
+    label: str = Field(
+        min_length=1, max_length=200, description="How the place is called, e.g. 急诊分诊台."
+    )
+    building: str | None = Field(default=None, max_length=100, description="Building, e.g. 门诊楼.")
+    floor: str | None = Field(default=None, max_length=50, description="Floor, e.g. 1F or 一层.")
+    room: str | None = Field(default=None, max_length=100, description="Room or area.")
+    zone: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Key area class: ER, registration, cashier, entrance, corridor, ...",
+    )
+    cameras: list[Name] = Field(
+        default_factory=list, description="Cameras linked to this place (shown with its alarms)."
+    )
+
+
+InputConfig = Annotated[
+    GpioInputConfig | SerialInputConfig | SimulatedInputConfig,
+    Field(discriminator="type"),
+]
+
+
+class EdgeguardConfig(StrictModel):
+    """The whole configuration file."""
+
+    version: Literal[1] = Field(default=1, description="Config format version.")
+    site: SiteConfig = Field(description="This site.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Police uplink.")
+    signing: SigningConfig = Field(description="Message signing key.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Event log.")
+    control: ControlConfig = Field(default_factory=ControlConfig, description="Control socket.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    locations: dict[Name, LocationConfig] = Field(
+        default_factory=dict, description="Places, by key; inputs refer to them."
+    )
+    inputs: list[InputConfig] = Field(
+        default_factory=list, description="Alarm inputs (drivers), each selected by `type`."
+    )
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> EdgeguardConfig:
+        problems = self.reference_problems()
+        if problems:
+            raise ReferenceProblemsError(problems)
+        return self
+
+    def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Names used twice and locations that are not defined, with the path of each."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        sources: set[str] = set()
+        for index, item in enumerate(self.inputs):
+            here: tuple[str | int, ...] = ("inputs", index)
+            if item.name in {i.name for i in self.inputs[:index]}:
+                problems.append(((*here, "name"), f"input name {item.name!r} is used twice"))
+            own_location = getattr(item, "location", None)
+            if own_location is not None and own_location not in self.locations:
+                problems.append(((*here, "location"), _undefined(own_location)))
+            for source, point, path in _points_with_paths(item, here):
+                if source in sources:
+                    problems.append((path, f"alarm source {source!r} is defined twice"))
+                sources.add(source)
+                if point.location not in self.locations and path != (*here,):
+                    problems.append(((*path, "location"), _undefined(point.location)))
+        return problems
+
+    def points(self) -> dict[str, PointConfig]:
+        """Every alarm source the inputs can raise, by source name."""
+        found: dict[str, PointConfig] = {}
+        for item in self.inputs:
+            for source, point in input_points(item).items():
+                if source in found:
+                    raise ValueError(f"alarm source {source!r} is defined twice")
+                found[source] = point
+        return found
+
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edgeguard-{self.site.id}"
+
+
+class ReferenceProblemsError(ValueError):
+    """Cross-reference errors, each with the key path it belongs to (mapped to YAML lines)."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+def _undefined(location: str) -> str:
+    return f"location {location!r} is not defined under `locations`"
+
+
+def _points_with_paths(
+    item: Any, here: tuple[str | int, ...]
+) -> list[tuple[str, PointConfig, tuple[str | int, ...]]]:
+    if isinstance(item, SerialInputConfig):
+        return [
+            (device.name or f"{item.name}-{dev}", device, (*here, "devices", dev))
+            for dev, device in item.devices.items()
+        ]
+    if isinstance(item, PointConfig) and isinstance(item, DriverConfig):
+        return [(item.name, item, (*here,))]
+    return []
+
+
+def input_points(item: Any) -> dict[str, PointConfig]:
+    """The sources an input config raises, without starting its driver."""
+    return {source: point for source, point, _ in _points_with_paths(item, ())}

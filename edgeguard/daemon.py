@@ -1,0 +1,312 @@
+"""The daemon: one asyncio loop owns the alarm path (inputs → rules → store → outbox → MQTT)
+and the control socket. SIGTERM stops cleanly, SIGHUP reloads the config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeguard import __version__, sysd
+from edgeguard.alarms import AlarmBook, AlarmError
+from edgeguard.bridge import Bridge
+from edgeguard.config import EdgeguardConfig
+from edgeguard.config_loader import ConfigError, load_config
+from edgeguard.control import ControlServer, RequestError, ResetRequest, SimulateRequest
+from edgeguard.ids import iso_ms, utc_now
+from edgeguard.inputs import InputManager
+from edgeguard.outbox import Outbox
+from edgeguard.payloads import heartbeat_payload, heartbeat_topic
+from edgeguard.service import AlarmService
+from edgeguard.signing import Signer
+from edgeguard.uplink import NotConnectedError, Uplink
+from edgeguard.writer import StoreWriter
+from edgeguard_drivers.base import DriverError
+
+logger = logging.getLogger(__name__)
+
+STOP_FLUSH_S = 5.0
+SIMULATE_RECORD_TIMEOUT_S = 10.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: EdgeguardConfig,
+        config_path: Path | None = None,
+        *,
+        pin_factory: Any | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.pin_factory = pin_factory
+        self.started_at = utc_now()
+        self._started = time.monotonic()
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+        self.heartbeats = 0
+        self.signer = Signer.from_file(config.signing.private_key)
+        self.writer = StoreWriter(config.store.path)
+        self.book = AlarmBook(config, self.signer)
+        self.outbox = Outbox(config.mqtt.inflight_window, self._mark_delivered)
+        self.service = AlarmService(self.writer, self.book, self.outbox)
+        self.uplink: Uplink | None = None
+        self.inputs: InputManager | None = None
+        self.bridge: Bridge | None = None
+        self.control: ControlServer | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def run(self, *, install_signals: bool = True) -> int:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        await asyncio.to_thread(self.writer.start)
+        try:
+            await self._start(loop, install_signals=install_signals)
+            sysd.notify(
+                "READY=1", f"STATUS=edgeguard {__version__} running for site {self.config.site.id}"
+            )
+            self.ready.set()
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _start(self, loop: asyncio.AbstractEventLoop, *, install_signals: bool) -> None:
+        await self.writer.run(
+            lambda s: s.append_event(
+                "system.start", data={"version": __version__, "site": self.config.site.id}
+            )
+        )
+        self.outbox.load(await self.writer.run(lambda s: s.undelivered()))
+        self.bridge = Bridge(loop, self.service.handle_signal, self.service.handle_status)
+        self._start_uplink(loop)
+        self.inputs = InputManager(self.bridge, self.pin_factory)
+        await self.inputs.start_all(list(self.config.inputs))
+        self.control = ControlServer(self.config.control.socket, self._handle_control)
+        await self.control.start()
+        if install_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        self._spawn(self._heartbeat_loop())
+        self._spawn(self._watchdog_loop())
+        self._spawn(self._stale_loop())
+
+    def _start_uplink(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.uplink = Uplink(self.config, self.signer, self, loop, self.started_at)
+        self.outbox.uplink = self.uplink
+        self.uplink.start()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    def request_stop(self) -> None:
+        """Ask the daemon to stop; safe from any thread."""
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _shutdown(self) -> None:
+        logger.info("stopping: flushing what can be delivered")
+        sysd.notify("STOPPING=1")
+        if self.inputs is not None:
+            await self.inputs.stop_all()
+        if self.bridge is not None:
+            await self.bridge.settle(STOP_FLUSH_S)
+        if self.control is not None:
+            await self.control.stop()
+        if self.uplink is not None and self.uplink.connected:
+            delivered = await self.outbox.drain(STOP_FLUSH_S)
+            if not delivered:
+                logger.warning(
+                    "stopping with %d message(s) undelivered; they are kept and "
+                    "sent after the restart",
+                    len(self.outbox.pending),
+                )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.writer.run(lambda s: s.append_event("system.stop", data={}))
+        if self.uplink is not None:
+            await self.uplink.stop()
+        await asyncio.to_thread(self.writer.stop)
+        logger.info("stopped")
+
+    # --- uplink events (UplinkHandler) ------------------------------------------------------
+    def on_connected(self) -> None:
+        self.outbox.on_connected()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.outbox.on_disconnected()
+
+    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
+        self.outbox.on_puback(mid, ok, reason)
+
+    def on_ack_message(self, payload: bytes) -> None:
+        self._spawn(self.service.handle_police_ack(payload))
+
+    async def _mark_delivered(self, ids: list[int]) -> None:
+        await self.service.mark_delivered(ids)
+
+    # --- periodic work ----------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        cfg = self.config.mqtt
+        while True:
+            await asyncio.sleep(cfg.heartbeat_interval)
+            uplink = self.uplink
+            if uplink is None or not uplink.connected:
+                continue
+            head, open_count = await self.writer.run(lambda s: (s.head(), len(s.open_alarms())))
+            self.heartbeats += 1
+            payload = heartbeat_payload(
+                self.config.site.id,
+                self.heartbeats,
+                uptime_s=time.monotonic() - self._started,
+                open_alarms=open_count,
+                pending=len(self.outbox.pending),
+                log_head=head,
+            )
+            with contextlib.suppress(NotConnectedError):
+                uplink.publish(
+                    heartbeat_topic(self.config.site.id),
+                    self.signer.encode(payload),
+                    cfg.heartbeat_qos,
+                    False,
+                )
+
+    async def _watchdog_loop(self) -> None:
+        interval = sysd.watchdog_interval()
+        if interval is None:
+            return
+        logger.info(
+            "systemd watchdog: pinging every %.1f s while the alarm path is alive", interval
+        )
+        while True:
+            if await self.alarm_path_alive(timeout=interval):
+                sysd.notify("WATCHDOG=1")
+            else:
+                logger.critical("alarm path not responding: withholding the watchdog ping")
+            await asyncio.sleep(interval)
+
+    async def alarm_path_alive(self, timeout: float) -> bool:
+        """The store writer answers within ``timeout`` (the loop obviously runs)."""
+        if not self.writer.alive():
+            return False
+        try:
+            await asyncio.wait_for(self.writer.run(lambda s: s.head()), timeout)
+        except (TimeoutError, RuntimeError):
+            return False
+        return True
+
+    async def _stale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self.outbox.check_stale()
+
+    # --- reload -----------------------------------------------------------------------------
+    async def reload(self) -> bool:
+        if self.config_path is None:
+            logger.warning("reload: the daemon was not started from a file")
+            return False
+        sysd.notify("RELOADING=1")
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                logger.error("reload rejected, keeping the running config: %s", issue)
+            sysd.notify("READY=1")
+            return False
+        await self._apply_config(new)
+        sysd.notify("READY=1")
+        return True
+
+    async def _apply_config(self, new: EdgeguardConfig) -> None:
+        old = self.config
+        if new.store != old.store or new.control != old.control:
+            logger.warning("reload: store and control socket changes take effect on restart")
+        if new.signing != old.signing:
+            self.signer = Signer.from_file(new.signing.private_key)
+        self.config = new
+        self.book.config, self.book.signer = new, self.signer
+        sysd.setup_logging(new.logging.level, new.logging.journald)
+        assert self.inputs is not None
+        assert self._loop is not None
+        await self.inputs.stop_all()
+        await self.inputs.start_all(list(new.inputs))
+        if (new.mqtt, new.site) != (old.mqtt, old.site) and self.uplink is not None:
+            logger.info("reload: MQTT settings changed, reconnecting")
+            await self.uplink.stop()
+            self._start_uplink(self._loop)
+        await self.writer.run(lambda s: s.append_event("config.reload", data={}))
+        logger.info("config reloaded from %s", self.config_path)
+
+    # --- control socket ---------------------------------------------------------------------
+    async def _handle_control(self, request: Any) -> dict[str, Any]:
+        if isinstance(request, ResetRequest):
+            try:
+                record = await self.service.reset(request.event_id, request.by)
+            except AlarmError as exc:
+                raise RequestError(str(exc)) from exc
+            return {"alarm": record.__dict__}
+        if isinstance(request, SimulateRequest):
+            assert self.inputs is not None
+            recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def on_recorded() -> None:
+                if not recorded.done():
+                    recorded.set_result(None)
+
+            try:
+                button = self.inputs.simulated(request.input)
+                (button.press if request.cmd == "press" else button.release)(on_recorded)
+            except (KeyError, DriverError) as exc:
+                raise RequestError(str(exc).strip("'\"")) from exc
+            try:  # answer once the press is durably recorded, like a serial box's ACK
+                await asyncio.wait_for(recorded, SIMULATE_RECORD_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise RequestError("not recorded in time (see the daemon's log)") from exc
+            return {"input": request.input, "action": request.cmd, "recorded": True}
+        return await self.status()
+
+    async def status(self) -> dict[str, Any]:
+        uplink = self.uplink
+        snapshot = await self.service.snapshot()
+        link = {
+            "connected": bool(uplink and uplink.connected),
+            "broker": f"{self.config.mqtt.host}:{self.config.mqtt.effective_port()}",
+            "since": iso_ms_from_epoch(uplink.last_change) if uplink else None,
+            "last_error": uplink.last_error if uplink else None,
+        }
+        return {
+            "site": self.config.site.id,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "link": link,
+            "outbox": self.outbox.stats(),
+            **snapshot,
+        }
+
+
+def iso_ms_from_epoch(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return iso_ms(datetime.fromtimestamp(epoch, UTC))
+
+
+def run_daemon(config_path: Path) -> int:
+    """Entry point of `edgeguard run`."""
+    config = load_config(config_path)
+    sysd.setup_logging(config.logging.level, config.logging.journald)
+    logger.info(
+        "edgeguard %s starting for site %s (%s)", __version__, config.site.id, config.site.name
+    )
+    daemon = Daemon(config, config_path)
+    return asyncio.run(daemon.run())

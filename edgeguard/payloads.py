@@ -1,0 +1,141 @@
+"""MQTT topics and payloads of the contract in docs/mqtt-api.md (schemas in docs/schema/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeguard import __version__
+from edgeguard.config import LocationConfig
+from edgeguard.ids import iso_ms, utc_now
+from edgeguard.model import SCHEMA_VERSION, MessageType, PoliceAction
+from edgeguard.store import AlarmRecord
+
+TOPIC_ROOT = "edgeguard"
+
+
+def alarm_topic(site: str, source: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/alarm/{source}"
+
+
+def device_topic(site: str, device: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/device/{device}"
+
+
+def status_topic(site: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/status"
+
+
+def heartbeat_topic(site: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/heartbeat"
+
+
+def ack_topic(site: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/ack"
+
+
+def event_topic(site: str, source: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/event/{source}"
+
+
+def location_payload(key: str, location: LocationConfig | None) -> dict[str, Any]:
+    """The ``location`` object: the installer's words for where an alarm came from."""
+    if location is None:
+        return {"id": key, "label": key}
+    out: dict[str, Any] = {"id": key, "label": location.label}
+    for part in ("building", "floor", "room", "zone"):
+        value = getattr(location, part)
+        if value is not None:
+            out[part] = value
+    return out
+
+
+def alarm_payload(
+    record: AlarmRecord, message: MessageType, seq: int, site: str, site_name: str
+) -> dict[str, Any]:
+    """The unsigned alarm message for ``record`` as it stands now."""
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "alarm",
+        "message": message.value,
+        "event_id": record.event_id,
+        "site": site,
+        "site_name": site_name,
+        "seq": seq,
+        "kind": record.kind,
+        "state": record.state,
+        "priority": record.priority,
+        "source": record.source,
+        "location": record.location,
+        "occurred_at": record.occurred_at,
+        "updated_at": iso_ms(utc_now()),
+        "input_active": record.input_active,
+        "trigger_count": record.trigger_count,
+        "restored_at": record.restored_at,
+        "reset_at": record.reset_at,
+        "reset_by": record.reset_by,
+        "detail": record.detail,
+        "cameras": record.cameras,
+    }
+
+
+def status_payload(
+    site: str, state: Literal["online", "offline"], started_at: datetime, uptime_s: float
+) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "status",
+        "site": site,
+        "state": state,
+        "version": __version__,
+        "started_at": iso_ms(started_at),
+        "uptime_s": round(uptime_s, 3),
+        "at": iso_ms(utc_now()),
+    }
+
+
+def heartbeat_payload(
+    site: str,
+    counter: int,
+    *,
+    uptime_s: float,
+    open_alarms: int,
+    pending: int,
+    log_head: tuple[int, str],
+) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "heartbeat",
+        "site": site,
+        "counter": counter,
+        "at": iso_ms(utc_now()),
+        "uptime_s": round(uptime_s, 3),
+        "open_alarms": open_alarms,
+        "outbox_pending": pending,
+        "log_head": {"id": log_head[0], "hash": log_head[1]},
+    }
+
+
+def device_payload(site: str, device: str, state: str, detail: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "device",
+        "site": site,
+        "device": device,
+        "state": state,
+        "at": iso_ms(utc_now()),
+        "detail": detail,
+    }
+
+
+class PoliceAck(BaseModel):
+    """A police acknowledgement received on ``edgeguard/{site}/ack`` (validated input)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$")
+    state: PoliceAction
+    by: str = Field(min_length=1, max_length=100)
+    at: datetime

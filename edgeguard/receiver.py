@@ -1,0 +1,129 @@
+"""The police side of the contract, minimal: verify each message's signature against the
+site's public key, drop duplicates by (event_id, seq), and render alarms as a dispatcher reads
+them. `edgeguard listen` (the demo's police subscriber) and the tests use it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edgeguard.ids import parse_iso
+from edgeguard.signing import SignatureError, load_public_key, verify_bytes
+
+logger = logging.getLogger(__name__)
+
+MAX_REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class Received:
+    """One verified message, or why it was rejected (``warning``)."""
+
+    topic: str
+    site: str
+    kind: str  # alarm, status, heartbeat, device, ack, other
+    payload: dict[str, Any] | None
+    duplicate: bool = False
+    warning: str | None = None
+
+
+def load_site_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
+    """Public keys named ``{site id}.pub`` in ``directory``."""
+    return {path.stem: load_public_key(path) for path in sorted(directory.glob("*.pub"))}
+
+
+class Receiver:
+    def __init__(self, keys: dict[str, Ed25519PublicKey]) -> None:
+        self.keys = keys
+        self._seen: dict[tuple[str, str, int], None] = {}
+
+    def handle(self, topic: str, body: bytes) -> Received:
+        parts = topic.split("/")
+        if len(parts) < 3 or parts[0] != "edgeguard":
+            return Received(topic, "?", "other", None, warning="not an edgeguard topic")
+        site, kind = parts[1], parts[2]
+        if kind == "ack":
+            return Received(topic, site, kind, None)
+        key = self.keys.get(site)
+        if key is None:
+            return Received(topic, site, kind, None, warning=f"unknown site {site!r}: no key")
+        try:
+            payload = verify_bytes(body, key)
+        except SignatureError as exc:
+            return Received(topic, site, kind, None, warning=f"rejected: {exc}")
+        if payload.get("site") != site:
+            return Received(
+                topic,
+                site,
+                kind,
+                None,
+                warning=f"site {payload.get('site')!r} published under {site!r}",
+            )
+        return Received(topic, site, kind, payload, duplicate=self._is_duplicate(kind, payload))
+
+    def _is_duplicate(self, kind: str, payload: dict[str, Any]) -> bool:
+        if kind != "alarm":
+            return False
+        key = (str(payload.get("site")), str(payload.get("event_id")), int(payload.get("seq", -1)))
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > MAX_REMEMBERED:
+            self._seen.pop(next(iter(self._seen)))
+        return False
+
+
+def _local(text: str | None) -> str:
+    if not text:
+        return "-"
+    moment: datetime = parse_iso(text).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} {text}"
+
+
+def render_alarm(p: dict[str, Any]) -> str:
+    """An alarm as a dispatcher reads it: who, where, what, when, and that it is genuine."""
+    loc = p.get("location") or {}
+    where = " ".join(str(loc[k]) for k in ("building", "floor", "room") if loc.get(k))
+    where = f"{where} {loc.get('label', '')}".strip() + (
+        f" ({loc['zone']})" if loc.get("zone") else ""
+    )
+    head = (
+        f"[P{p.get('priority')} {str(p.get('kind', '')).upper()}] {p.get('site_name')} "
+        f"({p.get('site')})  {str(p.get('message', '')).upper()}  state={p.get('state')}"
+    )
+    lines = [
+        head,
+        f"  where: {where}",
+        f"  what:  {p.get('kind')} from {p.get('source')}"
+        + ("  (input still active)" if p.get("input_active") else "  (input restored)"),
+        f"  when:  {_local(p.get('occurred_at'))}",
+        f"  event: {p.get('event_id')}  seq {p.get('seq')}  signature OK",
+    ]
+    if p.get("reset_by"):
+        lines.append(f"  reset: by {p['reset_by']} at {_local(p.get('reset_at'))}")
+    if p.get("cameras"):
+        lines.append(f"  cameras: {', '.join(p['cameras'])}")
+    return "\n".join(lines)
+
+
+def render(received: Received) -> str | None:
+    """A line (or block) for the console, or None for messages not worth a line."""
+    if received.warning:
+        return f"!! SECURITY WARNING on {received.topic}: {received.warning}"
+    p = received.payload or {}
+    if received.kind == "alarm":
+        return (
+            ("(duplicate ignored) " + str(p.get("event_id")))
+            if received.duplicate
+            else render_alarm(p)
+        )
+    if received.kind == "status":
+        return f"-- site {received.site} is {p.get('state')} (version {p.get('version')})"
+    if received.kind == "device":
+        return f"-- device {p.get('device')} at {received.site}: {p.get('state')}"
+    return None

@@ -1,0 +1,114 @@
+"""The alarm path on the event loop: signal → durable write → outbox, plus resets, police
+acks and deliveries, and notification of listeners (control socket, consoles)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgeguard.alarms import AlarmBook, AlarmError, Change
+from edgeguard.model import DeviceStatus, InputSignal
+from edgeguard.outbox import Outbox
+from edgeguard.payloads import PoliceAck
+from edgeguard.store import AlarmRecord
+from edgeguard.writer import StoreWriter
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[str, AlarmRecord | None], None]
+
+
+class AlarmService:
+    def __init__(self, writer: StoreWriter, book: AlarmBook, outbox: Outbox) -> None:
+        self.writer = writer
+        self.book = book
+        self.outbox = outbox
+        self.listeners: list[Listener] = []
+        self.failed_writes = 0
+
+    def _notify(self, what: str, record: AlarmRecord | None) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(what, record)
+            except Exception:
+                logger.exception("alarm listener failed")
+
+    def _apply(self, change: Change) -> Change:
+        self.outbox.add(change.outbox)
+        if change.alarm is not None:
+            self._notify(change.what, change.alarm)
+        return change
+
+    async def handle_signal(self, signal: InputSignal) -> None:
+        try:
+            change = await self.writer.run(partial(self.book.apply_signal, signal=signal))
+        except Exception as exc:  # noqa: BLE001 - a failed write must reach the driver
+            self.failed_writes += 1
+            logger.critical(
+                "could not record %s %s from %s: %s", signal.kind, signal.action, signal.source, exc
+            )
+            if signal.on_failed is not None:
+                signal.on_failed(exc)
+            return
+        self._apply(change)
+        if signal.on_recorded is not None:
+            try:
+                signal.on_recorded()
+            except Exception:
+                logger.exception("on_recorded callback of %s failed", signal.source)
+
+    async def handle_status(self, status: DeviceStatus) -> None:
+        try:
+            change = await self.writer.run(partial(self.book.device_status, status=status))
+        except Exception:
+            logger.exception("could not record status of %s", status.device)
+            return
+        self._apply(change)
+
+    async def reset(self, event_id: str, by: str) -> AlarmRecord:
+        change = await self.writer.run(partial(self.book.reset, event_id=event_id, by=by))
+        self._apply(change)
+        assert change.alarm is not None
+        return change.alarm
+
+    async def mark_delivered(self, ids: list[int]) -> None:
+        changed = await self.writer.run(partial(self.book.delivered, ids=ids))
+        for record in changed:
+            self._notify("delivered", record)
+
+    async def handle_police_ack(self, payload: bytes) -> None:
+        try:
+            ack = PoliceAck.model_validate(json.loads(payload.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+            logger.warning("police ack rejected: %s", _short(exc))
+            return
+        try:
+            change = await self.writer.run(partial(self.book.police_ack, ack=ack))
+        except AlarmError as exc:
+            logger.warning("police ack rejected: %s", exc)
+            return
+        self._apply(change)
+
+    async def open_alarms(self) -> list[AlarmRecord]:
+        return await self.writer.run(lambda store: store.open_alarms())
+
+    async def snapshot(self) -> dict[str, Any]:
+        def read(store: Any) -> dict[str, Any]:
+            head = store.head()
+            return {
+                "open_alarms": [a.__dict__ for a in store.open_alarms()],
+                "devices": store.devices(),
+                "log_head": {"id": head[0], "hash": head[1]},
+            }
+
+        return await self.writer.run(read)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", "; ")
+    return text[:300]

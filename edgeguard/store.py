@@ -1,0 +1,492 @@
+"""The event store: SQLite in WAL mode with synchronous=FULL, migrations, a hash-chained
+event ledger, the alarms' current state and the MQTT outbox.
+
+A Store object is used from one thread only (the writer thread in the daemon; the CLI's
+own thread for read-only commands).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from sqlite_utils import Database
+
+from edgeguard.ids import iso_ms, utc_now
+
+logger = logging.getLogger(__name__)
+
+GENESIS_HASH = "0" * 64
+CHAINED_COLUMNS = (
+    "id",
+    "event_id",
+    "type",
+    "source",
+    "kind",
+    "state",
+    "priority",
+    "location",
+    "occurred_at",
+    "recorded_at",
+    "data",
+)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or is not an edgeguard store."""
+
+
+def _migration_1(db: Database) -> None:
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("events").create(
+        {
+            "id": int,
+            "event_id": str,
+            "type": str,
+            "source": str,
+            "kind": str,
+            "state": str,
+            "priority": int,
+            "location": str,
+            "occurred_at": str,
+            "recorded_at": str,
+            "data": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="id",
+        not_null={"type", "recorded_at", "data", "prev_hash", "hash"},
+    )
+    db.table("events").create_index(["event_id"])
+    db.table("events").create_index(["occurred_at"])
+    db.table("alarms").create(
+        {
+            "event_id": str,
+            "first_seq": int,
+            "kind": str,
+            "priority": int,
+            "source": str,
+            "location_key": str,
+            "location": str,
+            "occurred_at": str,
+            "recorded_at": str,
+            "state": str,
+            "input_active": int,
+            "trigger_count": int,
+            "detail": str,
+            "cameras": str,
+            "restored_at": str,
+            "delivered_at": str,
+            "acknowledged_at": str,
+            "acknowledged_by": str,
+            "dispatched_at": str,
+            "dispatched_by": str,
+            "resolved_at": str,
+            "resolved_by": str,
+            "reset_at": str,
+            "reset_by": str,
+            "updated_at": str,
+        },
+        pk="event_id",
+        not_null={"kind", "priority", "source", "state", "occurred_at"},
+    )
+    db.table("alarms").create_index(["source", "state"])
+    db.table("outbox").create(
+        {
+            "id": int,
+            "topic": str,
+            "payload": bytes,
+            "qos": int,
+            "retain": int,
+            "event_id": str,
+            "message": str,
+            "seq": int,
+            "created_at": str,
+            "delivered_at": str,
+        },
+        pk="id",
+        not_null={"topic", "payload", "qos", "retain", "created_at"},
+    )
+    db.execute("CREATE INDEX idx_outbox_pending ON outbox(id) WHERE delivered_at IS NULL")
+    db.table("devices").create(
+        {"device": str, "state": str, "detail": str, "updated_at": str}, pk="device"
+    )
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1]
+
+
+@dataclass
+class AlarmRecord:
+    """The current state of one alarm (a row of ``alarms``)."""
+
+    event_id: str
+    kind: str
+    priority: int
+    source: str
+    location_key: str
+    location: dict[str, Any]
+    occurred_at: str
+    recorded_at: str
+    state: str
+    first_seq: int | None = None
+    input_active: bool = True
+    trigger_count: int = 1
+    detail: dict[str, Any] = field(default_factory=dict)
+    cameras: list[str] = field(default_factory=list)
+    restored_at: str | None = None
+    delivered_at: str | None = None
+    acknowledged_at: str | None = None
+    acknowledged_by: str | None = None
+    dispatched_at: str | None = None
+    dispatched_by: str | None = None
+    resolved_at: str | None = None
+    resolved_by: str | None = None
+    reset_at: str | None = None
+    reset_by: str | None = None
+    updated_at: str | None = None
+
+    JSON_FIELDS = ("location", "detail", "cameras")
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.JSON_FIELDS:
+                value = json.dumps(value, ensure_ascii=False)
+            elif f.name == "input_active":
+                value = int(value)
+            row[f.name] = value
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AlarmRecord:
+        values = dict(row)
+        for name in cls.JSON_FIELDS:
+            values[name] = (
+                json.loads(values[name]) if values.get(name) else ([] if name == "cameras" else {})
+            )
+        values["input_active"] = bool(values.get("input_active"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    event_id: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    row_id: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"row {self.row_id}: {self.problem}"
+
+
+def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    body = {name: row.get(name) for name in CHAINED_COLUMNS}
+    digest = hashlib.sha256(prev_hash.encode("ascii") + b"\n" + bytes(rfc8785.dumps(body)))
+    return digest.hexdigest()
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        if not path.exists():
+            raise StoreError(f"{path}: no such database")
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class Store:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.conn = connect(path, readonly=readonly)
+        self.db = Database(self.conn)
+        if not readonly:
+            self.db.enable_wal()
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        elif self.schema_version() == 0:
+            raise StoreError(f"{path}: not an edgeguard database")
+        self._head: tuple[int, str] | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- schema -----------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version()
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {current} is newer than this edgeguard "
+                f"({len(MIGRATIONS)}); upgrade edgeguard"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self.db.atomic():
+                MIGRATIONS[version - 1](self.db)
+                self.conn.execute(f"PRAGMA user_version = {version}")
+            logger.info("store %s migrated to schema %d", self.path, version)
+
+    # --- transactions -----------------------------------------------------------------------
+    def transaction(self) -> Any:
+        """A transaction (or savepoint when nested); commits are fsynced (synchronous=FULL)."""
+        return self.db.atomic()
+
+    def forget_cached_head(self) -> None:
+        """Called after a rolled-back transaction: the cached chain head may be stale."""
+        self._head = None
+
+    # --- meta and counters ------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
+
+    def next_seq(self) -> int:
+        """Per-site monotonic counter carried by every alarm message."""
+        seq = int(self.meta("alarm_seq") or 0) + 1
+        self.set_meta("alarm_seq", str(seq))
+        return seq
+
+    # --- the ledger -------------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        if self._head is None:
+            row = self.conn.execute(
+                "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            self._head = (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+        return self._head
+
+    def append_event(
+        self,
+        event_type: str,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+        priority: int | None = None,
+        location: str | None = None,
+        occurred_at: datetime | str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append one hash-chained row to the ledger. Call inside a transaction."""
+        last_id, prev_hash = self.head()
+        when = (
+            occurred_at
+            if isinstance(occurred_at, str) or occurred_at is None
+            else iso_ms(occurred_at)
+        )
+        row: dict[str, Any] = {
+            "id": last_id + 1,
+            "event_id": event_id,
+            "type": event_type,
+            "source": source,
+            "kind": kind,
+            "state": state,
+            "priority": priority,
+            "location": location,
+            "occurred_at": when,
+            "recorded_at": iso_ms(utc_now()),
+            "data": json.dumps(data or {}, ensure_ascii=False, sort_keys=True),
+        }
+        row["prev_hash"] = prev_hash
+        row["hash"] = row_hash(prev_hash, row)
+        self.db.table("events").insert(row)
+        self._head = (row["id"], row["hash"])
+        return row
+
+    def verify_chain(self) -> tuple[int, list[ChainProblem]]:
+        """Walk the ledger; return (rows checked, problems) naming each bad row."""
+        problems: list[ChainProblem] = []
+        expected_prev = GENESIS_HASH
+        expected_id = 1
+        checked = 0
+        for row in self.db.table("events").rows_where(order_by="id"):
+            checked += 1
+            row_id = row["id"]
+            if row_id != expected_id:
+                missing = (
+                    f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}-{row_id - 1}"
+                )
+                problems.append(ChainProblem(row_id, f"row(s) {missing} deleted before this row"))
+            elif row["prev_hash"] != expected_prev:
+                problems.append(
+                    ChainProblem(
+                        row_id,
+                        "does not follow the previous row (reordered or previous row replaced)",
+                    )
+                )
+            if row_hash(row["prev_hash"], row) != row["hash"]:
+                problems.append(ChainProblem(row_id, "content edited (hash does not match)"))
+            expected_prev = row["hash"]
+            expected_id = row_id + 1
+        return checked, problems
+
+    def query_events(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        kinds: list[str] | None = None,
+        types: list[str] | None = None,
+        source: str | None = None,
+        location: str | None = None,
+        event_id: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, op, value in (
+            ("recorded_at", ">=", since),
+            ("recorded_at", "<", until),
+            ("source", "=", source),
+            ("location", "=", location),
+            ("event_id", "=", event_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                args.append(value)
+        for column, values in (("kind", kinds), ("type", types)):
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                args.extend(values)
+        where = " AND ".join(clauses) or None
+        yield from self.db.table("events").rows_where(where, args, order_by="id", limit=limit)
+
+    # --- alarms -----------------------------------------------------------------------------
+    def insert_alarm(self, record: AlarmRecord) -> None:
+        record.updated_at = iso_ms(utc_now())
+        self.db.table("alarms").insert(record.to_row())
+
+    def save_alarm(self, record: AlarmRecord) -> None:
+        record.updated_at = iso_ms(utc_now())
+        row = record.to_row()
+        self.db.table("alarms").update(record.event_id, row)
+
+    def alarm(self, event_id: str) -> AlarmRecord | None:
+        rows = list(self.db.table("alarms").rows_where("event_id = ?", [event_id]))
+        return AlarmRecord.from_row(rows[0]) if rows else None
+
+    def open_alarm_for_source(self, source: str) -> AlarmRecord | None:
+        rows = list(
+            self.db.table("alarms").rows_where(
+                "source = ? AND state != 'reset'", [source], order_by="occurred_at DESC", limit=1
+            )
+        )
+        return AlarmRecord.from_row(rows[0]) if rows else None
+
+    def open_alarms(self) -> list[AlarmRecord]:
+        rows = self.db.table("alarms").rows_where(
+            "state != 'reset'", order_by="priority, occurred_at"
+        )
+        return [AlarmRecord.from_row(r) for r in rows]
+
+    def alarms(self, limit: int = 100) -> list[AlarmRecord]:
+        rows = self.db.table("alarms").rows_where(order_by="occurred_at DESC", limit=limit)
+        return [AlarmRecord.from_row(r) for r in rows]
+
+    # --- devices ----------------------------------------------------------------------------
+    def device(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.table("devices").rows_where("device = ?", [name]))
+        return rows[0] if rows else None
+
+    def save_device(self, name: str, state: str, detail: dict[str, Any]) -> None:
+        self.db.table("devices").upsert(
+            {
+                "device": name,
+                "state": state,
+                "updated_at": iso_ms(utc_now()),
+                "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True),
+            },
+            pk="device",
+        )
+
+    def devices(self) -> list[dict[str, Any]]:
+        return list(self.db.table("devices").rows_where(order_by="device"))
+
+    # --- outbox -----------------------------------------------------------------------------
+    def enqueue(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        event_id: str | None = None,
+        message: str | None = None,
+        seq: int | None = None,
+    ) -> OutboxRow:
+        table = self.db.table("outbox")
+        table.insert(
+            {
+                "topic": topic,
+                "payload": payload,
+                "qos": qos,
+                "retain": int(retain),
+                "event_id": event_id,
+                "message": message,
+                "seq": seq,
+                "created_at": iso_ms(utc_now()),
+            }
+        )
+        row_id = int(table.last_rowid or 0)
+        return OutboxRow(row_id, topic, payload, qos, retain, event_id, message)
+
+    def undelivered(self) -> list[OutboxRow]:
+        rows = self.conn.execute(
+            "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
+            "WHERE delivered_at IS NULL ORDER BY id"
+        ).fetchall()
+        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    def mark_delivered(self, ids: list[int], at: str) -> list[OutboxRow]:
+        """Mark outbox rows delivered; return the rows that were not already marked."""
+        marked: list[OutboxRow] = []
+        for row_id in ids:
+            row = self.conn.execute(
+                "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
+                "WHERE id = ? AND delivered_at IS NULL",
+                (row_id,),
+            ).fetchone()
+            if row is None:
+                continue
+            self.conn.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (at, row_id))
+            marked.append(
+                OutboxRow(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), row[5], row[6])
+            )
+        return marked
+
+    def count_undelivered(self) -> int:
+        return int(
+            self.conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[
+                0
+            ]
+        )

@@ -1,0 +1,220 @@
+"""The MQTT link to the police broker (paho-mqtt 2.x, MQTT 5 or 3.1.1).
+
+paho runs its own network thread; every callback is handed to the event loop with
+``call_soon_threadsafe`` and handled there, so the rest of the daemon never sees paho's thread.
+The link announces itself with a retained ``status`` (``online``) and leaves a Will that sets
+``offline`` if it vanishes; it subscribes to the police acknowledgements with a persistent
+session, so acks sent while the site was away are delivered when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edgeguard.config import EdgeguardConfig, MqttProtocol
+from edgeguard.payloads import ack_topic, status_payload, status_topic
+from edgeguard.signing import Signer
+
+logger = logging.getLogger(__name__)
+
+
+class UplinkHandler(Protocol):
+    """Receives the link's events on the event loop."""
+
+    def on_connected(self) -> None: ...
+
+    def on_disconnected(self, reason: str) -> None: ...
+
+    def on_puback(self, mid: int, ok: bool, reason: str) -> None: ...
+
+    def on_ack_message(self, payload: bytes) -> None: ...
+
+
+class NotConnectedError(Exception):
+    pass
+
+
+class Uplink:
+    def __init__(
+        self,
+        config: EdgeguardConfig,
+        signer: Signer,
+        handler: UplinkHandler,
+        loop: asyncio.AbstractEventLoop,
+        started_at: datetime,
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self.handler = handler
+        self.loop = loop
+        self.started_at = started_at
+        self._started_monotonic = time.monotonic()
+        self.connected = False
+        self.last_change = time.time()
+        self.last_error: str | None = None
+        self.connects = 0
+        self._stopping = False
+        self.client = self._make_client()
+
+    @property
+    def site(self) -> str:
+        return self.config.site.id
+
+    # --- setup ------------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config.mqtt
+        v5 = cfg.protocol is MqttProtocol.V5
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id(),
+            clean_session=None if v5 else False,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        )
+        client.enable_logger(logging.getLogger("edgeguard.paho"))
+        if cfg.username is not None:
+            client.username_pw_set(
+                cfg.username, cfg.password.get_secret_value() if cfg.password else None
+            )
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            client.tls_insecure_set(not cfg.tls.check_hostname)
+        will = self._status_message("offline")
+        client.will_set(status_topic(self.site), will, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(cfg.inflight_window)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _status_message(self, state: str) -> bytes:
+        uptime = time.monotonic() - self._started_monotonic
+        return self.signer.encode(status_payload(self.site, state, self.started_at, uptime))  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        cfg = self.config.mqtt
+        properties = None
+        if cfg.protocol is MqttProtocol.V5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = cfg.session_expiry
+        # clean_start=False on the very first connect too: the broker may hold our session
+        # (and police acks queued in it) from before a restart.
+        self.client.connect_async(
+            cfg.host,
+            cfg.effective_port(),
+            keepalive=cfg.keepalive,
+            clean_start=False,
+            properties=properties,
+        )
+        self.client.loop_start()
+        logger.info(
+            "mqtt: connecting to %s:%d as %s (MQTT %s%s)",
+            cfg.host,
+            cfg.effective_port(),
+            self.config.client_id(),
+            cfg.protocol.value,
+            ", TLS" if cfg.tls else "",
+        )
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Say ``offline`` (retained) if connected, then disconnect and stop paho's thread."""
+        if self.connected:
+            info = self.client.publish(
+                status_topic(self.site), self._status_message("offline"), qos=1, retain=True
+            )
+            with contextlib.suppress(RuntimeError, ValueError):  # link lost meanwhile
+                await asyncio.to_thread(info.wait_for_publish, timeout)
+        self._stopping = True
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+
+    # --- use --------------------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        if not self.connected:
+            raise NotConnectedError
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_QUEUE_SIZE):
+            raise NotConnectedError(mqtt.error_string(info.rc))
+        return int(info.mid)
+
+    # --- paho thread callbacks: hand everything to the loop ---------------------------------
+    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed during shutdown
+            logger.debug("event loop closed; dropped %s", getattr(fn, "__name__", fn))
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.error("mqtt: broker refused the connection: %s", reason)
+            self._to_loop(self._set_down, f"refused: {reason}")
+            return
+        client.subscribe(ack_topic(self.site), qos=1)
+        client.publish(status_topic(self.site), self._status_message("online"), qos=1, retain=True)
+        self._to_loop(self._set_up)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._to_loop(self._set_down, "connect failed")
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self._to_loop(self._set_down, str(reason))
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
+    ) -> None:
+        self._to_loop(self.handler.on_puback, mid, not reason.is_failure, str(reason))
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == ack_topic(self.site):
+            self._to_loop(self.handler.on_ack_message, bytes(message.payload))
+
+    # --- loop side --------------------------------------------------------------------------
+    def _set_up(self) -> None:
+        self.connected = True
+        self.connects += 1
+        self.last_change = time.time()
+        self.last_error = None
+        logger.info(
+            "mqtt: police link up (%s:%d)", self.config.mqtt.host, self.config.mqtt.effective_port()
+        )
+        self.handler.on_connected()
+
+    def _set_down(self, reason: str) -> None:
+        was_up = self.connected
+        self.connected = False
+        self.last_error = reason
+        if self._stopping:
+            logger.info("mqtt: disconnected from the police broker (stopping)")
+        elif was_up:
+            logger.error("mqtt: police link DOWN: %s", reason)
+        else:
+            logger.warning("mqtt: cannot reach the police broker: %s", reason)
+        if was_up:
+            self.last_change = time.time()
+            self.handler.on_disconnected(reason)

@@ -1,0 +1,56 @@
+"""Shared fixtures: a real mosquitto (TLS client certs + site ACL) on loopback, lab sites,
+daemons and a police subscriber."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, lab_broker, make_site
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    server = lab_broker(tmp_path / "lab")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def plain_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    server = lab_broker(tmp_path / "plain", tls=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, broker: Mosquitto) -> Site:
+    return make_site(tmp_path / "site", broker)
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(site: Site, **kwargs: Any) -> DaemonProcess:
+        proc = DaemonProcess(site, **kwargs)
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def police(broker: Mosquitto, site: Site) -> Iterator[PoliceSubscriber]:
+    with PoliceSubscriber(broker, {site.site_id: site.public_key}) as subscriber:
+        yield subscriber
