@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -68,6 +69,10 @@ class Daemon:
         await asyncio.to_thread(self.writer.start)
         try:
             await self._start(loop, install_signals=install_signals)
+            # Move everything built at start-up out of the collector's reach: a full collection
+            # over it would pause the alarm path for tens of milliseconds (measured).
+            gc.collect()
+            gc.freeze()
             sysd.notify(
                 "READY=1", f"STATUS=edgeguard {__version__} running for site {self.config.site.id}"
             )

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.payloads import ack_topic
 from edgeguard.receiver import Receiver, load_site_keys, render
+from edgeguard.uplink import no_delay
 
 
 def make_client(args: argparse.Namespace, default_id: str) -> tuple[mqtt.Client, int]:
@@ -36,6 +37,7 @@ def make_client(args: argparse.Namespace, default_id: str) -> tuple[mqtt.Client,
     if args.username:
         password = os.environ.get(args.password_env) if args.password_env else None
         client.username_pw_set(args.username, password)
+    client.on_socket_open = no_delay
     port = args.port or (8883 if args.ca is not None else 1883)
     return client, port
 

@@ -204,6 +204,15 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
+    """A plain parameterised INSERT. The alarm path uses this rather than sqlite-utils' insert,
+    whose per-call table introspection costs ~0.15 ms a row (measured in bench/)."""
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    cursor = conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values()))  # noqa: S608 - names are ours
+    return int(cursor.lastrowid or 0)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         if not path.exists():
@@ -272,7 +281,9 @@ class Store:
     def next_seq(self) -> int:
         """Per-site monotonic counter carried by every alarm message."""
         seq = int(self.meta("alarm_seq") or 0) + 1
-        self.set_meta("alarm_seq", str(seq))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('alarm_seq', ?)", (str(seq),)
+        )
         return seq
 
     # --- the ledger -------------------------------------------------------------------------
@@ -319,7 +330,7 @@ class Store:
         }
         row["prev_hash"] = prev_hash
         row["hash"] = row_hash(prev_hash, row)
-        self.db.table("events").insert(row)
+        _insert(self.conn, "events", row)
         self._head = (row["id"], row["hash"])
         return row
 
@@ -384,12 +395,16 @@ class Store:
     # --- alarms -----------------------------------------------------------------------------
     def insert_alarm(self, record: AlarmRecord) -> None:
         record.updated_at = iso_ms(utc_now())
-        self.db.table("alarms").insert(record.to_row())
+        _insert(self.conn, "alarms", record.to_row())
 
     def save_alarm(self, record: AlarmRecord) -> None:
         record.updated_at = iso_ms(utc_now())
         row = record.to_row()
-        self.db.table("alarms").update(record.event_id, row)
+        event_id = row.pop("event_id")
+        self.conn.execute(
+            f"UPDATE alarms SET {', '.join(f'{k} = ?' for k in row)} WHERE event_id = ?",  # noqa: S608 - column names are ours
+            (*row.values(), event_id),
+        )
 
     def alarm(self, event_id: str) -> AlarmRecord | None:
         rows = list(self.db.table("alarms").rows_where("event_id = ?", [event_id]))
@@ -444,8 +459,9 @@ class Store:
         message: str | None = None,
         seq: int | None = None,
     ) -> OutboxRow:
-        table = self.db.table("outbox")
-        table.insert(
+        row_id = _insert(
+            self.conn,
+            "outbox",
             {
                 "topic": topic,
                 "payload": payload,
@@ -455,9 +471,8 @@ class Store:
                 "message": message,
                 "seq": seq,
                 "created_at": iso_ms(utc_now()),
-            }
+            },
         )
-        row_id = int(table.last_rowid or 0)
         return OutboxRow(row_id, topic, payload, qos, retain, event_id, message)
 
     def undelivered(self) -> list[OutboxRow]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -45,6 +46,13 @@ class UplinkHandler(Protocol):
 
 class NotConnectedError(Exception):
     pass
+
+
+def no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Turn Nagle's algorithm off: paho does not, and a PUBLISH held back behind an un-ACKed
+    small packet waits for the peer's delayed ACK — 40 ms on Linux (measured in bench/)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Uplink:
@@ -102,6 +110,7 @@ class Uplink:
         client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
         client.max_inflight_messages_set(cfg.inflight_window)
         client.max_queued_messages_set(0)
+        client.on_socket_open = no_delay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

@@ -28,6 +28,7 @@ from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.pki import DevPKI
 from edgeguard.receiver import Received, Receiver
 from edgeguard.signing import generate_keypair, load_public_key
+from edgeguard.uplink import no_delay
 
 
 @dataclass
@@ -251,6 +252,7 @@ class PoliceSubscriber:
             )
             host, port = "localhost", broker.tls_port or 0
         self._subscribed = threading.Event()
+        self.client.on_socket_open = no_delay
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_message = self._on_message

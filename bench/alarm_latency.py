@@ -1,0 +1,232 @@
+"""Press → police subscriber latency over TLS, durable write included, against the floor.
+
+A GPIO button (gpiozero MockFactory pin) and a serial button box (EGB1 over a real pty) are each
+pressed N times (default 1,000; EDGEGUARD_BENCH_N to change). Each press is a new alarm: it is
+released and reset between presses, then the bench waits GAP_S (20 ms) before the next press. The time runs from the pin edge / the frame written on the
+pty to the police subscriber's receipt of the signed alarm, through the whole daemon: driver
+thread → bridge → store (WAL, synchronous=FULL, fsync) → outbox → paho → TLS mosquitto → police.
+
+The floor, measured in the same run on the same broker: a raw paho QoS 1 publish → receive
+round trip over TLS, plus one SQLite commit with fsync (WAL, synchronous=FULL).
+Target (docs/architecture.md, design brief): p99 ≤ 25 ms and ≤ 3x the floor's p99.
+
+Run: .venv/bin/python bench/alarm_latency.py   (last line: one JSON object)
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from gpiozero.pins.mock import MockFactory
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import emit, line, machine, percentiles  # noqa: E402
+
+from edgeguard.control import call  # noqa: E402
+from edgeguard.lab.broker import Mosquitto  # noqa: E402
+from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_broker, make_site  # noqa: E402
+from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty  # noqa: E402
+from edgeguard.receiver import Received  # noqa: E402
+from edgeguard.uplink import no_delay  # noqa: E402
+
+N = int(os.environ.get("EDGEGUARD_BENCH_N", "1000"))
+TIMEOUT = 10.0
+# Presses are independent events seconds apart in real life; a short gap after each cycle keeps a
+# press from queueing behind the bench's own release/reset traffic of the previous cycle.
+GAP_S = float(os.environ.get("EDGEGUARD_BENCH_GAP_S", "0.02"))
+PAYLOAD = b"x" * 900  # about the size of a signed alarm message
+
+
+class Arrivals:
+    """Police-side receipt times of alarm messages, by (source, message)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.seen: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = {}
+
+    def __call__(self, at: float, received: Received) -> None:
+        if received.kind != "alarm" or received.payload is None or received.duplicate:
+            return
+        key = (str(received.payload["source"]), str(received.payload["message"]))
+        with self.cond:
+            self.seen.setdefault(key, []).append((at, received.payload))
+            self.cond.notify_all()
+
+    def wait(self, source: str, message: str, count: int) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + TIMEOUT
+        with self.cond:
+            while len(self.seen.get((source, message), [])) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{source} {message} #{count} not received")
+                self.cond.wait(remaining)
+            return self.seen[(source, message)][count - 1]
+
+
+# --- the floor -------------------------------------------------------------------------------
+def _tls_client(broker: Mosquitto, name: str) -> mqtt.Client:
+    assert broker.pki is not None
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"floor-{name}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    pair = broker.pki.client(name)
+    client.tls_set(ca_certs=str(broker.pki.ca_file), certfile=str(pair.cert),
+                   keyfile=str(pair.key), cert_reqs=ssl.CERT_REQUIRED,
+                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.on_socket_open = no_delay
+    client.connect("localhost", broker.tls_port or 0, keepalive=30)
+    client.loop_start()
+    return client
+
+
+def mqtt_round_trips(broker: Mosquitto, n: int) -> list[float]:
+    got = threading.Event()
+    received_at = [0.0]
+    subscribed = threading.Event()
+
+    def on_message(*_args: Any) -> None:
+        received_at[0] = time.perf_counter()
+        got.set()
+
+    police = _tls_client(broker, "police")
+    police.on_message = on_message
+    police.on_subscribe = lambda *_a: subscribed.set()
+    police.subscribe("edgeguard/floor/alarm/#", qos=1)
+    subscribed.wait(TIMEOUT)
+    site = _tls_client(broker, "floor")
+    samples = []
+    try:
+        for _ in range(n):
+            got.clear()
+            start = time.perf_counter()
+            site.publish("edgeguard/floor/alarm/b", PAYLOAD, qos=1)
+            if not got.wait(TIMEOUT):
+                raise TimeoutError("floor message not received")
+            samples.append(received_at[0] - start)
+    finally:
+        for client in (site, police):
+            client.disconnect()
+            client.loop_stop()
+    return samples
+
+
+def fsync_commits(directory: Path, n: int) -> list[float]:
+    conn = sqlite3.connect(directory / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB)")
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t (payload) VALUES (?)", (PAYLOAD,))
+        conn.execute("COMMIT")
+        samples.append(time.perf_counter() - start)
+    conn.close()
+    return samples
+
+
+# --- presses through the daemon --------------------------------------------------------------
+def _reset(site: Site, event_id: str) -> None:
+    answer = call(site.socket, {"cmd": "reset", "event_id": event_id, "by": "bench"})
+    if not answer.get("ok"):
+        raise RuntimeError(f"reset failed: {answer}")
+
+
+def gpio_presses(site: Site, factory: MockFactory, arrivals: Arrivals, n: int) -> list[float]:
+    pin = factory.pin(17)
+    samples = []
+    for i in range(1, n + 1):
+        start = time.perf_counter()
+        pin.drive_low()
+        at, alarm = arrivals.wait("er-button", "new", i)
+        samples.append(at - start)
+        pin.drive_high()
+        arrivals.wait("er-button", "restored", i)
+        _reset(site, str(alarm["event_id"]))
+        time.sleep(GAP_S)
+    return samples
+
+
+def serial_presses(site: Site, box: SerialBoxSim, arrivals: Arrivals, n: int) -> list[float]:
+    samples = []
+    for i in range(1, n + 1):
+        seq = box.press("01")
+        at, alarm = arrivals.wait("cashier-box-01", "new", i)
+        samples.append(at - box.sent_at[("01", seq)])
+        box.release("01")
+        arrivals.wait("cashier-box-01", "restored", i)
+        _reset(site, str(alarm["event_id"]))
+        time.sleep(GAP_S)
+    return samples
+
+
+def run(workdir: Path) -> dict[str, Any]:
+    broker = lab_broker(workdir / "lab")
+    master, port = open_pty()
+    try:
+        print(f"floor: {N} raw MQTT QoS1 round trips over TLS and {N} SQLite fsync commits")
+        rtt = mqtt_round_trips(broker, N)
+        fsync = fsync_commits(workdir, N)
+        floor = [a + b for a, b in zip(rtt, fsync, strict=True)]
+        inputs = [
+            {"type": "gpio", "name": "er-button", "pin": 17, "location": "er", "lockout": 0},
+            {"type": "serial", "name": "cashier-box", "port": port, "location": "cashier",
+             "devices": {"01": {"location": "cashier"}}},
+        ]
+        site = make_site(workdir / "site", broker, inputs=inputs,
+                         mqtt_extra={"heartbeat_interval": 5.0})
+        factory = MockFactory()
+        arrivals = Arrivals()
+        with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
+            police.on_receive = arrivals
+            with InProcessDaemon(site.config(), pin_factory=factory) as running, \
+                    SerialBoxSim(master, close_fd=False) as box:
+                running.wait_connected()
+                print(f"pressing the GPIO button {N} times (MockFactory pin)")
+                gpio = gpio_presses(site, factory, arrivals, N)
+                print(f"pressing the serial box button {N} times (EGB1 over a pty)")
+                serial = serial_presses(site, box, arrivals, N)
+        factory.close()
+    finally:
+        broker.stop()
+        os.close(master)
+    return {"rtt": rtt, "fsync": fsync, "floor": floor, "gpio": gpio, "serial": serial}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="eg-bench-") as tmp:
+        samples = run(Path(tmp))
+    stats = {name: percentiles(values) for name, values in samples.items()}
+    print()
+    line("floor: MQTT QoS1 round trip (TLS)", stats["rtt"])
+    line("floor: SQLite commit + fsync", stats["fsync"])
+    line("floor: sum", stats["floor"])
+    line("GPIO press -> police (TLS)", stats["gpio"])
+    line("serial press -> police (TLS)", stats["serial"])
+    floor_p99 = stats["floor"]["p99_ms"]
+    ratio_gpio = round(stats["gpio"]["p99_ms"] / floor_p99, 2)
+    ratio_serial = round(stats["serial"]["p99_ms"] / floor_p99, 2)
+    worst = max(stats["gpio"]["p99_ms"], stats["serial"]["p99_ms"])
+    met = worst <= 25.0 and max(ratio_gpio, ratio_serial) <= 3.0
+    print(f"p99 / floor p99: GPIO {ratio_gpio}x, serial {ratio_serial}x; "
+          f"target p99 <= 25 ms and <= 3x floor: {'MET' if met else 'NOT MET'}")
+    emit({"bench": "alarm_latency", "n": N, "machine": machine(),
+          "floor_mqtt_rtt": stats["rtt"], "floor_fsync": stats["fsync"], "floor": stats["floor"],
+          "gpio": stats["gpio"], "serial": stats["serial"],
+          "ratio_p99_gpio": ratio_gpio, "ratio_p99_serial": ratio_serial,
+          "target_p99_ms": 25.0, "target_ratio": 3.0, "target_met": met})
+
+
+if __name__ == "__main__":
+    main()
