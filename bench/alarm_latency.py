@@ -1,6 +1,7 @@
 """Press → police subscriber latency over TLS, durable write included, against the floor.
 
-A GPIO button (gpiozero MockFactory pin) and a serial button box (EGB1 over a real pty) are each
+The daemon runs in its own process, as in production. A GPIO button (a gpiozero MockFactory
+pin inside the daemon's process) and a serial button box (EGB1 over a real pty) are each
 pressed N times (default 1,000; EDGEGUARD_BENCH_N to change). Each press is a new alarm: it is
 released and reset between presses, then the bench waits GAP_S (20 ms) before the next press. The time runs from the pin edge / the frame written on the
 pty to the police subscriber's receipt of the signed alarm, through the whole daemon: driver
@@ -15,6 +16,7 @@ Run: .venv/bin/python bench/alarm_latency.py   (last line: one JSON object)
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import ssl
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit, line, machine, percentiles  # noqa: E402
 
+from edgeguard.config import EdgeguardConfig  # noqa: E402
 from edgeguard.control import call  # noqa: E402
 from edgeguard.lab.broker import Mosquitto  # noqa: E402
 from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_broker, make_site  # noqa: E402
@@ -143,15 +147,31 @@ def _reset(site: Site, event_id: str) -> None:
         raise RuntimeError(f"reset failed: {answer}")
 
 
-def gpio_presses(site: Site, factory: MockFactory, arrivals: Arrivals, n: int) -> list[float]:
+def daemon_process(config: dict[str, Any], commands: Connection) -> None:
+    """The daemon in its own process, as in production, with a MockFactory pin it drives on
+    command; it answers each command with the perf_counter() of the edge (CLOCK_MONOTONIC,
+    comparable across processes)."""
+    factory = MockFactory()
     pin = factory.pin(17)
+    with InProcessDaemon(EdgeguardConfig.model_validate(config), pin_factory=factory) as running:
+        running.wait_connected()
+        commands.send("ready")
+        while (command := commands.recv()) != "stop":
+            start = time.perf_counter()
+            (pin.drive_low if command == "press" else pin.drive_high)()
+            commands.send(start)
+    factory.close()
+
+
+def gpio_presses(site: Site, pin: Connection, arrivals: Arrivals, n: int) -> list[float]:
     samples = []
     for i in range(1, n + 1):
-        start = time.perf_counter()
-        pin.drive_low()
+        pin.send("press")
+        start = pin.recv()
         at, alarm = arrivals.wait("er-button", "new", i)
         samples.append(at - start)
-        pin.drive_high()
+        pin.send("release")
+        pin.recv()
         arrivals.wait("er-button", "restored", i)
         _reset(site, str(alarm["event_id"]))
         time.sleep(GAP_S)
@@ -186,18 +206,24 @@ def run(workdir: Path) -> dict[str, Any]:
         ]
         site = make_site(workdir / "site", broker, inputs=inputs,
                          mqtt_extra={"heartbeat_interval": 5.0})
-        factory = MockFactory()
         arrivals = Arrivals()
-        with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
-            police.on_receive = arrivals
-            with InProcessDaemon(site.config(), pin_factory=factory) as running, \
+        parent, child = multiprocessing.get_context("spawn").Pipe()
+        daemon = multiprocessing.get_context("spawn").Process(
+            target=daemon_process, args=(site.data, child), daemon=True)
+        daemon.start()
+        try:
+            if not parent.poll(30) or parent.recv() != "ready":
+                raise RuntimeError("daemon process did not start")
+            with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police, \
                     SerialBoxSim(master, close_fd=False) as box:
-                running.wait_connected()
-                print(f"pressing the GPIO button {N} times (MockFactory pin)")
-                gpio = gpio_presses(site, factory, arrivals, N)
+                police.on_receive = arrivals
+                print(f"pressing the GPIO button {N} times (MockFactory pin in the daemon)")
+                gpio = gpio_presses(site, parent, arrivals, N)
                 print(f"pressing the serial box button {N} times (EGB1 over a pty)")
                 serial = serial_presses(site, box, arrivals, N)
-        factory.close()
+        finally:
+            parent.send("stop")
+            daemon.join(30)
     finally:
         broker.stop()
         os.close(master)

@@ -13,11 +13,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.payloads import ack_topic
 from edgeguard.receiver import Receiver, load_site_keys, render
 from edgeguard.uplink import no_delay
+
+
+SESSION_EXPIRY_S = 86400
 
 
 def make_client(args: argparse.Namespace, default_id: str) -> tuple[mqtt.Client, int]:
@@ -74,7 +79,10 @@ def listen(args: argparse.Namespace) -> int:
 
     client.on_connect = on_connect
     client.on_message = on_message
-    client.connect(args.host, port, keepalive=10)
+    # A persistent session: alarms published while this receiver is away wait at the broker.
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = SESSION_EXPIRY_S
+    client.connect(args.host, port, keepalive=10, clean_start=False, properties=properties)
     try:
         client.loop_forever(retry_first_connection=True)
     except KeyboardInterrupt:

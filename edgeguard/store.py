@@ -411,12 +411,15 @@ class Store:
         return AlarmRecord.from_row(rows[0]) if rows else None
 
     def open_alarm_for_source(self, source: str) -> AlarmRecord | None:
-        rows = list(
-            self.db.table("alarms").rows_where(
-                "source = ? AND state != 'reset'", [source], order_by="occurred_at DESC", limit=1
-            )
+        cursor = self.conn.execute(
+            "SELECT * FROM alarms WHERE source = ? AND state != 'reset' "
+            "ORDER BY occurred_at DESC LIMIT 1",
+            (source,),
         )
-        return AlarmRecord.from_row(rows[0]) if rows else None
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return AlarmRecord.from_row(dict(zip([c[0] for c in cursor.description], row, strict=True)))
 
     def open_alarms(self) -> list[AlarmRecord]:
         rows = self.db.table("alarms").rows_where(

@@ -27,6 +27,10 @@ MAX_BATCH = 500
 _STOP = object()
 
 
+class _RolledBackError(Exception):
+    """A lone job failed: its transaction is rolled back, its error goes to its caller."""
+
+
 @dataclass
 class _Job:
     fn: Callable[[Store], Any]
@@ -107,8 +111,13 @@ class StoreWriter:
     def _commit_batch(self, store: Store, batch: list[_Job]) -> None:
         try:
             with store.transaction():
-                for job in batch:
-                    self._run_job(store, job)
+                if len(batch) == 1:  # the common case: no savepoint needed
+                    self._run_alone(store, batch[0])
+                else:
+                    for job in batch:
+                        self._run_job(store, job)
+        except _RolledBackError:
+            store.forget_cached_head()
         except Exception as exc:  # noqa: BLE001 - every job must get an answer
             store.forget_cached_head()
             logger.critical("store commit failed for %d job(s): %s", len(batch), exc)
@@ -119,7 +128,18 @@ class StoreWriter:
             self.last_commit = time.monotonic()
             self.commits += 1
         for job in batch:
-            job.loop.call_soon_threadsafe(_settle, job)
+            try:
+                job.loop.call_soon_threadsafe(_settle, job)
+            except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
+                logger.debug("store job finished after its event loop closed")
+
+    @staticmethod
+    def _run_alone(store: Store, job: _Job) -> None:
+        try:
+            job.result = job.fn(store)
+        except Exception as exc:  # noqa: BLE001 - handed to the job's caller
+            job.error = exc
+            raise _RolledBackError from exc
 
     @staticmethod
     def _run_job(store: Store, job: _Job) -> None:

@@ -118,6 +118,7 @@ setup_groups() {
         local rule='SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"'
         if [[ ! -f "$GPIO_UDEV_RULE" ]] || ! grep -qxF "$rule" "$GPIO_UDEV_RULE"; then
             log "Installing $GPIO_UDEV_RULE (gpio group may use /dev/gpiochip*)"
+            install -d -m 0755 "$(dirname "$GPIO_UDEV_RULE")"
             printf '# Installed by edgeguard scripts/install.sh\n%s\n' "$rule" >"$GPIO_UDEV_RULE"
             chmod 0644 "$GPIO_UDEV_RULE"
             if command -v udevadm >/dev/null && [[ -d /run/udev ]]; then

@@ -1,0 +1,226 @@
+"""`make demo`: the whole alarm spine on this machine.
+
+Starts a local mosquitto on loopback (TLS with client certificates and the per-site ACL), the
+daemon on config/demo.yaml, and a police-side subscriber that prints each alarm as a dispatcher
+reads it, with its signature verified. Keys on the keyboard press the simulated buttons, let the
+police acknowledge, and reset alarms in the control room. Ctrl-C (or q) stops everything.
+
+    .venv/bin/python scripts/demo.py            interactive
+    .venv/bin/python scripts/demo.py --smoke    press, acknowledge, reset, check, exit (for tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / ".demo"
+CONFIG = REPO / "config" / "demo.yaml"
+PLAIN_PORT, TLS_PORT = 18830, 18883
+BIN = Path(sys.executable).parent
+EDGEGUARD = str(BIN / "edgeguard")
+
+sys.path.insert(0, str(REPO))
+
+from edgeguard.config_loader import load_config  # noqa: E402
+from edgeguard.control import call  # noqa: E402
+from edgeguard.lab.broker import Mosquitto  # noqa: E402
+from edgeguard.lab.pki import DevPKI  # noqa: E402
+from edgeguard.signing import generate_keypair  # noqa: E402
+
+HELP = """
+  Keys:  p  press the ER panic button        r  release it
+         d  press the cashier duress button  u  release it
+         a  police acknowledge the newest open alarm
+         x  control room resets the newest open alarm (a latched alarm ends only so)
+         s  status of the daemon             q  quit (or Ctrl-C)
+"""
+
+
+def prepare() -> DevPKI:
+    """Keys and certificates for the demo site and the police, made once under .demo/."""
+    for folder in ("keys", "police-keys", "data", "run"):
+        (DEMO / folder).mkdir(parents=True, exist_ok=True)
+    pki = DevPKI(DEMO / "pki")
+    pki.client("demo-hospital")  # .demo/pki/client-demo-hospital.crt/.key, named in demo.yaml
+    pki.client("police")
+    key = DEMO / "keys" / "demo-hospital.key"
+    if not key.exists():
+        generate_keypair(key)
+    shutil.copyfile(key.with_suffix(".pub"), DEMO / "police-keys" / "demo-hospital.pub")
+    load_config(CONFIG)  # fail early, with file:line, if the demo config is broken
+    return pki
+
+
+def police_args(pki: DevPKI) -> list[str]:
+    police = pki.client("police")
+    return ["--host", "localhost", "--port", str(TLS_PORT), "--ca", str(pki.ca_file),
+            "--cert", str(police.cert), "--key", str(police.key)]
+
+
+def wait_ready(socket_path: Path, daemon: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise SystemExit(f"the daemon exited; its log:\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(OSError, ValueError, ConnectionError):
+            if call(socket_path, {"cmd": "status"}, timeout=2).get("ok"):
+                return
+        time.sleep(0.1)
+    raise SystemExit("the daemon did not become ready; see .demo/daemon.log")
+
+
+class Demo:
+    def __init__(self, pki: DevPKI) -> None:
+        self.pki = pki
+        self.socket = DEMO / "run" / "control.sock"
+        self.broker = Mosquitto(DEMO / "broker", pki=pki, acl=True, port=PLAIN_PORT,
+                                tls_port=TLS_PORT)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.listen_log = DEMO / "police.log"
+
+    def start(self, *, listener_to_terminal: bool) -> None:
+        self.broker.start()
+        print(f"broker:  mosquitto on localhost:{TLS_PORT} (TLS, client certificates, site ACL)")
+        target = None if listener_to_terminal else self.listen_log.open("wb")
+        listener = subprocess.Popen(
+            [EDGEGUARD, "listen", *police_args(self.pki), "--keys", str(DEMO / "police-keys"),
+             "--client-id", "demo-police"],
+            stdout=target, stderr=subprocess.STDOUT)
+        self.procs.append(listener)
+        print("police:  edgeguard listen — prints each verified alarm below (persistent session)")
+        log = DEMO / "daemon.log"
+        with log.open("ab") as out:
+            daemon = subprocess.Popen([EDGEGUARD, "run", "-c", str(CONFIG)], cwd=REPO,
+                                      stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(daemon)
+        wait_ready(self.socket, daemon, log)
+        print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})\n")
+
+    def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = call(self.socket, request)
+        if not answer.get("ok"):
+            print(f"  !! {answer.get('error')}")
+        return answer
+
+    def newest_open(self) -> dict[str, Any] | None:
+        alarms = self.control({"cmd": "status"}).get("open_alarms", [])
+        return max(alarms, key=lambda a: a["occurred_at"]) if alarms else None
+
+    def police_ack(self) -> None:
+        alarm = self.newest_open()
+        if alarm is None:
+            print("  (no open alarm)")
+            return
+        subprocess.run([EDGEGUARD, "police-ack", alarm["event_id"], "--site", "demo-hospital",
+                        "--by", "110 指挥中心 王警官", *police_args(self.pki)], check=False)
+
+    def reset(self) -> None:
+        alarm = self.newest_open()
+        if alarm is None:
+            print("  (no open alarm)")
+            return
+        answer = self.control({"cmd": "reset", "event_id": alarm["event_id"], "by": "值班员 李"})
+        if answer.get("ok"):
+            print(f"  reset {alarm['event_id']} by 值班员 李")
+
+    def status(self) -> None:
+        subprocess.run([EDGEGUARD, "status", "-c", str(CONFIG)], cwd=REPO, check=False)
+
+    def key(self, char: str) -> bool:
+        actions = {
+            "p": lambda: self.control({"cmd": "press", "input": "er-panic-button"}),
+            "r": lambda: self.control({"cmd": "release", "input": "er-panic-button"}),
+            "d": lambda: self.control({"cmd": "press", "input": "cashier-duress"}),
+            "u": lambda: self.control({"cmd": "release", "input": "cashier-duress"}),
+            "a": self.police_ack, "x": self.reset, "s": self.status,
+        }
+        if char in ("q", "\x03", "\x04"):
+            return False
+        action = actions.get(char)
+        if action is not None:
+            action()
+        elif char.strip():
+            print(HELP)
+        return True
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.broker.stop()
+
+
+def interactive(demo: Demo) -> None:
+    print(HELP)
+    if not sys.stdin.isatty():
+        print("(no terminal: running until Ctrl-C or SIGTERM; "
+              "use `.venv/bin/edgeguard simulate press er-panic-button -c config/demo.yaml`)")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready and not demo.key(os.read(fd, 1).decode(errors="ignore")):
+                return
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def smoke(demo: Demo) -> int:
+    """Press, acknowledge, release, reset; the police log must show the verified alarm."""
+    demo.control({"cmd": "press", "input": "er-panic-button"})
+    time.sleep(0.5)
+    demo.police_ack()
+    demo.control({"cmd": "release", "input": "er-panic-button"})
+    time.sleep(0.5)
+    demo.reset()
+    time.sleep(1.0)
+    log = demo.listen_log.read_text(encoding="utf-8", errors="replace")
+    ok = all(text in log for text in ("NEW", "RESTORED", "RESET", "signature OK", "急诊分诊台"))
+    print(log)
+    print(json.dumps({"demo_smoke": "ok" if ok else "failed"}))
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="run a scripted check and exit")
+    args = parser.parse_args()
+    os.chdir(REPO)
+    demo = Demo(prepare())
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if not (
+        sys.stdin.isatty() or args.smoke) else None
+    try:
+        demo.start(listener_to_terminal=not args.smoke)
+        if args.smoke:
+            return smoke(demo)
+        interactive(demo)
+        return 0
+    finally:
+        print("\nstopping the demo ...")
+        demo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
