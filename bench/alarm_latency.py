@@ -3,9 +3,10 @@
 The daemon runs in its own process, as in production. A GPIO button (a gpiozero MockFactory
 pin inside the daemon's process) and a serial button box (EGB1 over a real pty) are each
 pressed N times (default 1,000; EDGEGUARD_BENCH_N to change). Each press is a new alarm: it is
-released and reset between presses, then the bench waits GAP_S (20 ms) before the next press. The time runs from the pin edge / the frame written on the
-pty to the police subscriber's receipt of the signed alarm, through the whole daemon: driver
-thread → bridge → store (WAL, synchronous=FULL, fsync) → outbox → paho → TLS mosquitto → police.
+released and reset between presses, then the bench waits GAP_S (20 ms) before the next press.
+The time runs from the pin edge / the frame written on the pty to the police subscriber's
+receipt of the signed alarm, through the whole daemon: driver thread → bridge → store (WAL,
+synchronous=FULL, fsync) → outbox → paho → TLS mosquitto → police.
 
 The floor, measured in the same run on the same broker: a raw paho QoS 1 publish → receive
 round trip over TLS, plus one SQLite commit with fsync (WAL, synchronous=FULL).
@@ -34,15 +35,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, line, machine, percentiles  # noqa: E402
+from common import emit, line, machine, percentiles
 
-from edgeguard.config import EdgeguardConfig  # noqa: E402
-from edgeguard.control import call  # noqa: E402
-from edgeguard.lab.broker import Mosquitto  # noqa: E402
-from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_broker, make_site  # noqa: E402
-from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty  # noqa: E402
-from edgeguard.receiver import Received  # noqa: E402
-from edgeguard.uplink import no_delay  # noqa: E402
+from edgeguard.config import EdgeguardConfig
+from edgeguard.control import call
+from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_broker, make_site
+from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty
+from edgeguard.receiver import Received
+from edgeguard.uplink import no_delay
 
 N = int(os.environ.get("EDGEGUARD_BENCH_N", "1000"))
 TIMEOUT = 10.0
@@ -81,12 +82,17 @@ class Arrivals:
 # --- the floor -------------------------------------------------------------------------------
 def _tls_client(broker: Mosquitto, name: str) -> mqtt.Client:
     assert broker.pki is not None
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"floor-{name}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"floor-{name}", protocol=MQTTProtocolVersion.MQTTv5
+    )
     pair = broker.pki.client(name)
-    client.tls_set(ca_certs=str(broker.pki.ca_file), certfile=str(pair.cert),
-                   keyfile=str(pair.key), cert_reqs=ssl.CERT_REQUIRED,
-                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.tls_set(
+        ca_certs=str(broker.pki.ca_file),
+        certfile=str(pair.cert),
+        keyfile=str(pair.key),
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
     client.on_socket_open = no_delay
     client.connect("localhost", broker.tls_port or 0, keepalive=30)
     client.loop_start()
@@ -201,21 +207,30 @@ def run(workdir: Path) -> dict[str, Any]:
         floor = [a + b for a, b in zip(rtt, fsync, strict=True)]
         inputs = [
             {"type": "gpio", "name": "er-button", "pin": 17, "location": "er", "lockout": 0},
-            {"type": "serial", "name": "cashier-box", "port": port, "location": "cashier",
-             "devices": {"01": {"location": "cashier"}}},
+            {
+                "type": "serial",
+                "name": "cashier-box",
+                "port": port,
+                "location": "cashier",
+                "devices": {"01": {"location": "cashier"}},
+            },
         ]
-        site = make_site(workdir / "site", broker, inputs=inputs,
-                         mqtt_extra={"heartbeat_interval": 5.0})
+        site = make_site(
+            workdir / "site", broker, inputs=inputs, mqtt_extra={"heartbeat_interval": 5.0}
+        )
         arrivals = Arrivals()
         parent, child = multiprocessing.get_context("spawn").Pipe()
         daemon = multiprocessing.get_context("spawn").Process(
-            target=daemon_process, args=(site.data, child), daemon=True)
+            target=daemon_process, args=(site.data, child), daemon=True
+        )
         daemon.start()
         try:
             if not parent.poll(30) or parent.recv() != "ready":
                 raise RuntimeError("daemon process did not start")
-            with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police, \
-                    SerialBoxSim(master, close_fd=False) as box:
+            with (
+                PoliceSubscriber(broker, {site.site_id: site.public_key}) as police,
+                SerialBoxSim(master, close_fd=False) as box,
+            ):
                 police.on_receive = arrivals
                 print(f"pressing the GPIO button {N} times (MockFactory pin in the daemon)")
                 gpio = gpio_presses(site, parent, arrivals, N)
@@ -245,13 +260,27 @@ def main() -> None:
     ratio_serial = round(stats["serial"]["p99_ms"] / floor_p99, 2)
     worst = max(stats["gpio"]["p99_ms"], stats["serial"]["p99_ms"])
     met = worst <= 25.0 and max(ratio_gpio, ratio_serial) <= 3.0
-    print(f"p99 / floor p99: GPIO {ratio_gpio}x, serial {ratio_serial}x; "
-          f"target p99 <= 25 ms and <= 3x floor: {'MET' if met else 'NOT MET'}")
-    emit({"bench": "alarm_latency", "n": N, "machine": machine(),
-          "floor_mqtt_rtt": stats["rtt"], "floor_fsync": stats["fsync"], "floor": stats["floor"],
-          "gpio": stats["gpio"], "serial": stats["serial"],
-          "ratio_p99_gpio": ratio_gpio, "ratio_p99_serial": ratio_serial,
-          "target_p99_ms": 25.0, "target_ratio": 3.0, "target_met": met})
+    print(
+        f"p99 / floor p99: GPIO {ratio_gpio}x, serial {ratio_serial}x; "
+        f"target p99 <= 25 ms and <= 3x floor: {'MET' if met else 'NOT MET'}"
+    )
+    emit(
+        {
+            "bench": "alarm_latency",
+            "n": N,
+            "machine": machine(),
+            "floor_mqtt_rtt": stats["rtt"],
+            "floor_fsync": stats["fsync"],
+            "floor": stats["floor"],
+            "gpio": stats["gpio"],
+            "serial": stats["serial"],
+            "ratio_p99_gpio": ratio_gpio,
+            "ratio_p99_serial": ratio_serial,
+            "target_p99_ms": 25.0,
+            "target_ratio": 3.0,
+            "target_met": met,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, line, machine, percentiles  # noqa: E402
+from common import emit, line, machine, percentiles
 
-from edgeguard.ids import utc_now  # noqa: E402
-from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, lab_broker, make_site  # noqa: E402
-from edgeguard.model import Action, AlarmKind, InputSignal  # noqa: E402
+from edgeguard.ids import utc_now
+from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, lab_broker, make_site
+from edgeguard.model import Action, AlarmKind, InputSignal
 
 STORM = int(os.environ.get("EDGEGUARD_STORM_N", "1000"))
 
@@ -34,23 +34,36 @@ def run(workdir: Path) -> dict[str, Any]:
     broker = lab_broker(workdir / "lab")
     try:
         site = make_site(workdir / "site", broker, mqtt_extra={"heartbeat_interval": 5.0})
-        with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police, \
-                InProcessDaemon(site.config()) as running:
+        with (
+            PoliceSubscriber(broker, {site.site_id: site.public_key}) as police,
+            InProcessDaemon(site.config()) as running,
+        ):
             running.wait_connected()
             bridge = running.daemon.bridge
             assert bridge is not None
             commits_before = running.daemon.writer.commits
             now = utc_now()
-            signals = [InputSignal(source=f"storm-{i:04d}", action=Action.ACTIVE,
-                                   kind=AlarmKind.PANIC, priority=1, location="er",
-                                   occurred_at=now) for i in range(STORM)]
+            signals = [
+                InputSignal(
+                    source=f"storm-{i:04d}",
+                    action=Action.ACTIVE,
+                    kind=AlarmKind.PANIC,
+                    priority=1,
+                    location="er",
+                    occurred_at=now,
+                )
+                for i in range(STORM)
+            ]
             start = time.perf_counter()
             for signal in signals:
                 bridge.submit(signal)
             police.wait_alarms(STORM, timeout=60)
             elapsed = time.perf_counter() - start
-            arrivals = [(at, r.payload) for at, r in police.received
-                        if r.kind == "alarm" and r.payload and not r.duplicate]
+            arrivals = [
+                (at, r.payload)
+                for at, r in police.received
+                if r.kind == "alarm" and r.payload and not r.duplicate
+            ]
             duplicates = sum(1 for _, r in police.received if r.kind == "alarm" and r.duplicate)
             commits = running.daemon.writer.commits - commits_before
     finally:
@@ -75,17 +88,30 @@ def main() -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     met = result["lost"] == 0 and result["in_order"] and result["elapsed_s"] <= 2.0
     line(f"storm of {STORM}: burst -> each alarm", stats)
-    print(f"all {result['received']} received in {result['elapsed_s']:.3f} s; lost "
-          f"{result['lost']}; duplicates {result['duplicates']}; in seq order: "
-          f"{result['in_order']}; store commits for the burst: {result['commits']}; "
-          f"peak RSS of the bench process {rss_mb:.0f} MB")
+    print(
+        f"all {result['received']} received in {result['elapsed_s']:.3f} s; lost "
+        f"{result['lost']}; duplicates {result['duplicates']}; in seq order: "
+        f"{result['in_order']}; store commits for the burst: {result['commits']}; "
+        f"peak RSS of the bench process {rss_mb:.0f} MB"
+    )
     print(f"target: all delivered in order within 2 s: {'MET' if met else 'NOT MET'}")
-    emit({"bench": "alarm_storm", "alarms": STORM, "machine": machine(),
-          "elapsed_s": round(result["elapsed_s"], 3), "latency": stats,
-          "received": result["received"], "lost": result["lost"],
-          "duplicates": result["duplicates"], "in_order": result["in_order"],
-          "store_commits": result["commits"], "peak_rss_mb": round(rss_mb, 1),
-          "target_s": 2.0, "target_met": met})
+    emit(
+        {
+            "bench": "alarm_storm",
+            "alarms": STORM,
+            "machine": machine(),
+            "elapsed_s": round(result["elapsed_s"], 3),
+            "latency": stats,
+            "received": result["received"],
+            "lost": result["lost"],
+            "duplicates": result["duplicates"],
+            "in_order": result["in_order"],
+            "store_commits": result["commits"],
+            "peak_rss_mb": round(rss_mb, 1),
+            "target_s": 2.0,
+            "target_met": met,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -20,23 +20,33 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
         index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
         return round(ordered[index] * 1000, 3)
 
-    return {"n": len(ordered), "p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
-            "max_ms": round(ordered[-1] * 1000, 3),
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 3)}
+    return {
+        "n": len(ordered),
+        "p50_ms": at(0.50),
+        "p95_ms": at(0.95),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "machine": platform.machine()}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+    }
 
 
 def line(label: str, stats: dict[str, float]) -> None:
     if not stats.get("n"):
         print(f"{label:<34} no samples")
         return
-    print(f"{label:<34} n={stats['n']:<5} p50={stats['p50_ms']:>8.3f} ms  "
-          f"p95={stats['p95_ms']:>8.3f} ms  p99={stats['p99_ms']:>8.3f} ms  "
-          f"max={stats['max_ms']:>8.3f} ms")
+    print(
+        f"{label:<34} n={stats['n']:<5} p50={stats['p50_ms']:>8.3f} ms  "
+        f"p95={stats['p95_ms']:>8.3f} ms  p99={stats['p99_ms']:>8.3f} ms  "
+        f"max={stats['max_ms']:>8.3f} ms"
+    )
 
 
 def emit(result: dict[str, Any]) -> None:

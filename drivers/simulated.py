@@ -52,13 +52,27 @@ class SimulatedButton(InputDriver[SimulatedInputConfig]):
     def pressed(self) -> bool:
         return self._pressed
 
-    def press(self, on_recorded: Callable[[], None] | None = None) -> None:
-        self._set(pressed=True, on_recorded=on_recorded)
+    def press(
+        self,
+        on_recorded: Callable[[], None] | None = None,
+        on_failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._set(pressed=True, on_recorded=on_recorded, on_failed=on_failed)
 
-    def release(self, on_recorded: Callable[[], None] | None = None) -> None:
-        self._set(pressed=False, on_recorded=on_recorded)
+    def release(
+        self,
+        on_recorded: Callable[[], None] | None = None,
+        on_failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._set(pressed=False, on_recorded=on_recorded, on_failed=on_failed)
 
-    def _set(self, *, pressed: bool, on_recorded: Callable[[], None] | None) -> None:
+    def _set(
+        self,
+        *,
+        pressed: bool,
+        on_recorded: Callable[[], None] | None,
+        on_failed: Callable[[BaseException], None] | None,
+    ) -> None:
         if not self._running:
             raise DriverError(f"simulated input {self.name} is not running", SetupFailure.RETRY)
         with self._lock:
@@ -66,4 +80,4 @@ class SimulatedButton(InputDriver[SimulatedInputConfig]):
         action = Action.ACTIVE if pressed else Action.NORMAL
         logger.info("simulated %s %s", self.name, "press" if pressed else "release")
         signal = self.signal(self.name, action, simulated=True)
-        self.sink.submit(dataclasses.replace(signal, on_recorded=on_recorded))
+        self.sink.submit(dataclasses.replace(signal, on_recorded=on_recorded, on_failed=on_failed))

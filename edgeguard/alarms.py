@@ -8,10 +8,11 @@ alarm's new state and the outbox messages in one savepoint and returns what chan
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeguard.config import EdgeguardConfig, input_points
+from edgeguard.config import FAULT_SUFFIX, EdgeguardConfig, input_points
 from edgeguard.ids import iso_ms, utc_now, uuid7
 from edgeguard.model import (
     DEFAULT_PRIORITY,
@@ -45,10 +46,32 @@ class Change:
     outbox: list[OutboxRow] = field(default_factory=list)
 
 
+class SeqCounter:
+    """The per-site message counter, kept in memory so that a message can be numbered even when
+    the disk fails, and saved in each transaction. A rolled-back transaction leaves a gap in the
+    numbers, never a repeat."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: int | None = None
+
+    def load(self, value: int) -> None:
+        with self._lock:
+            self._value = max(value, self._value or 0)
+
+    def take(self) -> int:
+        with self._lock:
+            if self._value is None:
+                raise RuntimeError("the message counter was not loaded from the store")
+            self._value += 1
+            return self._value
+
+
 class AlarmBook:
     def __init__(self, config: EdgeguardConfig, signer: Signer) -> None:
         self.config = config
         self.signer = signer
+        self.seq = SeqCounter()
 
     # --- helpers ----------------------------------------------------------------------------
     @property
@@ -56,7 +79,8 @@ class AlarmBook:
         return self.config.site.id
 
     def _publish(self, store: Store, record: AlarmRecord, message: MessageType) -> OutboxRow:
-        seq = store.next_seq()
+        seq = self.seq.take()
+        store.save_seq(seq)
         if record.first_seq is None:
             record.first_seq = seq
         payload = alarm_payload(record, message, seq, self.site, self.config.site.name)
@@ -68,6 +92,32 @@ class AlarmBook:
             message=message.value,
             seq=seq,
         )
+
+    def unrecorded(
+        self, signal: InputSignal, record: AlarmRecord | None
+    ) -> tuple[AlarmRecord, str, bytes]:
+        """The message for a signal the store could not record (disk full, I/O error): sent
+        from memory so the police still get it. Runs on the loop; touches no store."""
+        if record is None:
+            record = self._new_record(signal)
+            record.detail["unrecorded"] = True
+            message = MessageType.NEW
+        else:
+            record.input_active = signal.action is Action.ACTIVE
+            if record.input_active:
+                record.trigger_count += 1
+                message = MessageType.UPDATE
+            else:
+                record.restored_at = iso_ms(signal.occurred_at)
+                message = MessageType.RESTORED
+                if AlarmKind(record.kind) not in LATCHING_KINDS:
+                    self._close(record, by="system")
+                    message = MessageType.RESET
+        seq = self.seq.take()
+        if record.first_seq is None:
+            record.first_seq = seq
+        payload = alarm_payload(record, message, seq, self.site, self.config.site.name)
+        return record, alarm_topic(self.site, record.source), self.signer.encode(payload)
 
     def _ledger(self, store: Store, event_type: str, record: AlarmRecord, **data: Any) -> None:
         store.append_event(
@@ -151,6 +201,7 @@ class AlarmBook:
     def _restore(self, store: Store, record: AlarmRecord, signal: InputSignal) -> Change:
         record.input_active = False
         record.restored_at = iso_ms(signal.occurred_at)
+        record.detail = {**record.detail, **signal.detail}
         rows = []
         latching = AlarmKind(record.kind) in LATCHING_KINDS
         if not latching:
@@ -174,6 +225,19 @@ class AlarmBook:
         record.state = AlarmState.RESET.value
         record.reset_at = iso_ms(utc_now())
         record.reset_by = by
+
+    def adopt(self, store: Store, record: AlarmRecord) -> None:
+        """Record an alarm that was sent from memory while the store failed."""
+        record.detail = {**record.detail, "unrecorded": False, "recorded_late": True}
+        store.insert_alarm(record)
+        self._ledger(
+            store,
+            "alarm.new",
+            record,
+            detail=record.detail,
+            seq=record.first_seq,
+            recorded_late=True,
+        )
 
     # --- people -----------------------------------------------------------------------------
     def reset(self, store: Store, event_id: str, by: str) -> Change:
@@ -274,7 +338,7 @@ class AlarmBook:
             return None  # not an input device: no fault alarm from here
         action = Action.NORMAL if status.state is DeviceState.ONLINE else Action.ACTIVE
         return InputSignal(
-            source=f"{status.device}-fault",
+            source=f"{status.device}{FAULT_SUFFIX}",
             action=action,
             kind=AlarmKind.DEVICE_FAULT,
             priority=DEFAULT_PRIORITY[AlarmKind.DEVICE_FAULT],

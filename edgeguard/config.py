@@ -15,6 +15,8 @@ from edgeguard_drivers.gpio import GpioInputConfig
 from edgeguard_drivers.serial_box import SerialInputConfig
 from edgeguard_drivers.simulated import SimulatedInputConfig
 
+FAULT_SUFFIX = "-fault"  # a device's fault alarm has the source f"{device}-fault"
+
 
 class MqttProtocol(StrEnum):
     V5 = "5"
@@ -115,10 +117,6 @@ class MqttConfig(StrictModel):
     inflight_window: int = Field(
         default=100, ge=1, le=1000, description="Outbox messages published ahead of their PUBACKs."
     )
-    publish_events: bool = Field(
-        default=False, description="Publish non-alarm events on `edgeguard/{site}/event/...`."
-    )
-    events_qos: Literal[0, 1] = Field(default=1, description="QoS of non-alarm events.")
 
     def effective_port(self) -> int:
         if self.port is not None:
@@ -224,6 +222,14 @@ class EdgeguardConfig(StrictModel):
             if own_location is not None and own_location not in self.locations:
                 problems.append(((*here, "location"), _undefined(own_location)))
             for source, point, path in _points_with_paths(item, here):
+                if source.endswith(FAULT_SUFFIX):
+                    problems.append(
+                        (
+                            path,
+                            f"{source!r}: names ending in {FAULT_SUFFIX!r} are kept for "
+                            "device-fault alarms",
+                        )
+                    )
                 if source in sources:
                     problems.append((path, f"alarm source {source!r} is defined twice"))
                 sources.add(source)
@@ -262,7 +268,7 @@ def _points_with_paths(
 ) -> list[tuple[str, PointConfig, tuple[str | int, ...]]]:
     if isinstance(item, SerialInputConfig):
         return [
-            (device.name or f"{item.name}-{dev}", device, (*here, "devices", dev))
+            (item.source_name(dev), device, (*here, "devices", dev))
             for dev, device in item.devices.items()
         ]
     if isinstance(item, PointConfig) and isinstance(item, DriverConfig):

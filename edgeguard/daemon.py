@@ -88,6 +88,7 @@ class Daemon:
                 "system.start", data={"version": __version__, "site": self.config.site.id}
             )
         )
+        self.book.seq.load(await self.writer.run(lambda s: s.current_seq()))
         self.outbox.load(await self.writer.run(lambda s: s.undelivered()))
         self.bridge = Bridge(loop, self.service.handle_signal, self.service.handle_status)
         self._start_uplink(loop)
@@ -269,9 +270,17 @@ class Daemon:
                 if not recorded.done():
                     recorded.set_result(None)
 
+            def on_failed(exc: BaseException) -> None:
+                if not recorded.done():
+                    recorded.set_exception(
+                        RequestError(
+                            f"not recorded ({exc}); the alarm was sent to the police from memory"
+                        )
+                    )
+
             try:
                 button = self.inputs.simulated(request.input)
-                (button.press if request.cmd == "press" else button.release)(on_recorded)
+                (button.press if request.cmd == "press" else button.release)(on_recorded, on_failed)
             except (KeyError, DriverError) as exc:
                 raise RequestError(str(exc).strip("'\"")) from exc
             try:  # answer once the press is durably recorded, like a serial box's ACK
@@ -290,7 +299,12 @@ class Daemon:
             "since": iso_ms_from_epoch(uplink.last_change) if uplink else None,
             "last_error": uplink.last_error if uplink else None,
         }
+        store = {
+            "failed_writes": self.service.failed_writes,
+            "unrecorded_alarms": [r.event_id for r in self.service.unrecorded.values()],
+        }
         return {
+            "store": store,
             "site": self.config.site.id,
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),

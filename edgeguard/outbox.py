@@ -38,6 +38,7 @@ class Outbox:
         self._paused_until = 0.0
         self._resume: asyncio.TimerHandle | None = None
         self._drained = asyncio.Event()
+        self._volatile_ids = 0
         self.published = 0
         self.acked = 0
 
@@ -59,6 +60,15 @@ class Outbox:
                 self._unsent.append(row.id)
         self.pump()
 
+    def add_volatile(self, topic: str, payload: bytes, event_id: str) -> None:
+        """A message that could not be stored (the store is failing): sent all the same, first
+        in line, and forgotten once PUBACKed. Negative ids keep it apart from stored rows."""
+        self._volatile_ids -= 1
+        row = OutboxRow(self._volatile_ids, topic, payload, 1, False, event_id, "unrecorded")
+        self.pending[row.id] = row
+        self._unsent.appendleft(row.id)
+        self.pump()
+
     # --- link events ------------------------------------------------------------------------
     def on_connected(self) -> None:
         self._retry_delay = RETRY_MIN_S
@@ -75,7 +85,7 @@ class Outbox:
         if ok:
             self.acked += 1
             self._retry_delay = RETRY_MIN_S
-            if self.pending.pop(row_id, None) is not None:
+            if self.pending.pop(row_id, None) is not None and row_id > 0:
                 self._delivered.append(row_id)
                 self._schedule_flush()
         else:

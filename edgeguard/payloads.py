@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from edgeguard import __version__
 from edgeguard.config import LocationConfig
@@ -135,7 +135,9 @@ class PoliceAck(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$")
+    event_id: Annotated[str, AfterValidator(str.lower)] = Field(
+        min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$"
+    )
     state: PoliceAction
     by: str = Field(min_length=1, max_length=100)
-    at: datetime
+    at: AwareDatetime

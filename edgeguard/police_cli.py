@@ -21,7 +21,6 @@ from edgeguard.payloads import ack_topic
 from edgeguard.receiver import Receiver, load_site_keys, render
 from edgeguard.uplink import no_delay
 
-
 SESSION_EXPIRY_S = 86400
 
 

@@ -82,8 +82,11 @@ def _local(text: str | None) -> str:
     if not text:
         return "-"
     moment: datetime = parse_iso(text).astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} " + \
-        moment.strftime("(UTC%z)")
+    return (
+        moment.strftime("%Y-%m-%d %H:%M:%S.")
+        + f"{moment.microsecond // 1000:03d} "
+        + moment.strftime("(UTC%z)")
+    )
 
 
 def render_alarm(p: dict[str, Any]) -> str:

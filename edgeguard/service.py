@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeguard.alarms import AlarmBook, AlarmError, Change
-from edgeguard.model import DeviceStatus, InputSignal
+from edgeguard.model import Action, DeviceStatus, InputSignal
 from edgeguard.outbox import Outbox
 from edgeguard.payloads import PoliceAck
 from edgeguard.store import AlarmRecord
@@ -30,6 +30,7 @@ class AlarmService:
         self.outbox = outbox
         self.listeners: list[Listener] = []
         self.failed_writes = 0
+        self.unrecorded: dict[str, AlarmRecord] = {}  # alarms sent while the store failed
 
     def _notify(self, what: str, record: AlarmRecord | None) -> None:
         for listener in list(self.listeners):
@@ -45,6 +46,7 @@ class AlarmService:
         return change
 
     async def handle_signal(self, signal: InputSignal) -> None:
+        await self._adopt_unrecorded(signal.source)
         try:
             change = await self.writer.run(partial(self.book.apply_signal, signal=signal))
         except Exception as exc:  # noqa: BLE001 - a failed write must reach the driver
@@ -52,6 +54,7 @@ class AlarmService:
             logger.critical(
                 "could not record %s %s from %s: %s", signal.kind, signal.action, signal.source, exc
             )
+            self._send_unrecorded(signal)
             if signal.on_failed is not None:
                 signal.on_failed(exc)
             return
@@ -61,6 +64,37 @@ class AlarmService:
                 signal.on_recorded()
             except Exception:
                 logger.exception("on_recorded callback of %s failed", signal.source)
+
+    async def _adopt_unrecorded(self, source: str) -> None:
+        """The store may work again: record the alarm that was sent from memory, so that it
+        goes on (restore, reset) like any other."""
+        record = self.unrecorded.get(source)
+        if record is None:
+            return
+        try:
+            await self.writer.run(partial(self.book.adopt, record=record))
+        except Exception:  # noqa: BLE001 - still failing: the signal takes the memory path
+            return
+        del self.unrecorded[source]
+        logger.warning("alarm %s, sent while the store failed, is now recorded", record.event_id)
+
+    def _send_unrecorded(self, signal: InputSignal) -> None:
+        """The store failed: still tell the police, from memory. A serial box is not ACKed (it
+        repeats); its repeats of a press already sent are not sent again."""
+        known = self.unrecorded.get(signal.source)
+        if known is not None and known.input_active == (signal.action is Action.ACTIVE):
+            return
+        if known is None and signal.action is not Action.ACTIVE:
+            return
+        record, topic, payload = self.book.unrecorded(signal, known)
+        self.unrecorded[signal.source] = record
+        self.outbox.add_volatile(topic, payload, record.event_id)
+        logger.critical(
+            "alarm %s from %s sent WITHOUT a durable record (store failing)",
+            record.event_id,
+            signal.source,
+        )
+        self._notify("unrecorded", record)
 
     async def handle_status(self, status: DeviceStatus) -> None:
         try:

@@ -278,13 +278,14 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
 
-    def next_seq(self) -> int:
-        """Per-site monotonic counter carried by every alarm message."""
-        seq = int(self.meta("alarm_seq") or 0) + 1
+    def current_seq(self) -> int:
+        """The last per-site message number saved (see alarms.SeqCounter)."""
+        return int(self.meta("alarm_seq") or 0)
+
+    def save_seq(self, seq: int) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('alarm_seq', ?)", (str(seq),)
         )
-        return seq
 
     # --- the ledger -------------------------------------------------------------------------
     def head(self) -> tuple[int, str]:

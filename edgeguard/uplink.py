@@ -111,6 +111,7 @@ class Uplink:
         client.max_inflight_messages_set(cfg.inflight_window)
         client.max_queued_messages_set(0)
         client.on_socket_open = no_delay
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -174,6 +175,12 @@ class Uplink:
             self.loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # loop closed during shutdown
             logger.debug("event loop closed; dropped %s", getattr(fn, "__name__", fn))
+
+    def _on_pre_connect(self, client: mqtt.Client, _userdata: Any) -> None:
+        """Sign the Will anew before each (re)connect, so its time is that of the connection."""
+        client.will_set(
+            status_topic(self.site), self._status_message("offline"), qos=1, retain=True
+        )
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

@@ -137,7 +137,7 @@ class StoreWriter:
     def _run_alone(store: Store, job: _Job) -> None:
         try:
             job.result = job.fn(store)
-        except Exception as exc:  # noqa: BLE001 - handed to the job's caller
+        except Exception as exc:
             job.error = exc
             raise _RolledBackError from exc
 

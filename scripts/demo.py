@@ -67,8 +67,18 @@ def prepare() -> DevPKI:
 
 def police_args(pki: DevPKI) -> list[str]:
     police = pki.client("police")
-    return ["--host", "localhost", "--port", str(TLS_PORT), "--ca", str(pki.ca_file),
-            "--cert", str(police.cert), "--key", str(police.key)]
+    return [
+        "--host",
+        "localhost",
+        "--port",
+        str(TLS_PORT),
+        "--ca",
+        str(pki.ca_file),
+        "--cert",
+        str(police.cert),
+        "--key",
+        str(police.key),
+    ]
 
 
 def wait_ready(socket_path: Path, daemon: subprocess.Popen[bytes], log: Path) -> None:
@@ -87,8 +97,9 @@ class Demo:
     def __init__(self, pki: DevPKI) -> None:
         self.pki = pki
         self.socket = DEMO / "run" / "control.sock"
-        self.broker = Mosquitto(DEMO / "broker", pki=pki, acl=True, port=PLAIN_PORT,
-                                tls_port=TLS_PORT)
+        self.broker = Mosquitto(
+            DEMO / "broker", pki=pki, acl=True, port=PLAIN_PORT, tls_port=TLS_PORT
+        )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.listen_log = DEMO / "police.log"
 
@@ -97,15 +108,28 @@ class Demo:
         print(f"broker:  mosquitto on localhost:{TLS_PORT} (TLS, client certificates, site ACL)")
         target = None if listener_to_terminal else self.listen_log.open("wb")
         listener = subprocess.Popen(
-            [EDGEGUARD, "listen", *police_args(self.pki), "--keys", str(DEMO / "police-keys"),
-             "--client-id", "demo-police"],
-            stdout=target, stderr=subprocess.STDOUT)
+            [
+                EDGEGUARD,
+                "listen",
+                *police_args(self.pki),
+                "--keys",
+                str(DEMO / "police-keys"),
+                "--client-id",
+                "demo-police",
+            ],
+            stdout=target,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(listener)
         print("police:  edgeguard listen — prints each verified alarm below (persistent session)")
         log = DEMO / "daemon.log"
         with log.open("ab") as out:
-            daemon = subprocess.Popen([EDGEGUARD, "run", "-c", str(CONFIG)], cwd=REPO,
-                                      stdout=out, stderr=subprocess.STDOUT)
+            daemon = subprocess.Popen(
+                [EDGEGUARD, "run", "-c", str(CONFIG)],
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.procs.append(daemon)
         wait_ready(self.socket, daemon, log)
         print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})\n")
@@ -125,8 +149,19 @@ class Demo:
         if alarm is None:
             print("  (no open alarm)")
             return
-        subprocess.run([EDGEGUARD, "police-ack", alarm["event_id"], "--site", "demo-hospital",
-                        "--by", "110 指挥中心 王警官", *police_args(self.pki)], check=False)
+        subprocess.run(
+            [
+                EDGEGUARD,
+                "police-ack",
+                alarm["event_id"],
+                "--site",
+                "demo-hospital",
+                "--by",
+                "110 指挥中心 王警官",
+                *police_args(self.pki),
+            ],
+            check=False,
+        )
 
     def reset(self) -> None:
         alarm = self.newest_open()
@@ -146,7 +181,9 @@ class Demo:
             "r": lambda: self.control({"cmd": "release", "input": "er-panic-button"}),
             "d": lambda: self.control({"cmd": "press", "input": "cashier-duress"}),
             "u": lambda: self.control({"cmd": "release", "input": "cashier-duress"}),
-            "a": self.police_ack, "x": self.reset, "s": self.status,
+            "a": self.police_ack,
+            "x": self.reset,
+            "s": self.status,
         }
         if char in ("q", "\x03", "\x04"):
             return False
@@ -171,8 +208,10 @@ class Demo:
 def interactive(demo: Demo) -> None:
     print(HELP)
     if not sys.stdin.isatty():
-        print("(no terminal: running until Ctrl-C or SIGTERM; "
-              "use `.venv/bin/edgeguard simulate press er-panic-button -c config/demo.yaml`)")
+        print(
+            "(no terminal: running until Ctrl-C or SIGTERM; "
+            "use `.venv/bin/edgeguard simulate press er-panic-button -c config/demo.yaml`)"
+        )
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return
     fd = sys.stdin.fileno()
@@ -210,7 +249,8 @@ def main() -> int:
     os.chdir(REPO)
     demo = Demo(prepare())
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if not (
-        sys.stdin.isatty() or args.smoke) else None
+        sys.stdin.isatty() or args.smoke
+    ) else None
     try:
         demo.start(listener_to_terminal=not args.smoke)
         if args.smoke:

@@ -27,8 +27,13 @@ def test_command_documented(command: str) -> None:
 
 @pytest.mark.parametrize(
     ("command", "option"),
-    sorted((name, opt) for name, sub in _commands().items() for action in sub._actions
-           for opt in action.option_strings if opt not in ("-h", "--help")),
+    sorted(
+        (name, opt)
+        for name, sub in _commands().items()
+        for action in sub._actions
+        for opt in action.option_strings
+        if opt not in ("-h", "--help")
+    ),
 )
 def test_option_documented(command: str, option: str) -> None:
     assert f"`{option}" in DOC, f"docs/cli.md does not mention {option} of {command}"

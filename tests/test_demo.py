@@ -11,7 +11,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_demo_smoke() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), "--smoke"],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert '{"demo_smoke": "ok"}' in result.stdout

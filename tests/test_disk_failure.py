@@ -1,0 +1,82 @@
+"""A full disk must not silence a panic button. The store lives on a small tmpfs that is then
+filled up: SQLite's write fails for real (disk full), the alarm still reaches the police from
+memory, flagged as unrecorded, and once space is back alarms are recorded again."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, make_site
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    ballast = directory / "ballast"
+    with contextlib.suppress(OSError), ballast.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+    return ballast
+
+
+BUTTONS = 40
+
+
+def test_full_disk_alarm_still_reaches_police(
+        tmp_path: Path, broker: Mosquitto, small_disk: Path,
+        daemons: Callable[..., DaemonProcess]) -> None:
+    inputs = [{"type": "simulated", "name": f"b{i}", "location": "er"} for i in range(BUTTONS)]
+    site = make_site(tmp_path / "site", broker, inputs=inputs)
+    site.data["store"]["path"] = str(small_disk / "edgeguard.db")
+    site.write()
+    with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
+        daemon = daemons(site)
+        ballast = _fill(small_disk)
+        # SQLite reuses the space its WAL file already has, so the first writes after the disk
+        # filled up may still succeed; press buttons until one cannot be recorded.
+        failed = None
+        for i in range(BUTTONS):
+            answer = daemon.control({"cmd": "press", "input": f"b{i}"})
+            if not answer["ok"]:
+                failed = f"b{i}"
+                assert "sent to the police from memory" in answer["error"]
+                break
+        assert failed is not None, "the full disk never made a write fail"
+        assert police.wait_for(lambda p: any(a["source"] == failed for a in p.alarms()))
+        alarm = next(a for a in police.alarms() if a["source"] == failed)
+        assert alarm["detail"]["unrecorded"] is True
+        assert alarm["kind"] == "panic"
+        status = daemon.status()
+        assert status["store"]["failed_writes"] >= 1
+        assert status["store"]["unrecorded_alarms"] == [alarm["event_id"]]
+        assert "WITHOUT a durable record" in daemon.log_text()
+
+        ballast.unlink()  # space again: the alarm is recorded late and goes on as usual
+        daemon.release(failed)
+        assert police.wait_for(lambda p: len([a for a in p.alarms() if a["source"] == failed]) == 2)
+        restored = [a for a in police.alarms() if a["source"] == failed][-1]
+        assert (restored["message"], restored["event_id"]) == ("restored", alarm["event_id"])
+        assert restored["detail"]["recorded_late"] is True
+        assert restored["seq"] > alarm["seq"]
+        status = daemon.status()
+        assert status["store"]["unrecorded_alarms"] == []
+        assert alarm["event_id"] in [a["event_id"] for a in status["open_alarms"]]
+        reset = daemon.control({"cmd": "reset", "event_id": alarm["event_id"], "by": "李保安"})
+        assert reset["ok"], reset
