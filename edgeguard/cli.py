@@ -98,10 +98,26 @@ def cmd_verify_message(args: argparse.Namespace) -> int:
 
 
 # --- the log ---------------------------------------------------------------------------------
+def _setting(args: argparse.Namespace, section: str, key: str, default: Path) -> Path:
+    """One path from the config file without validating the rest: operators run `status`,
+    `reset` and `events` outside systemd, where the daemon's credentials cannot be read."""
+    from edgeguard.config_loader import ConfigError, ConfigIssue, parse_yaml
+
+    try:
+        text = Path(args.config).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(args.config), None, "", f"cannot read: {exc}")]) from exc
+    data, _ = parse_yaml(text, str(args.config))
+    part = data.get(section) if isinstance(data, dict) else None
+    found = part.get(key) if isinstance(part, dict) else None
+    return Path(found) if isinstance(found, str) else default
+
+
 def _open_store(args: argparse.Namespace) -> Any:
+    from edgeguard.config import StoreConfig
     from edgeguard.store import Store
 
-    db = args.db if args.db is not None else _load(args.config).store.path
+    db = args.db if args.db is not None else _setting(args, "store", "path", StoreConfig().path)
     return Store(Path(db), readonly=True)
 
 
@@ -185,9 +201,13 @@ def _write_csv(rows: list[dict[str, Any]], target: str) -> None:
 
 # --- the running daemon ----------------------------------------------------------------------
 def _control(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | None:
+    from edgeguard.config import ControlConfig
     from edgeguard.control import call
 
-    socket_path = args.socket if args.socket is not None else _load(args.config).control.socket
+    default = ControlConfig().socket
+    socket_path = (
+        args.socket if args.socket is not None else _setting(args, "control", "socket", default)
+    )
     try:
         answer = call(Path(socket_path), request)
     except (ConnectionError, OSError) as exc:

@@ -53,17 +53,25 @@ def _read_text(path: Path, what: str) -> str:
 
 
 def resolve_secret_value(value: Any) -> Any:
-    """Turn a secret source into its value; leave plain values to normal validation."""
+    """Turn a secret source into its value; leave plain values to normal validation. An empty
+    secret is an error: systemd's SetCredential= default for an absent file is a newline."""
     if not isinstance(value, dict):
         return value
     key, name = _single_source(value)
     if key == "env":
         if name not in os.environ:
             raise ValueError(f"environment variable {name} is not set")
-        return os.environ[name]
-    if key == "credential":
-        return _read_text(credential_path(name), f"credential {name!r}")
-    return _read_text(Path(name), "file")
+        secret, what = os.environ[name], f"environment variable {name}"
+    elif key == "credential":
+        secret, what = (
+            _read_text(credential_path(name), f"credential {name!r}"),
+            f"credential {name!r}",
+        )
+    else:
+        secret, what = _read_text(Path(name), "file"), f"file {name}"
+    if not secret.strip():
+        raise ValueError(f"{what} is empty")
+    return secret
 
 
 def resolve_secret_path(value: Any) -> Any:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import termios
+import threading
 import time
 import tty
 from pathlib import Path
@@ -106,7 +107,6 @@ class Demo:
     def start(self, *, listener_to_terminal: bool) -> None:
         self.broker.start()
         print(f"broker:  mosquitto on localhost:{TLS_PORT} (TLS, client certificates, site ACL)")
-        target = None if listener_to_terminal else self.listen_log.open("wb")
         listener = subprocess.Popen(
             [
                 EDGEGUARD,
@@ -117,10 +117,16 @@ class Demo:
                 "--client-id",
                 "demo-police",
             ],
-            stdout=target,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         self.procs.append(listener)
+        listening = threading.Event()
+        threading.Thread(
+            target=self._relay, args=(listener, listening, listener_to_terminal), daemon=True
+        ).start()
+        if not listening.wait(20):
+            raise SystemExit(f"the police subscriber did not subscribe; see {self.listen_log}")
         print("police:  edgeguard listen — prints each verified alarm below (persistent session)")
         log = DEMO / "daemon.log"
         with log.open("ab") as out:
@@ -133,6 +139,21 @@ class Demo:
         self.procs.append(daemon)
         wait_ready(self.socket, daemon, log)
         print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})\n")
+
+    def _relay(
+        self, listener: subprocess.Popen[bytes], listening: threading.Event, to_terminal: bool
+    ) -> None:
+        """Copy the police subscriber's output to .demo/police.log (and the terminal)."""
+        assert listener.stdout is not None
+        with self.listen_log.open("wb") as log:
+            for raw in listener.stdout:
+                log.write(raw)
+                log.flush()
+                if raw.startswith(b"-- listening"):
+                    listening.set()
+                if to_terminal:
+                    sys.stdout.write(raw.decode("utf-8", errors="replace"))
+                    sys.stdout.flush()
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         answer = call(self.socket, request)

@@ -173,3 +173,32 @@ def test_shipped_configs_are_valid() -> None:
 def test_config_reference_is_current() -> None:
     reference = (REPO / "docs" / "config-reference.md").read_text(encoding="utf-8")
     assert reference == config_reference(), "run `make docs` to regenerate docs/config-reference.md"
+
+
+def test_empty_secret_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("\n")  # systemd's SetCredential= default
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    path = _write(tmp_path, GOOD.replace("{env: EG_TEST_PASSWORD}", "{credential: mqtt-password}"))
+    assert _issues(path) == [f"{path}:7: mqtt.password: credential 'mqtt-password' is empty"]
+
+
+def test_operator_commands_need_no_credentials(tmp_path: Path) -> None:
+    """`events` and `status` read only the paths they need, so an operator outside systemd
+    (where the daemon's credentials are unreadable) can use them."""
+    from edgeguard.store import Store
+
+    db = tmp_path / "edgeguard.db"
+    Store(db).close()
+    text = GOOD.replace("{env: EG_TEST_PASSWORD}", "{credential: mqtt-password}") + (
+        f"store:\n  path: {db}\ncontrol:\n  socket: {tmp_path / 'absent.sock'}\n")
+    path = _write(tmp_path, text)
+    env = {"PATH": "/usr/bin:/bin"}
+    events = subprocess.run([EDGEGUARD, "events", "-c", str(path)], capture_output=True,
+                            text=True, check=False, env=env)
+    assert events.returncode == 0, events.stderr
+    status = subprocess.run([EDGEGUARD, "status", "-c", str(path)], capture_output=True,
+                            text=True, check=False, env=env)
+    assert status.returncode == 1
+    assert "edgeguard is not running (no control socket at" in status.stderr

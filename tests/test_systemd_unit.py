@@ -78,8 +78,10 @@ def edgeguard_executable() -> Path:
     bindir = Path(sys.executable).parent
     found = shutil.which("edgeguard", path=str(bindir))
     if found is None:
-        pytest.fail(f"no edgeguard console script in {bindir}: is the package installed "
-                    "(pip install -e .) in the environment running pytest?")
+        pytest.fail(
+            f"no edgeguard console script in {bindir}: is the package installed "
+            "(pip install -e .) in the environment running pytest?"
+        )
     return Path(found)
 
 
@@ -87,8 +89,9 @@ def verifiable_copy(tmp_path: Path, text: str) -> Path:
     """Write the unit to tmp_path/edgeguard.service with machine-specific paths adapted."""
     exec_start = f"ExecStart={EXEC_START}"
     assert exec_start in text.splitlines(), f"unit must contain {exec_start!r}"
-    text = text.replace(f"ExecStart={INSTALLED_EXECUTABLE} ",
-                        f"ExecStart={edgeguard_executable()} ")
+    text = text.replace(
+        f"ExecStart={INSTALLED_EXECUTABLE} ", f"ExecStart={edgeguard_executable()} "
+    )
 
     def adapt_reload(match: re.Match[str]) -> str:
         executable = match.group(2)
@@ -119,8 +122,14 @@ def systemd_analyze_verify(path: Path) -> subprocess.CompletedProcess[str]:
         "SYSTEMD_LOG_COLOR": "0",
         "SYSTEMD_PAGER": "",
     }
-    return subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [analyze, "verify", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_systemd_analyze_verify_prints_nothing(tmp_path: Path) -> None:
@@ -134,7 +143,8 @@ def test_systemd_analyze_verify_prints_nothing(tmp_path: Path) -> None:
 def test_verify_check_catches_a_broken_unit(tmp_path: Path) -> None:
     """The check above fails on warnings: a bogus directive must produce output."""
     text = UNIT.read_text(encoding="utf-8").replace(
-        "[Service]\n", "[Service]\nNoSuchDirective=yes\nSetCredential=empty:\n", 1)
+        "[Service]\n", "[Service]\nNoSuchDirective=yes\nSetCredential=empty:\n", 1
+    )
     result = systemd_analyze_verify(verifiable_copy(tmp_path, text))
     output = result.stdout + result.stderr
     assert "NoSuchDirective" in output
@@ -218,16 +228,18 @@ def test_credentials(unit: dict[str, list[tuple[str, str]]]) -> None:
 def test_example_config_credentials_are_loaded_by_the_unit() -> None:
     if not EXAMPLE_CONFIG.exists():
         pytest.skip(f"{EXAMPLE_CONFIG} is not in this checkout")
-    used = set(re.findall(r"\{\s*credential:\s*([\w.-]+)\s*\}",
-                          EXAMPLE_CONFIG.read_text(encoding="utf-8")))
+    used = set(
+        re.findall(r"\{\s*credential:\s*([\w.-]+)\s*\}", EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    )
     assert used, "the example config should show {credential: NAME}"
     assert used <= set(CREDENTIALS), f"not provided by LoadCredential=: {used - set(CREDENTIALS)}"
 
 
 # --- scripts/install.sh ----------------------------------------------------------------------
 def test_install_sh_parses() -> None:
-    result = subprocess.run(["bash", "-n", str(INSTALL_SH)], capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+        ["bash", "-n", str(INSTALL_SH)], capture_output=True, text=True, timeout=30, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -235,8 +247,9 @@ def test_install_sh_is_shellcheck_clean() -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run([shellcheck, str(INSTALL_SH)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [shellcheck, str(INSTALL_SH)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -245,7 +258,12 @@ def test_install_sh_matches_the_unit() -> None:
     assert script.startswith("#!/usr/bin/env bash\n")
     assert "set -euo pipefail" in script
     assert os.access(INSTALL_SH, os.X_OK), "scripts/install.sh should be executable"
-    for needle in ("PREFIX=/opt/edgeguard", 'VENV="$PREFIX/.venv"',
-                   "CRED_DIR=\"$CONF_DIR/credentials\"", "CONF_DIR=/etc/edgeguard",
-                   "systemd/edgeguard.service", "keygen --out"):
+    for needle in (
+        "PREFIX=/opt/edgeguard",
+        'VENV="$PREFIX/.venv"',
+        'CRED_DIR="$CONF_DIR/credentials"',
+        "CONF_DIR=/etc/edgeguard",
+        "systemd/edgeguard.service",
+        "keygen --out",
+    ):
         assert needle in script, needle
