@@ -166,6 +166,8 @@ setup_venv() {
     # even when the version number did not change.
     "$VENV/bin/python" -m pip install --quiet --no-cache-dir "$SRC_DIR"
     [[ -x "$VENV/bin/edgeguard" ]] || die "$VENV/bin/edgeguard was not installed"
+    # Operators run `edgeguard status`, `reset`, `events` as themselves.
+    ln -sfn "$VENV/bin/edgeguard" /usr/local/bin/edgeguard
     install -D -m 0644 "$SRC_DIR/docs/install.md" "$PREFIX/docs/install.md"
 }
 
