@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
@@ -20,7 +19,6 @@ from edgeguard.model import (
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[
     str,

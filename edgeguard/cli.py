@@ -8,7 +8,7 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,8 @@ import yaml
 from edgeguard import __version__
 
 DEFAULT_CONFIG = Path(os.environ.get("EDGEGUARD_CONFIG", "/etc/edgeguard/edgeguard.yaml"))
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL = 0, 1
 
-Command = Callable[[argparse.Namespace], int]
 
 
 def _err(message: str) -> None:

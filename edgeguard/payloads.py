@@ -36,10 +36,6 @@ def ack_topic(site: str) -> str:
     return f"{TOPIC_ROOT}/{site}/ack"
 
 
-def event_topic(site: str, source: str) -> str:
-    return f"{TOPIC_ROOT}/{site}/event/{source}"
-
-
 def location_payload(key: str, location: LocationConfig | None) -> dict[str, Any]:
     """The ``location`` object: the installer's words for where an alarm came from."""
     if location is None:

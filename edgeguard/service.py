@@ -128,9 +128,6 @@ class AlarmService:
             return
         self._apply(change)
 
-    async def open_alarms(self) -> list[AlarmRecord]:
-        return await self.writer.run(lambda store: store.open_alarms())
-
     async def snapshot(self) -> dict[str, Any]:
         def read(store: Any) -> dict[str, Any]:
             head = store.head()

@@ -275,9 +275,6 @@ class Store:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.table("meta").upsert({"key": key, "value": value}, pk="key")
-
     def current_seq(self) -> int:
         """The last per-site message number saved (see alarms.SeqCounter)."""
         return int(self.meta("alarm_seq") or 0)
@@ -428,10 +425,6 @@ class Store:
         )
         return [AlarmRecord.from_row(r) for r in rows]
 
-    def alarms(self, limit: int = 100) -> list[AlarmRecord]:
-        rows = self.db.table("alarms").rows_where(order_by="occurred_at DESC", limit=limit)
-        return [AlarmRecord.from_row(r) for r in rows]
-
     # --- devices ----------------------------------------------------------------------------
     def device(self, name: str) -> dict[str, Any] | None:
         rows = list(self.db.table("devices").rows_where("device = ?", [name]))
@@ -502,10 +495,3 @@ class Store:
                 OutboxRow(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), row[5], row[6])
             )
         return marked
-
-    def count_undelivered(self) -> int:
-        return int(
-            self.conn.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[
-                0
-            ]
-        )

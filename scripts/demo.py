@@ -226,20 +226,32 @@ class Demo:
         self.broker.stop()
 
 
-def interactive(demo: Demo) -> None:
+class StopFlag:
+    """Set by the SIGINT/SIGTERM handler. A plain attribute: a handler must not take locks
+    (threading.Event would deadlock when a second signal lands inside Event.set)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def set(self, *_args: object) -> None:
+        self.stopped = True
+
+
+def interactive(demo: Demo, stop: StopFlag) -> None:
     print(HELP)
     if not sys.stdin.isatty():
         print(
             "(no terminal: running until Ctrl-C or SIGTERM; "
             "use `.venv/bin/edgeguard simulate press er-panic-button -c config/demo.yaml`)"
         )
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stop.stopped:
+            time.sleep(0.2)
         return
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
-        while True:
+        while not stop.stopped:
             ready, _, _ = select.select([fd], [], [], 0.5)
             if ready and not demo.key(os.read(fd, 1).decode(errors="ignore")):
                 return
@@ -268,15 +280,18 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="run a scripted check and exit")
     args = parser.parse_args()
     os.chdir(REPO)
+    if args.smoke:  # a scripted check starts from an empty log and broker, not the last demo's
+        for leftover in ("data", "broker"):
+            shutil.rmtree(DEMO / leftover, ignore_errors=True)
     demo = Demo(prepare())
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if not (
-        sys.stdin.isatty() or args.smoke
-    ) else None
+    stop = StopFlag()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop.set)
     try:
         demo.start(listener_to_terminal=not args.smoke)
         if args.smoke:
             return smoke(demo)
-        interactive(demo)
+        interactive(demo, stop)
         return 0
     finally:
         print("\nstopping the demo ...")

@@ -200,3 +200,32 @@ def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_username_password_login(tmp_path: Path, daemons: Callable[..., DaemonProcess]) -> None:
+    """The other login the brief allows: username/password on a broker that requires it; a
+    wrong password is refused, reported, and the alarm waits in the outbox."""
+    broker = Mosquitto(tmp_path / "pw-broker", passwords={"hosp-01": "右手-secret", "police": "p"})
+    broker.start()
+    try:
+        site = make_site(
+            tmp_path / "pw",
+            broker,
+            tls=False,
+            mqtt_extra={"username": "hosp-01", "password": {"env": "EG_TEST_MQTT_PASSWORD"}},
+        )
+        police = PoliceSubscriber(broker, {site.site_id: site.public_key}, client_id="police-pw")
+        police.client.username_pw_set("police", "p")
+        with police:
+            wrong = daemons(site, env={"EG_TEST_MQTT_PASSWORD": "wr0ng-pw-x7"})
+            wrong.press("er-button")
+            assert _wait(lambda: "refused" in wrong.log_text())
+            assert wrong.status()["outbox"]["pending"] >= 1
+            assert "wr0ng-pw-x7" not in wrong.log_text()  # no secrets in logs
+            wrong.stop()
+            right = daemons(site, env={"EG_TEST_MQTT_PASSWORD": "右手-secret"})
+            (alarm,) = police.wait_alarms(1)  # the alarm recorded while refused
+            assert alarm["source"] == "er-button"
+            assert right.status()["link"]["connected"]
+    finally:
+        broker.stop()

@@ -90,6 +90,7 @@ class Mosquitto:
         tls_port: int | None = None,
         persistence: bool = True,
         log_to_file: bool = True,
+        passwords: dict[str, str] | None = None,
     ) -> None:
         if acl and pki is None:
             raise ValueError("acl=True needs a pki: the ACL is enforced on the TLS listener")
@@ -99,6 +100,7 @@ class Mosquitto:
         self.pki = pki
         self.acl = acl
         self.persistence = persistence
+        self.passwords = passwords
         self.log_to_file = log_to_file
         self.port: int = port if port is not None else free_port()
         self.tls_port: int | None = None
@@ -261,11 +263,26 @@ class Mosquitto:
             *self._log_lines(),
             "",
             f"listener {self.port} {_HOST}",
-            "allow_anonymous true",
+            *self._plain_auth_lines(),
         ]
         if self.pki is not None and self.tls_port is not None:
             lines += ["", *self._tls_listener_lines(self.pki, self.tls_port)]
         return lines
+
+    def _plain_auth_lines(self) -> list[str]:
+        """Anonymous, or username/password from a mosquitto_passwd file when ``passwords``."""
+        if not self.passwords:
+            return ["allow_anonymous true"]
+        password_file = self.workdir / "passwords"
+        password_file.write_text("", encoding="utf-8")
+        for user, password in self.passwords.items():
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(password_file), user, password],
+                check=True,
+                capture_output=True,
+            )
+        password_file.chmod(0o600)
+        return ["allow_anonymous false", f"password_file {password_file}"]
 
     def _tls_listener_lines(self, pki: DevPKI, tls_port: int) -> list[str]:
         server = pki.server("localhost")
@@ -335,12 +352,13 @@ def _bindable(port: int) -> bool:
 
 #: MQTT 3.1.1 CONNECT, clean session, keepalive 10 s, empty client id (broker assigns one).
 _CONNECT = bytes.fromhex("100c00044d5154540402000a0000")
-_CONNACK_OK = bytes.fromhex("20020000")
+_CONNACK = bytes.fromhex("2002")  # fixed header + length; the return code may be a refusal
 _DISCONNECT = bytes.fromhex("e000")
 
 
 def _answers_connect(port: int) -> bool:
-    """True if an MQTT broker on ``port`` accepts a CONNECT."""
+    """True if an MQTT broker on ``port`` answers a CONNECT (a refusal for want of a password
+    also shows that every listener is up)."""
     try:
         with socket.create_connection((_HOST, port), timeout=1.0) as sock:
             sock.sendall(_CONNECT)
@@ -348,4 +366,4 @@ def _answers_connect(port: int) -> bool:
             sock.sendall(_DISCONNECT)
     except OSError:
         return False
-    return reply == _CONNACK_OK
+    return reply[:2] == _CONNACK and len(reply) == 4
