@@ -48,7 +48,10 @@ from edgeguard.uplink import no_delay
 N = int(os.environ.get("EDGEGUARD_BENCH_N", "1000"))
 TIMEOUT = 10.0
 # Presses are independent events seconds apart in real life; a short gap after each cycle keeps a
-# press from queueing behind the bench's own release/reset traffic of the previous cycle.
+# press from queueing behind the bench's own release/reset traffic of the previous cycle. The
+# floor is measured with the same gap: an idle vCPU runs the next piece of work markedly slower
+# (measured here: a store job takes 0.31 ms 3 ms after the previous one, 0.51 ms after 20 ms),
+# so a floor measured back to back would not be comparable.
 GAP_S = float(os.environ.get("EDGEGUARD_BENCH_GAP_S", "0.02"))
 PAYLOAD = b"x" * 900  # about the size of a signed alarm message
 
@@ -99,7 +102,7 @@ def _tls_client(broker: Mosquitto, name: str) -> mqtt.Client:
     return client
 
 
-def mqtt_round_trips(broker: Mosquitto, n: int) -> list[float]:
+def mqtt_round_trips(broker: Mosquitto, n: int, gap: float) -> list[float]:
     got = threading.Event()
     received_at = [0.0]
     subscribed = threading.Event()
@@ -123,6 +126,7 @@ def mqtt_round_trips(broker: Mosquitto, n: int) -> list[float]:
             if not got.wait(TIMEOUT):
                 raise TimeoutError("floor message not received")
             samples.append(received_at[0] - start)
+            time.sleep(gap)
     finally:
         for client in (site, police):
             client.disconnect()
@@ -130,8 +134,8 @@ def mqtt_round_trips(broker: Mosquitto, n: int) -> list[float]:
     return samples
 
 
-def fsync_commits(directory: Path, n: int) -> list[float]:
-    conn = sqlite3.connect(directory / "floor.db", isolation_level=None)
+def fsync_commits(directory: Path, n: int, gap: float) -> list[float]:
+    conn = sqlite3.connect(directory / f"floor-{gap}.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB)")
@@ -142,6 +146,7 @@ def fsync_commits(directory: Path, n: int) -> list[float]:
         conn.execute("INSERT INTO t (payload) VALUES (?)", (PAYLOAD,))
         conn.execute("COMMIT")
         samples.append(time.perf_counter() - start)
+        time.sleep(gap)
     conn.close()
     return samples
 
@@ -202,9 +207,15 @@ def run(workdir: Path) -> dict[str, Any]:
     master, port = open_pty()
     try:
         print(f"floor: {N} raw MQTT QoS1 round trips over TLS and {N} SQLite fsync commits")
-        rtt = mqtt_round_trips(broker, N)
-        fsync = fsync_commits(workdir, N)
+        rtt = mqtt_round_trips(broker, N, GAP_S)
+        fsync = fsync_commits(workdir, N, GAP_S)
         floor = [a + b for a, b in zip(rtt, fsync, strict=True)]
+        hot = [
+            a + b
+            for a, b in zip(
+                mqtt_round_trips(broker, N, 0.0), fsync_commits(workdir, N, 0.0), strict=True
+            )
+        ]
         inputs = [
             {"type": "gpio", "name": "er-button", "pin": 17, "location": "er", "lockout": 0},
             {
@@ -242,7 +253,14 @@ def run(workdir: Path) -> dict[str, Any]:
     finally:
         broker.stop()
         os.close(master)
-    return {"rtt": rtt, "fsync": fsync, "floor": floor, "gpio": gpio, "serial": serial}
+    return {
+        "rtt": rtt,
+        "fsync": fsync,
+        "floor": floor,
+        "floor_back_to_back": hot,
+        "gpio": gpio,
+        "serial": serial,
+    }
 
 
 def main() -> None:
@@ -252,30 +270,34 @@ def main() -> None:
     print()
     line("floor: MQTT QoS1 round trip (TLS)", stats["rtt"])
     line("floor: SQLite commit + fsync", stats["fsync"])
-    line("floor: sum", stats["floor"])
+    line("floor: sum (same gap as the presses)", stats["floor"])
+    line("floor: sum, back to back (hot CPU)", stats["floor_back_to_back"])
     line("GPIO press -> police (TLS)", stats["gpio"])
     line("serial press -> police (TLS)", stats["serial"])
-    floor_p99 = stats["floor"]["p99_ms"]
-    ratio_gpio = round(stats["gpio"]["p99_ms"] / floor_p99, 2)
-    ratio_serial = round(stats["serial"]["p99_ms"] / floor_p99, 2)
     worst = max(stats["gpio"]["p99_ms"], stats["serial"]["p99_ms"])
-    met = worst <= 25.0 and max(ratio_gpio, ratio_serial) <= 3.0
+    ratio = {
+        name: round(worst / stats[name]["p99_ms"], 2) for name in ("floor", "floor_back_to_back")
+    }
+    met = worst <= 25.0 and ratio["floor"] <= 3.0
     print(
-        f"p99 / floor p99: GPIO {ratio_gpio}x, serial {ratio_serial}x; "
-        f"target p99 <= 25 ms and <= 3x floor: {'MET' if met else 'NOT MET'}"
+        f"worst p99 {worst:.3f} ms = {ratio['floor']}x the floor's p99 measured like the presses "
+        f"({ratio['floor_back_to_back']}x the back-to-back floor); target p99 <= 25 ms and "
+        f"<= 3x floor: {'MET' if met else 'NOT MET'}"
     )
     emit(
         {
             "bench": "alarm_latency",
             "n": N,
+            "gap_ms": GAP_S * 1000,
             "machine": machine(),
             "floor_mqtt_rtt": stats["rtt"],
             "floor_fsync": stats["fsync"],
             "floor": stats["floor"],
+            "floor_back_to_back": stats["floor_back_to_back"],
             "gpio": stats["gpio"],
             "serial": stats["serial"],
-            "ratio_p99_gpio": ratio_gpio,
-            "ratio_p99_serial": ratio_serial,
+            "ratio_p99": ratio["floor"],
+            "ratio_p99_back_to_back": ratio["floor_back_to_back"],
             "target_p99_ms": 25.0,
             "target_ratio": 3.0,
             "target_met": met,

@@ -40,10 +40,10 @@ def machine() -> dict[str, Any]:
 
 def line(label: str, stats: dict[str, float]) -> None:
     if not stats.get("n"):
-        print(f"{label:<34} no samples")
+        print(f"{label:<40} no samples")
         return
     print(
-        f"{label:<34} n={stats['n']:<5} p50={stats['p50_ms']:>8.3f} ms  "
+        f"{label:<40} n={stats['n']:<5} p50={stats['p50_ms']:>8.3f} ms  "
         f"p95={stats['p95_ms']:>8.3f} ms  p99={stats['p99_ms']:>8.3f} ms  "
         f"max={stats['max_ms']:>8.3f} ms"
     )
