@@ -61,4 +61,8 @@ def setup_logging(level: str, journald: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("edgeguard.paho").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # paho logs every failed reconnect attempt at ERROR; the uplink reports the link state
+    # itself, so paho's own lines are only wanted when debugging.
+    logging.getLogger("edgeguard.paho").setLevel(
+        logging.DEBUG if level == "DEBUG" else logging.CRITICAL
+    )
