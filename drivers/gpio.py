@@ -108,13 +108,16 @@ class GpioButton(InputDriver[GpioInputConfig]):
                 f"gpio {cfg.name}: pin {cfg.pin}: {exc}", SetupFailure.PERMANENT
             ) from exc
         self._device = device
-        self._reported_pressed = self._pressed_now()
         device.when_activated = self._on_edge
         device.when_deactivated = self._on_edge
         self.report(DeviceState.ONLINE, driver="gpio", pin=str(cfg.pin), contact=cfg.contact.value)
-        if self._reported_pressed:
-            logger.warning("gpio %s: pressed at start-up", cfg.name)
-            self._emit(pressed=True)
+        with self._lock:
+            # Report the state found at start, pressed or not: a button released while the
+            # daemon was down must end its input's alarm, or that alarm could never be reset.
+            self._reported_pressed = self._pressed_now()
+            if self._reported_pressed:
+                logger.warning("gpio %s: pressed at start-up", cfg.name)
+            self._emit(pressed=self._reported_pressed)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -133,13 +136,19 @@ class GpioButton(InputDriver[GpioInputConfig]):
     def _on_edge(self) -> None:
         """Called on gpiozero's callback thread for every edge."""
         with self._lock:
-            if self._stopped.is_set() or self._device is None or self._lockout_timer is not None:
-                return
-            pressed = self._pressed_now()
-            if pressed == self._reported_pressed:
-                return
-            self._reported_pressed = pressed
-            self._start_lockout()
+            if self._lockout_timer is None:
+                self._report_change()
+
+    def _report_change(self) -> None:
+        """Report the line if it changed; the caller holds the lock, so that the edge thread
+        and the lockout timer hand their signals over in the order they saw them."""
+        if self._stopped.is_set() or self._device is None:
+            return
+        pressed = self._pressed_now()
+        if pressed == self._reported_pressed:
+            return
+        self._reported_pressed = pressed
+        self._start_lockout()
         self._emit(pressed=pressed)
 
     def _start_lockout(self) -> None:
@@ -153,15 +162,9 @@ class GpioButton(InputDriver[GpioInputConfig]):
     def _end_lockout(self) -> None:
         with self._lock:
             self._lockout_timer = None
-            if self._stopped.is_set() or self._device is None:
-                return
-            pressed = self._pressed_now()
-            if pressed == self._reported_pressed:
-                return
-            self._reported_pressed = pressed
-            self._start_lockout()
-        self._emit(pressed=pressed)
+            self._report_change()
 
     def _emit(self, *, pressed: bool) -> None:
+        """Hand a signal to the sink (non-blocking: the bridge only schedules it)."""
         action = Action.ACTIVE if pressed else Action.NORMAL
         self.sink.submit(self.signal(self.name, action, pin=str(self.config.pin)))

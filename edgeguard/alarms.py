@@ -7,6 +7,7 @@ alarm's new state and the outbox messages in one savepoint and returns what chan
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -149,7 +150,13 @@ class AlarmBook:
         )
 
     # --- inputs -----------------------------------------------------------------------------
-    def apply_signal(self, store: Store, signal: InputSignal) -> Change:
+    def apply_signal(
+        self, store: Store, signal: InputSignal, adopt: AlarmRecord | None = None
+    ) -> Change:
+        """Decide what a signal means and record it. ``adopt``: an alarm of the same source
+        sent from memory while the store failed, recorded first in the same transaction."""
+        if adopt is not None:
+            self.adopt(store, adopt)
         current = store.open_alarm_for_source(signal.source)
         if signal.action is Action.ACTIVE:
             if current is None:
@@ -227,8 +234,11 @@ class AlarmBook:
         record.reset_by = by
 
     def adopt(self, store: Store, record: AlarmRecord) -> None:
-        """Record an alarm that was sent from memory while the store failed."""
-        record.detail = {**record.detail, "unrecorded": False, "recorded_late": True}
+        """Record an alarm that was sent from memory while the store failed (a copy: if this
+        transaction fails too, the in-memory record stays as it was)."""
+        record = dataclasses.replace(
+            record, detail={**record.detail, "unrecorded": False, "recorded_late": True}
+        )
         store.insert_alarm(record)
         self._ledger(
             store,
@@ -262,13 +272,13 @@ class AlarmBook:
 
     def police_ack(self, store: Store, ack: PoliceAck) -> Change:
         record = store.alarm(ack.event_id)
-        if record is None:
+        if record is None:  # kept in the ledger (no exception: that would roll it back)
             store.append_event(
                 "police.unknown_ack",
                 event_id=ack.event_id,
                 data={"state": ack.state.value, "by": ack.by},
             )
-            raise AlarmError(f"police {ack.state.value} for unknown alarm {ack.event_id}")
+            return Change("unknown")
         at_field, by_field = f"{ack.state.value}_at", f"{ack.state.value}_by"
         if getattr(record, at_field) is not None:
             return Change("duplicate", record)

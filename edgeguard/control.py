@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST = 64 * 1024
 
 
+# A person's name as recorded in the log: no control characters (no forged log lines).
+PersonName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 class _Req(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -37,8 +41,8 @@ class SimulateRequest(_Req):
 
 class ResetRequest(_Req):
     cmd: Literal["reset"]
-    event_id: str = Field(min_length=1, max_length=64)
-    by: str = Field(min_length=1, max_length=100)
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$")
+    by: PersonName
 
 
 Request = Annotated[StatusRequest | SimulateRequest | ResetRequest, Field(discriminator="cmd")]

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 STOP_FLUSH_S = 5.0
 SIMULATE_RECORD_TIMEOUT_S = 10.0
+HOUSEKEEPING_S = 5.0
 
 
 class Daemon:
@@ -51,6 +52,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
         self.heartbeats = 0
         self.signer = Signer.from_file(config.signing.private_key)
         self.writer = StoreWriter(config.store.path)
@@ -102,11 +104,11 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         self._spawn(self._heartbeat_loop())
         self._spawn(self._watchdog_loop())
-        self._spawn(self._stale_loop())
+        self._spawn(self._housekeeping_loop())
 
     def _start_uplink(self, loop: asyncio.AbstractEventLoop) -> None:
         self.uplink = Uplink(self.config, self.signer, self, loop, self.started_at)
-        self.outbox.uplink = self.uplink
+        self.outbox.attach(self.uplink)
         self.uplink.start()
 
     def _spawn(self, coro: Any) -> None:
@@ -151,7 +153,7 @@ class Daemon:
         self.outbox.on_connected()
 
     def on_disconnected(self, reason: str) -> None:
-        self.outbox.on_disconnected()
+        """Nothing to undo: paho keeps its in-flight messages and resends them on reconnect."""
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
         self.outbox.on_puback(mid, ok, reason)
@@ -164,29 +166,30 @@ class Daemon:
 
     # --- periodic work ----------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
-        cfg = self.config.mqtt
         while True:
-            await asyncio.sleep(cfg.heartbeat_interval)
-            uplink = self.uplink
-            if uplink is None or not uplink.connected:
-                continue
-            head, open_count = await self.writer.run(lambda s: (s.head(), len(s.open_alarms())))
-            self.heartbeats += 1
-            payload = heartbeat_payload(
-                self.config.site.id,
-                self.heartbeats,
-                uptime_s=time.monotonic() - self._started,
-                open_alarms=open_count,
-                pending=len(self.outbox.pending),
-                log_head=head,
-            )
-            with contextlib.suppress(NotConnectedError):
-                uplink.publish(
-                    heartbeat_topic(self.config.site.id),
-                    self.signer.encode(payload),
-                    cfg.heartbeat_qos,
-                    False,
-                )
+            await asyncio.sleep(self.config.mqtt.heartbeat_interval)
+            try:
+                await self._heartbeat()
+            except Exception:  # a failing store must not end the heartbeats for good
+                logger.exception("heartbeat failed; trying again next time")
+
+    async def _heartbeat(self) -> None:
+        uplink = self.uplink
+        if uplink is None or not uplink.connected:
+            return
+        head, open_count = await self.writer.run(lambda s: (s.head(), len(s.open_alarms())))
+        self.heartbeats += 1
+        payload = heartbeat_payload(
+            self.config.site.id,
+            self.heartbeats,
+            uptime_s=time.monotonic() - self._started,
+            open_alarms=open_count,
+            pending=len(self.outbox.pending),
+            log_head=head,
+        )
+        with contextlib.suppress(NotConnectedError):
+            uplink.publish(heartbeat_topic(self.config.site.id), self.signer.encode(payload),
+                           self.config.mqtt.heartbeat_qos, False)
 
     async def _watchdog_loop(self) -> None:
         interval = sysd.watchdog_interval()
@@ -208,51 +211,71 @@ class Daemon:
             return False
         try:
             await asyncio.wait_for(self.writer.run(lambda s: s.head()), timeout)
-        except (TimeoutError, RuntimeError):
+        except Exception:  # noqa: BLE001 - any failure means: do not ping
             return False
         return True
 
-    async def _stale_loop(self) -> None:
+    async def _housekeeping_loop(self) -> None:
+        """Every few seconds: re-send messages whose PUBACK never came, and record alarms that
+        were sent from memory while the store failed."""
         while True:
-            await asyncio.sleep(5.0)
-            self.outbox.check_stale()
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                self.outbox.check_stale()
+                await self.service.record_unrecorded()
+            except Exception:
+                logger.exception("housekeeping failed; trying again next time")
 
     # --- reload -----------------------------------------------------------------------------
     async def reload(self) -> bool:
+        """SIGHUP: re-read the config; a config that cannot be applied leaves the running one."""
         if self.config_path is None:
             logger.warning("reload: the daemon was not started from a file")
             return False
-        sysd.notify("RELOADING=1")
-        try:
-            new = await asyncio.to_thread(load_config, self.config_path)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                logger.error("reload rejected, keeping the running config: %s", issue)
-            sysd.notify("READY=1")
-            return False
-        await self._apply_config(new)
-        sysd.notify("READY=1")
-        return True
+        async with self._reload_lock:  # a second SIGHUP waits for the first
+            sysd.notify("RELOADING=1")
+            try:
+                await self._apply_config(await asyncio.to_thread(load_config, self.config_path))
+            except ConfigError as exc:
+                for issue in exc.issues:
+                    logger.error("reload rejected, keeping the running config: %s", issue)
+                return False
+            except Exception:
+                logger.exception("reload failed, keeping the running config")
+                return False
+            finally:
+                sysd.notify("READY=1")
+            return True
 
     async def _apply_config(self, new: EdgeguardConfig) -> None:
         old = self.config
-        if new.store != old.store or new.control != old.control:
-            logger.warning("reload: store and control socket changes take effect on restart")
-        if new.signing != old.signing:
-            self.signer = Signer.from_file(new.signing.private_key)
-        self.config = new
-        self.book.config, self.book.signer = new, self.signer
-        sysd.setup_logging(new.logging.level, new.logging.journald)
         assert self.inputs is not None
         assert self._loop is not None
+        # Build everything that can fail (key file, TLS files) before changing anything.
+        signer = Signer.from_file(new.signing.private_key) if new.signing != old.signing \
+            else self.signer
+        uplink = None
+        if (new.mqtt, new.site) != (old.mqtt, old.site):
+            uplink = Uplink(new, signer, self, self._loop, self.started_at)
+        if new.store != old.store or new.control != old.control:
+            logger.warning("reload: store and control socket changes take effect on restart")
+        self.config, self.signer = new, signer
+        self.book.config, self.book.signer = new, signer
+        sysd.setup_logging(new.logging.level, new.logging.journald)
         await self.inputs.stop_all()
         await self.inputs.start_all(list(new.inputs))
-        if (new.mqtt, new.site) != (old.mqtt, old.site) and self.uplink is not None:
+        if uplink is not None:
             logger.info("reload: MQTT settings changed, reconnecting")
-            await self.uplink.stop()
-            self._start_uplink(self._loop)
+            await self._replace_uplink(uplink)
         await self.writer.run(lambda s: s.append_event("config.reload", data={}))
         logger.info("config reloaded from %s", self.config_path)
+
+    async def _replace_uplink(self, uplink: Uplink) -> None:
+        old, self.uplink = self.uplink, uplink
+        self.outbox.attach(uplink)
+        if old is not None:
+            await old.stop()
+        uplink.start()
 
     # --- control socket ---------------------------------------------------------------------
     async def _handle_control(self, request: Any) -> dict[str, Any]:

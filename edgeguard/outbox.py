@@ -3,7 +3,9 @@ ahead of their PUBACKs; a row is marked delivered only when its PUBACK arrives.
 
 Rows live in the store until delivered; this object holds the undelivered ones in memory (read
 back from the store at start-up) and never drops one. On reconnect paho itself resends the
-messages it had in flight (same packet ids); everything not yet sent follows in order.
+messages it had in flight (same packet ids); everything not yet sent follows in order. A row
+the broker refuses (negative PUBACK) waits with its own back-off, so it never holds up the
+alarms behind it.
 """
 
 from __future__ import annotations
@@ -32,11 +34,9 @@ class Outbox:
         self.pending: dict[int, OutboxRow] = {}
         self._unsent: deque[int] = deque()
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
+        self._refusals: dict[int, int] = {}  # row id -> negative PUBACKs so far
         self._delivered: list[int] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._retry_delay = RETRY_MIN_S
-        self._paused_until = 0.0
-        self._resume: asyncio.TimerHandle | None = None
         self._drained = asyncio.Event()
         self._volatile_ids = 0
         self.published = 0
@@ -70,12 +70,18 @@ class Outbox:
         self.pump()
 
     # --- link events ------------------------------------------------------------------------
-    def on_connected(self) -> None:
-        self._retry_delay = RETRY_MIN_S
-        self.pump()
+    def attach(self, uplink: Uplink) -> None:
+        """Use a new uplink (start-up, or a reload that changed the MQTT settings). Whatever the
+        previous client had in flight is sent again through the new one: its PUBACKs will
+        never come, and its packet ids mean nothing to the new client."""
+        self.uplink = uplink
+        if self._inflight:
+            requeued = {row_id for row_id, _ in self._inflight.values()}
+            self._inflight.clear()
+            self._requeue(requeued)
 
-    def on_disconnected(self) -> None:
-        """Nothing to undo: paho keeps in-flight messages and resends them on reconnect."""
+    def on_connected(self) -> None:
+        self.pump()
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
         entry = self._inflight.pop(mid, None)
@@ -84,27 +90,34 @@ class Outbox:
         row_id = entry[0]
         if ok:
             self.acked += 1
-            self._retry_delay = RETRY_MIN_S
+            self._refusals.pop(row_id, None)
             if self.pending.pop(row_id, None) is not None and row_id > 0:
                 self._delivered.append(row_id)
                 self._schedule_flush()
-        else:
-            row = self.pending.get(row_id)
-            logger.error(
-                "outbox: broker refused message %d on %s: %s (retry in %.0f s)",
-                row_id,
-                row.topic if row else "?",
-                reason,
-                self._retry_delay,
-            )
-            self._unsent.appendleft(row_id)
-            self._pause()
+        elif row_id in self.pending:
+            self._refused(row_id, reason)
         self.pump()
+        self._check_drained()
+
+    def _refused(self, row_id: int, reason: str) -> None:
+        refusals = self._refusals.get(row_id, 0) + 1
+        self._refusals[row_id] = refusals
+        delay = min(RETRY_MIN_S * 2 ** (refusals - 1), RETRY_MAX_S)
+        logger.error("outbox: broker refused message %d on %s: %s (attempt %d, again in %.0f s)",
+                     row_id, self.pending[row_id].topic, reason, refusals, delay)
+        asyncio.get_running_loop().call_later(delay, self._requeue, {row_id})
+
+    def _requeue(self, row_ids: set[int]) -> None:
+        """Put rows back in line, in id order (volatile rows, negative ids, first)."""
+        waiting = {row_id for row_id in row_ids if row_id in self.pending}
+        if waiting:
+            self._unsent = deque(sorted(waiting | set(self._unsent)))
+            self.pump()
 
     # --- sending ----------------------------------------------------------------------------
     def pump(self) -> None:
         uplink = self.uplink
-        if uplink is None or not uplink.connected or time.monotonic() < self._paused_until:
+        if uplink is None or not uplink.connected:
             return
         while self._unsent and len(self._inflight) < self.window:
             row_id = self._unsent[0]
@@ -118,39 +131,19 @@ class Outbox:
                 return
             self._unsent.popleft()
             self.published += 1
-            if row.qos == 0:
-                self.pending.pop(row_id, None)
-                self._delivered.append(row_id)
-                self._schedule_flush()
-            else:
-                self._inflight[mid] = (row_id, time.monotonic())
+            self._inflight[mid] = (row_id, time.monotonic())
 
     def check_stale(self) -> None:
         """Safety net: a message without PUBACK for long while connected is sent again."""
         if self.uplink is None or not self.uplink.connected:
             return
         now = time.monotonic()
-        stale = [mid for mid, (_, sent) in self._inflight.items() if now - sent > STALE_INFLIGHT_S]
-        for mid in stale:
-            row_id, _ = self._inflight.pop(mid)
-            if row_id in self.pending:
-                logger.warning(
-                    "outbox: no PUBACK for message %d after %.0f s; sending again",
-                    row_id,
-                    STALE_INFLIGHT_S,
-                )
-                self._unsent.appendleft(row_id)
-        if stale:
-            self._unsent = deque(sorted(set(self._unsent)))
-            self.pump()
-
-    def _pause(self) -> None:
-        self._paused_until = time.monotonic() + self._retry_delay
-        loop = asyncio.get_running_loop()
-        if self._resume is not None:
-            self._resume.cancel()
-        self._resume = loop.call_later(self._retry_delay, self.pump)
-        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+        stale = {mid for mid, (_, sent) in self._inflight.items() if now - sent > STALE_INFLIGHT_S}
+        rows = {self._inflight.pop(mid)[0] for mid in stale}
+        for row_id in rows:
+            logger.warning("outbox: no PUBACK for message %d after %.0f s; sending again",
+                           row_id, STALE_INFLIGHT_S)
+        self._requeue(rows)
 
     # --- recording deliveries ---------------------------------------------------------------
     def _schedule_flush(self) -> None:

@@ -135,5 +135,5 @@ class PoliceAck(BaseModel):
         min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$"
     )
     state: PoliceAction
-    by: str = Field(min_length=1, max_length=100)
+    by: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     at: AwareDatetime

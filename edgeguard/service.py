@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgeguard.alarms import AlarmBook, AlarmError, Change
-from edgeguard.model import Action, DeviceStatus, InputSignal
+from edgeguard.alarms import AlarmBook, Change
+from edgeguard.model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.outbox import Outbox
 from edgeguard.payloads import PoliceAck
 from edgeguard.store import AlarmRecord
@@ -46,9 +46,11 @@ class AlarmService:
         return change
 
     async def handle_signal(self, signal: InputSignal) -> None:
-        await self._adopt_unrecorded(signal.source)
+        unrecorded = self.unrecorded.get(signal.source)
         try:
-            change = await self.writer.run(partial(self.book.apply_signal, signal=signal))
+            change = await self.writer.run(
+                partial(self.book.apply_signal, signal=signal, adopt=unrecorded)
+            )
         except Exception as exc:  # noqa: BLE001 - a failed write must reach the driver
             self.failed_writes += 1
             logger.critical(
@@ -58,6 +60,8 @@ class AlarmService:
             if signal.on_failed is not None:
                 signal.on_failed(exc)
             return
+        if unrecorded is not None:
+            self._recorded_late(signal.source)
         self._apply(change)
         if signal.on_recorded is not None:
             try:
@@ -65,23 +69,28 @@ class AlarmService:
             except Exception:
                 logger.exception("on_recorded callback of %s failed", signal.source)
 
-    async def _adopt_unrecorded(self, source: str) -> None:
-        """The store may work again: record the alarm that was sent from memory, so that it
-        goes on (restore, reset) like any other."""
-        record = self.unrecorded.get(source)
-        if record is None:
-            return
-        try:
-            await self.writer.run(partial(self.book.adopt, record=record))
-        except Exception:  # noqa: BLE001 - still failing: the signal takes the memory path
-            return
-        del self.unrecorded[source]
-        logger.warning("alarm %s, sent while the store failed, is now recorded", record.event_id)
+    async def record_unrecorded(self) -> None:
+        """Retried periodically and before a reset: record the alarms that were sent from
+        memory, so that they go on (restore, reset, restart) like any other."""
+        for source, record in list(self.unrecorded.items()):
+            try:
+                await self.writer.run(partial(self.book.adopt, record=record))
+            except Exception:  # noqa: BLE001 - the store still fails: try again later
+                return
+            self._recorded_late(source)
+
+    def _recorded_late(self, source: str) -> None:
+        record = self.unrecorded.pop(source, None)
+        if record is not None:
+            logger.warning("alarm %s, sent while the store failed, is now recorded",
+                           record.event_id)
 
     def _send_unrecorded(self, signal: InputSignal) -> None:
         """The store failed: still tell the police, from memory. A serial box is not ACKed (it
         repeats); its repeats of a press already sent are not sent again."""
         known = self.unrecorded.get(signal.source)
+        if known is not None and known.state == AlarmState.RESET:
+            known = None  # a cleared technical alarm: a new activation is a new alarm
         if known is not None and known.input_active == (signal.action is Action.ACTIVE):
             return
         if known is None and signal.action is not Action.ACTIVE:
@@ -105,6 +114,8 @@ class AlarmService:
         self._apply(change)
 
     async def reset(self, event_id: str, by: str) -> AlarmRecord:
+        if any(r.event_id == event_id for r in self.unrecorded.values()):
+            await self.record_unrecorded()
         change = await self.writer.run(partial(self.book.reset, event_id=event_id, by=by))
         self._apply(change)
         assert change.alarm is not None
@@ -123,9 +134,13 @@ class AlarmService:
             return
         try:
             change = await self.writer.run(partial(self.book.police_ack, ack=ack))
-        except AlarmError as exc:
-            logger.warning("police ack rejected: %s", exc)
+        except Exception:  # the ack is lost, not the alarm: the police see no change and resend
+            logger.exception("could not record the police %s of %s", ack.state.value,
+                             ack.event_id)
             return
+        if change.what == "unknown":
+            logger.warning("police ack rejected: %s for unknown alarm %s", ack.state.value,
+                           ack.event_id)
         self._apply(change)
 
     async def snapshot(self) -> dict[str, Any]:

@@ -102,6 +102,8 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 def generate_keypair(private_path: Path, *, overwrite: bool = False) -> Path:
     """Write a new private key (mode 0600) and its public key beside it (``.pub``)."""
+    if private_path.suffix == ".pub":
+        raise ValueError(f"{private_path}: a private key must not be named .pub")
     if private_path.exists() and not overwrite:
         raise FileExistsError(f"{private_path} exists; refusing to overwrite a site key")
     key = Ed25519PrivateKey.generate()
@@ -110,6 +112,7 @@ def generate_keypair(private_path: Path, *, overwrite: bool = False) -> Path:
     )
     private_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     public_path = private_path.with_suffix(".pub")

@@ -75,6 +75,7 @@ class Uplink:
         self.last_error: str | None = None
         self.connects = 0
         self._stopping = False
+        self._retired = False
         self.client = self._make_client()
 
     @property
@@ -149,7 +150,9 @@ class Uplink:
         )
 
     async def stop(self, timeout: float = 3.0) -> None:
-        """Say ``offline`` (retained) if connected, then disconnect and stop paho's thread."""
+        """Say ``offline`` (retained) if connected, then disconnect and stop paho's thread.
+        From here on none of this client's callbacks reach the handler."""
+        self._retired = True
         if self.connected:
             info = self.client.publish(
                 status_topic(self.site), self._status_message("offline"), qos=1, retain=True
@@ -165,16 +168,22 @@ class Uplink:
         if not self.connected:
             raise NotConnectedError
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_QUEUE_SIZE):
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # QUEUE_SIZE too: paho dropped it
             raise NotConnectedError(mqtt.error_string(info.rc))
         return int(info.mid)
 
     # --- paho thread callbacks: hand everything to the loop ---------------------------------
     def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
-            self.loop.call_soon_threadsafe(fn, *args)
+            self.loop.call_soon_threadsafe(self._if_current, fn, *args)
         except RuntimeError:  # loop closed during shutdown
             logger.debug("event loop closed; dropped %s", getattr(fn, "__name__", fn))
+
+    def _if_current(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a paho callback on the loop, unless this uplink was replaced meanwhile: a retired
+        client's packet ids and link state mean nothing to the outbox any more."""
+        if not self._retired:
+            fn(*args)
 
     def _on_pre_connect(self, client: mqtt.Client, _userdata: Any) -> None:
         """Sign the Will anew before each (re)connect, so its time is that of the connection."""

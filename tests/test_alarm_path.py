@@ -229,3 +229,13 @@ def test_username_password_login(tmp_path: Path, daemons: Callable[..., DaemonPr
             assert right.status()["link"]["connected"]
     finally:
         broker.stop()
+
+
+def test_control_requests_are_validated(site: Site, daemons: Callable[..., DaemonProcess]) -> None:
+    daemon = daemons(site)
+    forged = daemon.control({"cmd": "reset", "event_id": "01a2", "by": "x\n2026 INFO forged"})
+    assert not forged["ok"]
+    assert "bad request" in forged["error"]
+    assert not daemon.control({"cmd": "press", "input": "nope"})["ok"]
+    assert not daemon.control({"cmd": "shutdown"})["ok"]
+    assert daemon.status()["ok"]

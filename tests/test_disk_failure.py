@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,3 +81,32 @@ def test_full_disk_alarm_still_reaches_police(
         assert alarm["event_id"] in [a["event_id"] for a in status["open_alarms"]]
         reset = daemon.control({"cmd": "reset", "event_id": alarm["event_id"], "by": "李保安"})
         assert reset["ok"], reset
+
+
+def test_alarm_pressed_and_released_while_disk_full_is_recorded_later(
+        tmp_path: Path, broker: Mosquitto, small_disk: Path,
+        daemons: Callable[..., DaemonProcess]) -> None:
+    """Press and release both happen while the disk is full; once space is back, the daemon
+    records the alarm by itself, and the control room can reset it."""
+    inputs = [{"type": "simulated", "name": f"b{i}", "location": "er"} for i in range(BUTTONS)]
+    site = make_site(tmp_path / "site2", broker, inputs=inputs)
+    site.data["store"]["path"] = str(small_disk / "edgeguard.db")
+    site.write()
+    with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
+        daemon = daemons(site)
+        ballast = _fill(small_disk)
+        failed = next((f"b{i}" for i in range(BUTTONS)
+                       if not daemon.control({"cmd": "press", "input": f"b{i}"})["ok"]), None)
+        assert failed is not None, "the full disk never made a write fail"
+        assert not daemon.control({"cmd": "release", "input": failed})["ok"]
+        assert police.wait_for(lambda p: [a["message"] for a in p.alarms()
+                                          if a["source"] == failed] == ["new", "restored"])
+        event_id = police.alarms()[-1]["event_id"]
+        ballast.unlink()
+        deadline = time.monotonic() + 15
+        while daemon.status()["store"]["unrecorded_alarms"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert daemon.status()["store"]["unrecorded_alarms"] == []
+        answer = daemon.control({"cmd": "reset", "event_id": event_id, "by": "李保安"})
+        assert answer["ok"], answer
+        assert police.wait_for(lambda p: p.alarms()[-1]["message"] == "reset")

@@ -55,19 +55,20 @@ def test_no_contact_fires_on_first_edge(factory: MockFactory) -> None:
     button = _button(factory, sink, lockout=0.2)
     pin = factory.pin(17)
     assert sink.statuses[-1].state.value == "online"
+    assert sink.actions() == [Action.NORMAL]  # the state found at start is reported
     pin.drive_low()  # NO contact to ground with pull-up: pressed
-    assert sink.actions() == [Action.ACTIVE]  # synchronously, no debounce delay
+    assert sink.actions() == [Action.NORMAL, Action.ACTIVE]  # synchronously, no debounce delay
     for _ in range(5):  # contact bounce within the lockout is ignored
         pin.drive_high()
         pin.drive_low()
-    assert sink.actions() == [Action.ACTIVE]
+    assert sink.actions() == [Action.NORMAL, Action.ACTIVE]
     pin.drive_high()  # released during the lockout: reported when it ends
     deadline = time.monotonic() + 2
-    while len(sink.signals) < 2 and time.monotonic() < deadline:
+    while len(sink.signals) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert sink.actions() == [Action.ACTIVE, Action.NORMAL]
-    assert sink.signals[0].kind.value == "panic"
-    assert sink.signals[0].priority == 1
+    assert sink.actions() == [Action.NORMAL, Action.ACTIVE, Action.NORMAL]
+    assert sink.signals[1].kind.value == "panic"
+    assert sink.signals[1].priority == 1
     button.stop()
 
 
@@ -88,7 +89,7 @@ def test_pull_down_no_contact(factory: MockFactory) -> None:
     sink = Sink()
     button = _button(factory, sink, pin=19, pull="down", lockout=0)
     factory.pin(19).drive_high()  # contact to 3.3 V closes
-    assert sink.actions() == [Action.ACTIVE]
+    assert sink.actions() == [Action.NORMAL, Action.ACTIVE]
     button.stop()
 
 

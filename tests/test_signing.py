@@ -97,3 +97,13 @@ def test_keygen_and_verify_message_cli(tmp_path: Path) -> None:
 def test_generate_keypair_files(tmp_path: Path) -> None:
     public = generate_keypair(tmp_path / "k" / "a.key")
     assert load_public_key(public) is not None
+
+
+def test_forced_keygen_keeps_the_private_key_private(tmp_path: Path) -> None:
+    key = tmp_path / "site.key"
+    key.write_text("old")
+    key.chmod(0o644)
+    generate_keypair(key, overwrite=True)
+    assert key.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="must not be named .pub"):
+        generate_keypair(tmp_path / "site.pub")
