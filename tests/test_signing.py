@@ -105,5 +105,5 @@ def test_forced_keygen_keeps_the_private_key_private(tmp_path: Path) -> None:
     key.chmod(0o644)
     generate_keypair(key, overwrite=True)
     assert key.stat().st_mode & 0o777 == 0o600
-    with pytest.raises(ValueError, match="must not be named .pub"):
+    with pytest.raises(ValueError, match=r"must not be named \.pub"):
         generate_keypair(tmp_path / "site.pub")
