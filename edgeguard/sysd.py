@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,18 @@ def watchdog_interval() -> float | None:
         return None
 
 
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+
+
 def under_systemd() -> bool:
     return bool(os.environ.get("INVOCATION_ID") or os.environ.get("JOURNAL_STREAM"))
 
 
 def setup_logging(level: str, journald: str) -> None:
     """Log to the journal under systemd (or when asked), to stderr otherwise."""
-    use_journal = journald == "yes" or (journald == "auto" and under_systemd())
+    use_journal = journald == "yes" or (
+        journald == "auto" and under_systemd() and JOURNAL_SOCKET.exists()
+    )
     handler: logging.Handler
     if use_journal and JournalHandler is not None:
         handler = JournalHandler(SYSLOG_IDENTIFIER="edgeguard")
