@@ -1,0 +1,85 @@
+"""The daemon's memory and CPU, idle and after a burst of alarms (no cameras).
+
+Runs `edgeguard run` as a subprocess against a lab broker (TLS), reads its RSS from /proc
+when idle, after 1,000 alarms, and its CPU time over 30 s idle (heartbeats only).
+Target (design brief): <= 80 MB RSS without cameras.
+
+Run: .venv/bin/python bench/daemon_footprint.py   (last line: one JSON object)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import emit, machine
+
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, lab_broker, make_site
+
+PRESSES = 1000
+IDLE_S = 30.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="eg-footprint-") as tmp:
+        broker = lab_broker(Path(tmp) / "lab")
+        inputs = [{"type": "simulated", "name": f"b{i}", "location": "er"} for i in range(10)]
+        site = make_site(
+            Path(tmp) / "site", broker, inputs=inputs, mqtt_extra={"heartbeat_interval": 5.0}
+        )
+        daemon = DaemonProcess(site)
+        try:
+            daemon.start()
+            assert daemon.proc is not None
+            pid = daemon.proc.pid
+            time.sleep(2)
+            idle = rss_mb(pid)
+            start_cpu, start = cpu_s(pid), time.monotonic()
+            time.sleep(IDLE_S)
+            idle_cpu = (cpu_s(pid) - start_cpu) / (time.monotonic() - start) * 100
+            with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
+                for i in range(PRESSES):
+                    name = f"b{i % 10}"
+                    daemon.press(name)
+                    daemon.release(name)
+                police.wait_for(lambda p: len(p.alarms()) >= 10, timeout=30)
+            after = rss_mb(pid)
+        finally:
+            daemon.stop()
+            broker.stop()
+    print(
+        f"daemon RSS idle {idle:.1f} MB, after {PRESSES} presses {after:.1f} MB "
+        f"(target <= 80 MB); CPU idle {idle_cpu:.2f} % of one core"
+    )
+    emit(
+        {
+            "bench": "daemon_footprint",
+            "machine": machine(),
+            "rss_idle_mb": round(idle, 1),
+            "rss_after_presses_mb": round(after, 1),
+            "presses": PRESSES,
+            "cpu_idle_percent": round(idle_cpu, 2),
+            "target_rss_mb": 80,
+            "target_met": max(idle, after) <= 80,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
