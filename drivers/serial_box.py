@@ -98,6 +98,15 @@ class SerialInputConfig(DriverConfig):
         "'-', starting with a letter or digit), each with its location, kind, priority and "
         "optional source name.",
     )
+    supervision_timeout: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=86400.0,
+        description="Seconds within which every device listed under `devices` must send a "
+        "frame (a heartbeat `HB` or an event). A device silent for longer makes the box report "
+        "`fault` (which raises a `device_fault` alarm at the box's location) until it is heard "
+        "again. Default: no supervision.",
+    )
     reconnect_min: float = Field(
         default=0.5,
         gt=0.0,
@@ -206,6 +215,8 @@ class SerialButtonBox(InputDriver[SerialInputConfig]):
         self._state: DeviceState | None = None
         self._logs = _LogLimiter()
         self._unlisted_heartbeats: set[str] = set()  # devices already warned about
+        self._heard: dict[str, float] = {}  # listed device -> time.monotonic() of its last frame
+        self._silent: list[str] = []
 
     # -- contract ---------------------------------------------------------------------------
 
@@ -278,6 +289,9 @@ class SerialButtonBox(InputDriver[SerialInputConfig]):
             self._epoch += 1
         with self._lock:
             self._dupes.clear()  # duplicates are recognised per connection
+        opened = time.monotonic()  # every device gets a full supervision interval from here
+        self._heard = dict.fromkeys(self.config.devices, opened)
+        self._silent = []
         logger.info("serial %s: opened %s at %d baud", self.name, self.port_name, port.baudrate)
         self._set_state(
             DeviceState.ONLINE, driver="serial", port=self.port_name, baudrate=port.baudrate
@@ -347,6 +361,35 @@ class SerialButtonBox(InputDriver[SerialInputConfig]):
                     self._handle(item, epoch)
                 except Exception:  # a bug with one line must not stop the reader
                     logger.exception("serial %s: handling a line failed", self.name)
+            self._supervise()
+
+    def _supervise(self) -> None:
+        """Runs after every read (at least every READ_TIMEOUT): report listed devices that have
+        been silent for longer than ``supervision_timeout``, and their return."""
+        timeout = self.config.supervision_timeout
+        if timeout is None:
+            return
+        now = time.monotonic()
+        silent = sorted(dev for dev, heard in self._heard.items() if now - heard > timeout)
+        if silent == self._silent:
+            return
+        self._silent = silent
+        if silent:
+            logger.warning(
+                "serial %s: no frame from %s for more than %.0f s",
+                self.name,
+                ", ".join(silent),
+                timeout,
+            )
+            self._set_state(
+                DeviceState.FAULT,
+                port=self.port_name,
+                silent=silent,
+                error=f"no frame for more than {timeout:g} s",
+            )
+        else:
+            logger.info("serial %s: every device heard again", self.name)
+            self._set_state(DeviceState.ONLINE, driver="serial", port=self.port_name)
 
     def _lost(self, exc: BaseException) -> None:
         logger.warning(
@@ -380,6 +423,8 @@ class SerialButtonBox(InputDriver[SerialInputConfig]):
         except FrameError as error:
             self._reject(error, item, epoch)
             return
+        if frame.dev in self._heard:
+            self._heard[frame.dev] = time.monotonic()
         if frame.event is Event.HB:
             self._heartbeat(frame, epoch)
         else:
