@@ -57,6 +57,9 @@ class PointConfig(StrictModel):
         return self.priority if self.priority is not None else DEFAULT_PRIORITY[self.kind]
 
 
+PointEntry = tuple[str, PointConfig, tuple[str | int, ...]]
+
+
 class DriverConfig(StrictModel):
     """Fields every input shares."""
 
@@ -65,6 +68,13 @@ class DriverConfig(StrictModel):
     enabled: bool = Field(
         default=True, description="Set false to keep an input configured but off."
     )
+
+    def point_entries(self) -> list[PointEntry]:
+        """The alarm sources this input raises: (source name, its point config, the key path of
+        that point within this input's config). A single-point input is its own point."""
+        if isinstance(self, PointConfig):
+            return [(self.name, self, ())]
+        return []
 
 
 class SignalSink(Protocol):

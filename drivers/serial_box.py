@@ -31,6 +31,7 @@ from .base import (
     InputDriver,
     Name,
     PointConfig,
+    PointEntry,
     SetupFailure,
     SignalSink,
 )
@@ -147,6 +148,12 @@ class SerialInputConfig(DriverConfig):
                 f"device {dev!r}: name {source!r} is the default name of device {other!r}"
             )
 
+    def point_entries(self) -> list[PointEntry]:
+        return [
+            (self.source_name(dev), device, ("devices", dev))
+            for dev, device in self.devices.items()
+        ]
+
     def source_name(self, dev: str) -> str:
         """Source name of a device id: its configured ``name``, or ``<input>-<dev>``."""
         device = self.devices.get(dev)
@@ -222,9 +229,7 @@ class SerialButtonBox(InputDriver[SerialInputConfig]):
 
     def points(self) -> dict[str, PointConfig]:
         """Configured buttons, plus unlisted ones seen since start (reported at `location`)."""
-        points: dict[str, PointConfig] = {
-            self.config.source_name(dev): device for dev, device in self.config.devices.items()
-        }
+        points = {source: point for source, point, _ in self.config.point_entries()}
         with self._lock:
             points.update(self._discovered)
         return points

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -264,18 +264,11 @@ def _undefined(location: str) -> str:
 
 
 def _points_with_paths(
-    item: Any, here: tuple[str | int, ...]
+    item: DriverConfig, here: tuple[str | int, ...]
 ) -> list[tuple[str, PointConfig, tuple[str | int, ...]]]:
-    if isinstance(item, SerialInputConfig):
-        return [
-            (item.source_name(dev), device, (*here, "devices", dev))
-            for dev, device in item.devices.items()
-        ]
-    if isinstance(item, PointConfig) and isinstance(item, DriverConfig):
-        return [(item.name, item, (*here,))]
-    return []
+    return [(source, point, (*here, *path)) for source, point, path in item.point_entries()]
 
 
-def input_points(item: Any) -> dict[str, PointConfig]:
+def input_points(item: DriverConfig) -> dict[str, PointConfig]:
     """The sources an input config raises, without starting its driver."""
     return {source: point for source, point, _ in _points_with_paths(item, ())}
