@@ -39,6 +39,7 @@ bench: venv
 	$(BIN)/python bench/alarm_latency.py
 	$(BIN)/python bench/alarm_storm.py
 	$(BIN)/python bench/daemon_footprint.py
+	$(BIN)/python bench/modbus_poll.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -11,7 +11,9 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from edgeguard.secrets import Secret, SecretPath
 from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
+from edgeguard_drivers.contact_id import ContactIdInputConfig
 from edgeguard_drivers.gpio import GpioInputConfig
+from edgeguard_drivers.modbus import ModbusInputConfig
 from edgeguard_drivers.serial_box import SerialInputConfig
 from edgeguard_drivers.simulated import SimulatedInputConfig
 
@@ -181,7 +183,11 @@ class LocationConfig(StrictModel):
 
 
 InputConfig = Annotated[
-    GpioInputConfig | SerialInputConfig | SimulatedInputConfig,
+    GpioInputConfig
+    | SerialInputConfig
+    | SimulatedInputConfig
+    | ModbusInputConfig
+    | ContactIdInputConfig,
     Field(discriminator="type"),
 ]
 

@@ -10,7 +10,9 @@ from typing import Any
 
 from edgeguard.model import DeviceState, DeviceStatus
 from edgeguard_drivers.base import DriverConfig, DriverError, InputDriver, SetupFailure, SignalSink
+from edgeguard_drivers.contact_id import ContactIdInput
 from edgeguard_drivers.gpio import GpioButton
+from edgeguard_drivers.modbus import ModbusInput
 from edgeguard_drivers.serial_box import SerialButtonBox
 from edgeguard_drivers.simulated import SimulatedButton
 
@@ -20,6 +22,8 @@ DRIVER_CLASSES: dict[str, type[InputDriver[Any]]] = {
     "gpio": GpioButton,
     "serial": SerialButtonBox,
     "simulated": SimulatedButton,
+    "modbus": ModbusInput,
+    "contact_id": ContactIdInput,
 }
 RETRY_MIN_S = 2.0
 RETRY_MAX_S = 60.0

@@ -1,0 +1,736 @@
+"""Ademco Contact ID input: the serial output of an alarm panel or alarm receiver
+(docs/drivers/contact-id.md; parsing in :mod:`contact_id_protocol`).
+
+Each message names an event code, a qualifier (new / restore / still present) and a zone or
+user. The code table (overridable per code) decides whether it raises an alarm and of which
+kind; the zone or user decides the source name and location. Alarm kinds that latch (panic,
+duress, intrusion) are raised on the zone's (or user's) own source; other kinds (troubles,
+tampers, faults) on ``<zone source>-<code>``, so each condition opens and restores on its own.
+
+Line forms (``framing``): ``plain`` reads 16-digit messages, one per line, and never writes.
+``surgard`` reads a Sur-Gard/MLR2 automation output (DC4-terminated, ``5RRL 18AAAAQXYZGGCCC``)
+and answers ACK (0x06) only after the alarm path has durably recorded the signal, NAK (0x15) for
+a corrupt line or a failed write, so that the receiver repeats it.
+
+Threads, reconnect with back-off and status reporting follow the serial button box driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import queue
+import re
+import threading
+import time
+from typing import Annotated, Any, Literal, NamedTuple, Self
+
+import serial
+from pydantic import BeforeValidator, Field, model_validator
+
+from edgeguard.ids import utc_now
+from edgeguard.model import (
+    DEFAULT_PRIORITY,
+    LATCHING_KINDS,
+    Action,
+    AlarmKind,
+    DeviceState,
+    InputSignal,
+)
+
+from .base import (
+    DriverConfig,
+    DriverError,
+    InputDriver,
+    Name,
+    PointConfig,
+    PointEntry,
+    SetupFailure,
+    SignalSink,
+    StrictModel,
+)
+from .contact_id_protocol import (
+    ACK,
+    MAX_LINE,
+    NAK,
+    Ccc,
+    CodeInfo,
+    ContactIdError,
+    ContactIdMessage,
+    Handling,
+    Qualifier,
+    Reason,
+    SurgardHeartbeat,
+    lookup,
+    parse_line,
+    parse_surgard_line,
+)
+from .serial_box import _held, _LogLimiter, _Outgoing, _preview
+from .serial_protocol import LineSplitter, Overlong
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT = 0.2  # seconds; bounds how long stop() waits for the reader
+WRITE_TIMEOUT = 0.5
+OUTBOX_SIZE = 256
+MAX_POINT_NAME = 64 - 4  # "<point>-<code>" must still be a 64-character Name
+MAX_INPUT_NAME = MAX_POINT_NAME - 5  # "<input>-z015"
+MAX_DISCOVERED = 4096
+MAX_ACCOUNTS = 64
+_TERMINATORS = bytes.maketrans(b"\r\x14", b"\n\n")  # CR, LF, CRLF and DC4 all end a line
+_DIGITS = "0123456789BCDEF"
+
+
+def _three_digits(value: Any) -> Any:
+    """Zone/user keys: 5, "5" and "005" all mean "005"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 999:
+            raise ValueError(f"zone and user numbers are 0-999, not {value}")
+        return f"{value:03d}"
+    if isinstance(value, str) and value.isdecimal() and len(value) <= 3:
+        return value.zfill(3)
+    return value
+
+
+def _code_key(value: Any) -> Any:
+    """Event-code keys: 121 and "121" both mean "121"; the digit A is written 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 999:
+        return f"{value:03d}"
+    return value.upper().replace("A", "0") if isinstance(value, str) else value
+
+
+CccKey = Annotated[str, BeforeValidator(_three_digits), Field(pattern=r"^[0-9]{3}$")]
+EventCode = Annotated[str, BeforeValidator(_code_key), Field(pattern=r"^[0-9B-F]{3}$")]
+Account = Annotated[
+    str,
+    BeforeValidator(lambda v: _code_key(v) if isinstance(v, str) else v),
+    Field(pattern=r"^[0-9B-F]{4}$"),
+]
+
+
+class ContactIdZoneConfig(PointConfig):
+    """One zone (or user) of the panel: where it is, and optionally its source name."""
+
+    kind: AlarmKind = Field(
+        default=AlarmKind.PANIC,
+        description="Only when given: the kind of this zone's (user's) alarm events (codes whose "
+        "kind is panic, duress or intrusion), instead of the code table's. Troubles keep theirs.",
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="Only when given: the priority of this zone's (user's) alarm events. "
+        "Default: the code table's, or that of `kind` when `kind` is given.",
+    )
+    name: Name | None = Field(
+        default=None,
+        max_length=MAX_POINT_NAME,
+        description="Source name in alarms and status (at most 60 characters). Default: "
+        "`<input name>-z<zone>` for zones, `<input name>-u<user>` for users, 3 digits.",
+    )
+
+
+class CodeOverride(StrictModel):
+    """Changes to the built-in handling of one event code."""
+
+    handling: Literal["alarm", "log"] | None = Field(
+        default=None,
+        description="`alarm`: raise (qualifier 1, 6) and restore (3) an alarm; `log`: only log "
+        "it. Default: from the code table.",
+    )
+    kind: AlarmKind | None = Field(
+        default=None, description="Alarm kind for this code. Default: from the code table."
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="Priority 1-4 for this code. Default: the table's, or the default of "
+        "`kind` when `kind` is given.",
+    )
+    ccc: Ccc | None = Field(
+        default=None,
+        description="Whether the message's CCC field is a `zone` or a `user` number for this "
+        "code. Default: user for 121 (duress) and most 4xx codes, zone otherwise.",
+    )
+
+
+class ContactIdInputConfig(DriverConfig):
+    """An alarm panel or receiver printing Ademco Contact ID messages on a serial port."""
+
+    type: Literal["contact_id"] = Field(description="Driver type: `contact_id`.")
+    port: str = Field(
+        min_length=1,
+        description="Serial device, preferably a stable `/dev/serial/by-id/...` path, or a "
+        "pyserial URL such as `rfc2217://host:4000`. Opened exclusively (flock).",
+    )
+    baudrate: int = Field(default=9600, gt=0, le=4_000_000, description="Line speed in baud.")
+    bytesize: Literal[7, 8] = Field(default=8, description="Data bits: 7 or 8.")
+    parity: Literal["N", "E", "O"] = Field(
+        default="N", description="Parity: `N` none, `E` even, `O` odd."
+    )
+    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits: 1 or 2.")
+    framing: Literal["plain", "surgard"] = Field(
+        default="plain",
+        description="`plain`: one 16-digit message per line (CR, LF or CRLF), optionally with "
+        "spaces between fields; nothing is sent back. `surgard`: Sur-Gard/MLR2 automation "
+        "output (`5RRL 18AAAAQXYZGGCCC` + DC4); each message is answered with ACK (0x06) "
+        "after it is recorded, the heartbeat at once.",
+    )
+    account: Account | None = Field(
+        default=None,
+        description="Only this account's messages raise alarms (4 digits); others are logged "
+        "and ignored. Default: every account is accepted, and the account is in each alarm's "
+        "detail (zones of different accounts then share source names).",
+    )
+    location: Name = Field(
+        description="Location key of zones and users not listed under `zones`/`users`. An "
+        "alarm from an unlisted zone is still raised, here, marked `unknown_zone`.",
+    )
+    zones: dict[CccKey, ContactIdZoneConfig] = Field(
+        default_factory=dict,
+        description='Zones by number (0-999; `5` or `"005"`), each with its location and '
+        "optional source name. A zone's `kind`/`priority`, when given, replace the code "
+        "table's for its panic, duress and intrusion alarms (not for troubles).",
+    )
+    users: dict[CccKey, ContactIdZoneConfig] = Field(
+        default_factory=dict,
+        description="Users by number, for events that report a user in CCC (121 duress).",
+    )
+    codes: dict[EventCode, CodeOverride] = Field(
+        default_factory=dict,
+        description='Per event code (3 digits, e.g. `"133"`): changes to the built-in table.',
+    )
+    reconnect_min: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=60.0,
+        description="Seconds before the first attempt to reopen a port that is missing or "
+        "disappeared; the interval doubles after each failed attempt.",
+    )
+    reconnect_max: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="Longest interval between attempts to reopen the port, seconds.",
+    )
+
+    @model_validator(mode="after")
+    def check_config(self) -> Self:
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must not be less than reconnect_min")
+        if len(self.name) > MAX_INPUT_NAME:
+            raise ValueError(
+                f"contact_id input name must be at most {MAX_INPUT_NAME} characters, so that "
+                "'<name>-z<zone>-<code>' fits in 64"
+            )
+        self._check_sources()
+        for code in self.codes:
+            info = self.code_info(code)
+            if info.handling is Handling.ALARM and info.kind is None:
+                raise ValueError(f"codes[{code!r}]: handling 'alarm' needs a kind")
+        return self
+
+    def _check_sources(self) -> None:
+        seen: dict[str, str] = {}
+        for ref, table in ((Ccc.ZONE, self.zones), (Ccc.USER, self.users)):
+            for number in table:
+                source = self.point_source(ref, number)
+                what = f"{ref.value} {number}"
+                if source in seen:
+                    raise ValueError(f"{seen[source]} and {what} share the name {source!r}")
+                seen[source] = what
+        defaults = re.compile(rf"{re.escape(self.name)}-[zu][0-9B-F]{{3}}(-[0-9B-F]{{3}})?")
+        for source, what in seen.items():
+            own = f"{self.name}-{what[0]}{what.split()[-1]}"
+            if source != own and defaults.fullmatch(source):
+                raise ValueError(f"{what}: name {source!r} looks like a default source name")
+            base, _, code = source.rpartition("-")
+            if base in seen and len(code) == 3 and all(c in _DIGITS for c in code):
+                raise ValueError(f"{what}: name {source!r} is a trouble source of {seen[base]}")
+
+    def point_source(self, ref: Ccc, number: str) -> str:
+        """Source name of a zone or user: its configured ``name`` or ``<input>-z005``."""
+        point = self.point(ref, number)
+        if point is not None and point.name is not None:
+            return point.name
+        return f"{self.name}-{'z' if ref is Ccc.ZONE else 'u'}{number}"
+
+    def point(self, ref: Ccc, number: str) -> ContactIdZoneConfig | None:
+        return (self.zones if ref is Ccc.ZONE else self.users).get(number)
+
+    def point_entries(self) -> list[PointEntry]:
+        """The listed zones and users (troubles and unlisted zones appear only at run time)."""
+        return [
+            *((self.point_source(Ccc.ZONE, n), z, ("zones", n)) for n, z in self.zones.items()),
+            *((self.point_source(Ccc.USER, n), u, ("users", n)) for n, u in self.users.items()),
+        ]
+
+    def code_info(self, code: str) -> CodeInfo:
+        """The table's row for ``code`` with this input's override applied."""
+        info = lookup(code)
+        override = self.codes.get(code)
+        if override is None:
+            return info
+        kind = override.kind if override.kind is not None else info.kind
+        priority = override.priority
+        if priority is None:
+            priority = DEFAULT_PRIORITY[override.kind] if override.kind else info.priority
+        handling = Handling(override.handling) if override.handling else info.handling
+        if handling is Handling.ALARM and priority is None and kind is not None:
+            priority = DEFAULT_PRIORITY[kind]
+        return dataclasses.replace(
+            info,
+            handling=handling,
+            kind=kind,
+            priority=priority,
+            ccc=override.ccc if override.ccc is not None else info.ccc,
+        )
+
+
+class _Route(NamedTuple):
+    """Where an alarm message goes: its source, location, kind and priority."""
+
+    source: str
+    location: str
+    kind: AlarmKind
+    priority: int
+    ref: Ccc
+    listed: bool
+
+
+class ContactIdInput(InputDriver[ContactIdInputConfig]):
+    type_name = "contact_id"
+
+    def __init__(self, config: ContactIdInputConfig, sink: SignalSink) -> None:
+        super().__init__(config, sink)
+        self._lock = threading.Lock()  # discovered points, pending messages, accounts
+        self._port_lock = threading.Lock()  # the port object and its epoch: writes and close
+        self._port: serial.Serial | None = None
+        self._epoch = 0
+        self._discovered: dict[str, PointConfig] = {}
+        self._pending: set[tuple[int, str]] = set()  # (epoch, raw) submitted, not yet recorded
+        self._accounts: set[str] = set()
+        self._outbox: queue.Queue[_Outgoing] = queue.Queue(maxsize=OUTBOX_SIZE)
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._state: DeviceState | None = None
+        self._logs = _LogLimiter()
+        self.last_test: float | None = None  # monotonic time of the last periodic test (602)
+        self._configured_sources = {source for source, _, _ in config.point_entries()}
+
+    # -- contract ---------------------------------------------------------------------------
+
+    def points(self) -> dict[str, PointConfig]:
+        """Listed zones and users, plus sources seen since start (unlisted zones, troubles)."""
+        points = {source: point for source, point, _ in self.config.point_entries()}
+        with self._lock:
+            points.update(self._discovered)
+        return points
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stopped.clear()
+        self._open_first()
+        self._threads = [
+            threading.Thread(target=self._read_loop, name=f"cid-{self.name}-rx", daemon=True)
+        ]
+        if self.config.framing == "surgard":
+            self._threads.append(
+                threading.Thread(target=self._write_loop, name=f"cid-{self.name}-tx", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._cancel_read()
+        for thread in self._threads:
+            thread.join(timeout=1.0)
+            if thread.is_alive():
+                logger.warning("contact_id %s: thread %s did not stop", self.name, thread.name)
+        self._threads = []
+        self._close_port()
+        self._state = None  # a restart reports its state afresh
+
+    @property
+    def port_name(self) -> str:
+        return self.config.port
+
+    # -- port lifecycle (reader thread) -------------------------------------------------------
+
+    def _open_first(self) -> None:
+        try:
+            self._open()
+        except ValueError as exc:
+            self._set_state(DeviceState.FAULT, error=str(exc))
+            raise DriverError(
+                f"contact_id {self.name}: cannot use port {self.port_name!r}: {exc}",
+                SetupFailure.PERMANENT,
+            ) from exc
+        except OSError as exc:  # serial.SerialException is an OSError
+            logger.warning(
+                "contact_id %s: cannot open %s: %s; retrying in the background",
+                self.name,
+                self.port_name,
+                exc,
+            )
+            self._set_state(DeviceState.OFFLINE, port=self.port_name, error=str(exc))
+
+    def _open(self) -> None:
+        port = serial.serial_for_url(
+            self.port_name,
+            self.config.baudrate,
+            bytesize=self.config.bytesize,
+            parity=self.config.parity,
+            stopbits=self.config.stopbits,
+            timeout=READ_TIMEOUT,
+            write_timeout=WRITE_TIMEOUT,
+            exclusive=True,
+        )
+        with self._port_lock:
+            self._port = port
+            self._epoch += 1
+        logger.info("contact_id %s: opened %s at %d baud", self.name, self.port_name, port.baudrate)
+        self._set_state(
+            DeviceState.ONLINE,
+            driver="contact_id",
+            port=self.port_name,
+            baudrate=port.baudrate,
+            framing=self.config.framing,
+        )
+
+    def _close_port(self) -> None:
+        with self._port_lock:
+            port, self._port = self._port, None
+        if port is None:
+            return
+        try:
+            port.close()
+        except OSError as exc:
+            logger.debug("contact_id %s: closing %s: %s", self.name, self.port_name, exc)
+
+    def _cancel_read(self) -> None:
+        with self._port_lock:
+            cancel = getattr(self._port, "cancel_read", None)
+        if callable(cancel):
+            try:
+                cancel()
+            except (OSError, NotImplementedError):
+                logger.debug("contact_id %s: cancel_read failed", self.name)
+
+    def _read_loop(self) -> None:
+        delay = self.config.reconnect_min
+        while not self._stopped.is_set():
+            with self._port_lock:
+                port, epoch = self._port, self._epoch
+            if port is None:
+                if self._stopped.wait(delay):
+                    break
+                reopened = self._reopen()
+                delay = (
+                    self.config.reconnect_min
+                    if reopened
+                    else min(2 * delay, self.config.reconnect_max)
+                )
+                continue
+            self._serve(port, epoch)
+            self._close_port()
+
+    def _reopen(self) -> bool:
+        if self._stopped.is_set():
+            return False
+        try:
+            self._open()
+        except (OSError, ValueError) as exc:
+            logger.debug("contact_id %s: reopening %s failed: %s", self.name, self.port_name, exc)
+            return False
+        return True
+
+    def _serve(self, port: serial.Serial, epoch: int) -> None:
+        splitter = LineSplitter(max_len=MAX_LINE)
+        while not self._stopped.is_set():
+            try:
+                data = port.read(1)
+                waiting = port.in_waiting if data else 0
+                if waiting:
+                    data += port.read(waiting)
+            except OSError as exc:  # SerialException too: device unplugged, pty closed, EIO
+                if not self._stopped.is_set():
+                    self._lost(exc)
+                return
+            for item in splitter.feed(data.translate(_TERMINATORS)):
+                try:
+                    self._handle(item, epoch)
+                except Exception:  # a bug with one line must not stop the reader
+                    logger.exception("contact_id %s: handling a line failed", self.name)
+
+    def _lost(self, exc: BaseException) -> None:
+        logger.warning(
+            "contact_id %s: port %s lost (%s); reopening every %.1f-%.1f s",
+            self.name,
+            self.port_name,
+            exc,
+            self.config.reconnect_min,
+            self.config.reconnect_max,
+        )
+        self._set_state(DeviceState.OFFLINE, port=self.port_name, error=str(exc))
+
+    def _set_state(self, state: DeviceState, **detail: Any) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        try:
+            self.report(state, **detail)
+        except Exception:
+            logger.exception("contact_id %s: reporting %s failed", self.name, state.value)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    @property
+    def _surgard(self) -> bool:
+        return self.config.framing == "surgard"
+
+    def _handle(self, item: bytes | Overlong, epoch: int) -> None:
+        if isinstance(item, Overlong):
+            error = ContactIdError(Reason.LENGTH, f"line longer than {MAX_LINE} bytes")
+            self._reject(error, item.prefix + b"...", epoch)
+            return
+        try:
+            parsed = parse_surgard_line(item) if self._surgard else parse_line(item)
+        except ContactIdError as error:
+            self._reject(error, item, epoch)
+            return
+        if isinstance(parsed, SurgardHeartbeat):
+            logger.debug("contact_id %s: receiver heartbeat %s", self.name, parsed.raw)
+            self._reply(ACK, epoch, "ACK heartbeat")
+            return
+        self._message(parsed, epoch)
+
+    def _reject(self, error: ContactIdError, raw: bytes, epoch: int) -> None:
+        held = self._logs.allow(error.reason.value)
+        if held is not None:
+            logger.warning(
+                "contact_id %s (%s): rejected line, %s: %s: %s%s",
+                self.name,
+                self.port_name,
+                error.reason.value,
+                error.message,
+                _preview(raw),
+                _held(held),
+            )
+        if error.reason is Reason.UNSUPPORTED:  # the receiver's own: ACK, or it stalls
+            self._reply(ACK, epoch, "ACK unsupported")
+        elif error.reason is not Reason.EMPTY:
+            self._reply(NAK, epoch, f"NAK {error.reason.value}")
+
+    def _message(self, msg: ContactIdMessage, epoch: int) -> None:
+        if not self._account_ok(msg):
+            self._reply(ACK, epoch, f"ACK account {msg.account}")
+            return
+        info = self.config.code_info(msg.event_code)
+        if info.handling is Handling.SUPERVISION:
+            self._supervision(msg, info)
+        elif info.handling is Handling.LOG:
+            self._log_event(msg, info)
+        else:
+            self._alarm(msg, info, epoch)
+            return
+        self._reply(ACK, epoch, f"ACK {msg.event_code}")
+
+    def _account_ok(self, msg: ContactIdMessage) -> bool:
+        wanted = self.config.account
+        if wanted is not None and msg.account != wanted:
+            held = self._logs.allow("account")
+            if held is not None:
+                logger.warning(
+                    "contact_id %s (%s): ignored a message for account %s (configured: %s): %s%s",
+                    self.name,
+                    self.port_name,
+                    msg.account,
+                    wanted,
+                    msg.raw,
+                    _held(held),
+                )
+            return False
+        with self._lock:
+            new = msg.account not in self._accounts and len(self._accounts) < MAX_ACCOUNTS
+            if new:
+                self._accounts.add(msg.account)
+        if new:
+            logger.info("contact_id %s: messages from account %s", self.name, msg.account)
+        return True
+
+    def _supervision(self, msg: ContactIdMessage, info: CodeInfo) -> None:
+        self.last_test = time.monotonic()
+        self._set_state(DeviceState.ONLINE, driver="contact_id", port=self.port_name)
+        level = logging.WARNING if msg.event_code == "608" else logging.DEBUG
+        logger.log(
+            level,
+            "contact_id %s: %s, account %s: %s",
+            self.name,
+            info.description,
+            msg.account,
+            msg.raw,
+        )
+
+    def _log_event(self, msg: ContactIdMessage, info: CodeInfo) -> None:
+        undefined = info.category == "undefined"
+        logger.log(
+            logging.WARNING if undefined else logging.INFO,
+            "contact_id %s: %s %s (%s), account %s, group %s, %s %s: %s",
+            self.name,
+            info.description,
+            msg.event_code,
+            _qualifier_words(msg.qualifier, info),
+            msg.account,
+            msg.group,
+            info.ccc.value,
+            msg.zone_or_user,
+            msg.raw,
+        )
+
+    def _alarm(self, msg: ContactIdMessage, info: CodeInfo, epoch: int) -> None:
+        key = (epoch, msg.raw)
+        if self._surgard:
+            with self._lock:
+                if key in self._pending:
+                    logger.debug(
+                        "contact_id %s: repeat of %s still being recorded", self.name, msg.raw
+                    )
+                    return
+                self._pending.add(key)
+        signal = self._signal_for(msg, info, epoch)
+        try:
+            self.sink.submit(signal)
+        except Exception:
+            logger.exception("contact_id %s: could not submit %s", self.name, msg.raw)
+            self._settle(key, NAK, "NAK submit failed")
+
+    def _route(self, msg: ContactIdMessage, info: CodeInfo) -> _Route:
+        point = self.config.point(info.ccc, msg.zone_or_user)
+        source = self.config.point_source(info.ccc, msg.zone_or_user)
+        location = point.location if point is not None else self.config.location
+        kind = info.kind or AlarmKind.DEVICE_FAULT  # the table gives every alarm code a kind
+        priority = info.priority or DEFAULT_PRIORITY[kind]
+        if kind in LATCHING_KINDS and point is not None and "kind" in point.model_fields_set:
+            kind, priority = point.kind, point.effective_priority()
+        elif kind in LATCHING_KINDS and point is not None and point.priority is not None:
+            priority = point.priority
+        if kind not in LATCHING_KINDS:
+            source = f"{source}-{msg.event_code}"
+        return _Route(source, location, kind, priority, info.ccc, point is not None)
+
+    def _signal_for(self, msg: ContactIdMessage, info: CodeInfo, epoch: int) -> InputSignal:
+        route = self._route(msg, info)
+        self._discover(route, msg, info)
+        detail: dict[str, Any] = {
+            "input": self.name,
+            "port": self.port_name,
+            "account": msg.account,
+            "message_type": msg.message_type,
+            "event_code": msg.event_code,
+            "event": info.description,
+            "category": info.category,
+            "qualifier": msg.qualifier.value,
+            "group": msg.group,
+            route.ref.value: msg.zone_or_user,
+            "raw": msg.raw,
+        }
+        if msg.receiver is not None:
+            detail.update(receiver=msg.receiver, line=msg.line)
+        if not route.listed:
+            detail[f"unknown_{route.ref.value}"] = True
+        action = Action.NORMAL if msg.qualifier is Qualifier.RESTORE else Action.ACTIVE
+        key = (epoch, msg.raw)
+        return InputSignal(
+            source=route.source,
+            action=action,
+            kind=route.kind,
+            priority=route.priority,
+            location=route.location,
+            occurred_at=utc_now(),
+            detail=detail,
+            on_recorded=functools.partial(self._settle, key, ACK, f"ACK {msg.event_code}"),
+            on_failed=functools.partial(self._failed, key, msg.raw),
+        )
+
+    def _discover(self, route: _Route, msg: ContactIdMessage, info: CodeInfo) -> None:
+        with self._lock:
+            known = route.source in self._discovered or len(self._discovered) >= MAX_DISCOVERED
+            if not known and route.source not in self._configured_sources:
+                self._discovered[route.source] = PointConfig(
+                    location=route.location, kind=route.kind, priority=route.priority
+                )
+            else:
+                return
+        if not route.listed:
+            logger.warning(
+                "contact_id %s (%s): %s from unlisted %s %s: raising %s at %s as %s",
+                self.name,
+                self.port_name,
+                info.description,
+                route.ref.value,
+                msg.zone_or_user,
+                route.kind.value,
+                route.location,
+                route.source,
+            )
+
+    def _settle(self, key: tuple[int, str], reply: bytes, what: str) -> None:
+        """``on_recorded`` (ACK) or a failure (NAK): runs on the event loop, only queues."""
+        if not self._surgard:
+            return
+        with self._lock:
+            self._pending.discard(key)
+        self._reply(reply, key[0], what)
+
+    def _failed(self, key: tuple[int, str], raw: str, exc: BaseException) -> None:
+        logger.error("contact_id %s: %s could not be recorded (%s)", self.name, raw, exc)
+        self._settle(key, NAK, "NAK not recorded")
+
+    # -- replies (writer thread, surgard framing only) ------------------------------------------
+
+    def _reply(self, data: bytes, epoch: int, what: str) -> None:
+        if not self._surgard:
+            return
+        try:
+            self._outbox.put_nowait(_Outgoing(epoch, data, what))
+        except queue.Full:
+            logger.warning("contact_id %s: reply queue full, dropping %s", self.name, what)
+
+    def _write_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                item = self._outbox.get(timeout=READ_TIMEOUT)
+            except queue.Empty:
+                continue
+            self._write(item)
+
+    def _write(self, item: _Outgoing) -> None:
+        with self._port_lock:
+            if self._port is None or item.epoch != self._epoch:
+                logger.debug("contact_id %s: port reopened, dropping %s", self.name, item.what)
+                return
+            try:
+                self._port.write(item.data)
+            except OSError as exc:  # SerialTimeoutException, SerialException, EIO
+                held = self._logs.allow("write")
+                if held is not None:
+                    logger.warning(
+                        "contact_id %s (%s): writing %s failed: %s%s",
+                        self.name,
+                        self.port_name,
+                        item.what,
+                        exc,
+                        _held(held),
+                    )
+
+
+def _qualifier_words(qualifier: Qualifier, info: CodeInfo) -> str:
+    if info.category == "open_close" and qualifier is not Qualifier.STATUS:
+        return "opening" if qualifier is Qualifier.NEW else "closing"
+    return qualifier.value
