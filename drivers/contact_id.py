@@ -20,13 +20,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import queue
 import re
-import threading
 import time
 from typing import Annotated, Any, Literal, NamedTuple, Self
 
-import serial
 from pydantic import BeforeValidator, Field, model_validator
 
 from edgeguard.ids import utc_now
@@ -40,13 +37,9 @@ from edgeguard.model import (
 )
 
 from .base import (
-    DriverConfig,
-    DriverError,
-    InputDriver,
     Name,
     PointConfig,
     PointEntry,
-    SetupFailure,
     SignalSink,
     StrictModel,
 )
@@ -66,14 +59,13 @@ from .contact_id_protocol import (
     parse_line,
     parse_surgard_line,
 )
-from .serial_box import _held, _LogLimiter, _Outgoing, _preview
+from .logs import held as held_suffix
+from .logs import preview
+from .serial_link import SerialLineDriver, SerialLinkConfig
 from .serial_protocol import LineSplitter, Overlong
 
 logger = logging.getLogger(__name__)
 
-READ_TIMEOUT = 0.2  # seconds; bounds how long stop() waits for the reader
-WRITE_TIMEOUT = 0.5
-OUTBOX_SIZE = 256
 MAX_POINT_NAME = 64 - 4  # "<point>-<code>" must still be a 64-character Name
 MAX_INPUT_NAME = MAX_POINT_NAME - 5  # "<input>-z015"
 MAX_DISCOVERED = 4096
@@ -157,16 +149,10 @@ class CodeOverride(StrictModel):
     )
 
 
-class ContactIdInputConfig(DriverConfig):
+class ContactIdInputConfig(SerialLinkConfig):
     """An alarm panel or receiver printing Ademco Contact ID messages on a serial port."""
 
     type: Literal["contact_id"] = Field(description="Driver type: `contact_id`.")
-    port: str = Field(
-        min_length=1,
-        description="Serial device, preferably a stable `/dev/serial/by-id/...` path, or a "
-        "pyserial URL such as `rfc2217://host:4000`. Opened exclusively (flock).",
-    )
-    baudrate: int = Field(default=9600, gt=0, le=4_000_000, description="Line speed in baud.")
     bytesize: Literal[7, 8] = Field(default=8, description="Data bits: 7 or 8.")
     parity: Literal["N", "E", "O"] = Field(
         default="N", description="Parity: `N` none, `E` even, `O` odd."
@@ -203,24 +189,9 @@ class ContactIdInputConfig(DriverConfig):
         default_factory=dict,
         description='Per event code (3 digits, e.g. `"133"`): changes to the built-in table.',
     )
-    reconnect_min: float = Field(
-        default=0.5,
-        gt=0.0,
-        le=60.0,
-        description="Seconds before the first attempt to reopen a port that is missing or "
-        "disappeared; the interval doubles after each failed attempt.",
-    )
-    reconnect_max: float = Field(
-        default=10.0,
-        gt=0.0,
-        le=600.0,
-        description="Longest interval between attempts to reopen the port, seconds.",
-    )
 
     @model_validator(mode="after")
     def check_config(self) -> Self:
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max must not be less than reconnect_min")
         if len(self.name) > MAX_INPUT_NAME:
             raise ValueError(
                 f"contact_id input name must be at most {MAX_INPUT_NAME} characters, so that "
@@ -250,6 +221,9 @@ class ContactIdInputConfig(DriverConfig):
             base, _, code = source.rpartition("-")
             if base in seen and len(code) == 3 and all(c in _DIGITS for c in code):
                 raise ValueError(f"{what}: name {source!r} is a trouble source of {seen[base]}")
+
+    def serial_options(self) -> dict[str, Any]:
+        return {"bytesize": self.bytesize, "parity": self.parity, "stopbits": self.stopbits}
 
     def point_source(self, ref: Ccc, number: str) -> str:
         """Source name of a zone or user: its configured ``name`` or ``<input>-z005``."""
@@ -301,23 +275,16 @@ class _Route(NamedTuple):
     listed: bool
 
 
-class ContactIdInput(InputDriver[ContactIdInputConfig]):
+class ContactIdInput(SerialLineDriver[ContactIdInputConfig]):
     type_name = "contact_id"
+    log_name = "contact_id"
 
     def __init__(self, config: ContactIdInputConfig, sink: SignalSink) -> None:
         super().__init__(config, sink)
-        self._lock = threading.Lock()  # discovered points, pending messages, accounts
-        self._port_lock = threading.Lock()  # the port object and its epoch: writes and close
-        self._port: serial.Serial | None = None
-        self._epoch = 0
+        # guarded by self._lock: discovered points, pending messages, accounts
         self._discovered: dict[str, PointConfig] = {}
         self._pending: set[tuple[int, str]] = set()  # (epoch, raw) submitted, not yet recorded
         self._accounts: set[str] = set()
-        self._outbox: queue.Queue[_Outgoing] = queue.Queue(maxsize=OUTBOX_SIZE)
-        self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._state: DeviceState | None = None
-        self._logs = _LogLimiter()
         self.last_test: float | None = None  # monotonic time of the last periodic test (602)
         self._configured_sources = {source for source, _, _ in config.point_entries()}
 
@@ -330,163 +297,19 @@ class ContactIdInput(InputDriver[ContactIdInputConfig]):
             points.update(self._discovered)
         return points
 
-    def start(self) -> None:
-        if self._threads:
-            return
-        self._stopped.clear()
-        self._open_first()
-        self._threads = [
-            threading.Thread(target=self._read_loop, name=f"cid-{self.name}-rx", daemon=True)
-        ]
-        if self.config.framing == "surgard":
-            self._threads.append(
-                threading.Thread(target=self._write_loop, name=f"cid-{self.name}-tx", daemon=True)
-            )
-        for thread in self._threads:
-            thread.start()
+    # -- hooks of SerialLineDriver -------------------------------------------------------------
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._cancel_read()
-        for thread in self._threads:
-            thread.join(timeout=1.0)
-            if thread.is_alive():
-                logger.warning("contact_id %s: thread %s did not stop", self.name, thread.name)
-        self._threads = []
-        self._close_port()
-        self._state = None  # a restart reports its state afresh
+    def _writes_replies(self) -> bool:
+        return self._surgard
 
-    @property
-    def port_name(self) -> str:
-        return self.config.port
+    def _online_detail(self) -> dict[str, Any]:
+        return {"driver": self.type_name, "framing": self.config.framing}
 
-    # -- port lifecycle (reader thread) -------------------------------------------------------
+    def _splitter(self) -> LineSplitter:
+        return LineSplitter(max_len=MAX_LINE)
 
-    def _open_first(self) -> None:
-        try:
-            self._open()
-        except ValueError as exc:
-            self._set_state(DeviceState.FAULT, error=str(exc))
-            raise DriverError(
-                f"contact_id {self.name}: cannot use port {self.port_name!r}: {exc}",
-                SetupFailure.PERMANENT,
-            ) from exc
-        except OSError as exc:  # serial.SerialException is an OSError
-            logger.warning(
-                "contact_id %s: cannot open %s: %s; retrying in the background",
-                self.name,
-                self.port_name,
-                exc,
-            )
-            self._set_state(DeviceState.OFFLINE, port=self.port_name, error=str(exc))
-
-    def _open(self) -> None:
-        port = serial.serial_for_url(
-            self.port_name,
-            self.config.baudrate,
-            bytesize=self.config.bytesize,
-            parity=self.config.parity,
-            stopbits=self.config.stopbits,
-            timeout=READ_TIMEOUT,
-            write_timeout=WRITE_TIMEOUT,
-            exclusive=True,
-        )
-        with self._port_lock:
-            self._port = port
-            self._epoch += 1
-        logger.info("contact_id %s: opened %s at %d baud", self.name, self.port_name, port.baudrate)
-        self._set_state(
-            DeviceState.ONLINE,
-            driver="contact_id",
-            port=self.port_name,
-            baudrate=port.baudrate,
-            framing=self.config.framing,
-        )
-
-    def _close_port(self) -> None:
-        with self._port_lock:
-            port, self._port = self._port, None
-        if port is None:
-            return
-        try:
-            port.close()
-        except OSError as exc:
-            logger.debug("contact_id %s: closing %s: %s", self.name, self.port_name, exc)
-
-    def _cancel_read(self) -> None:
-        with self._port_lock:
-            cancel = getattr(self._port, "cancel_read", None)
-        if callable(cancel):
-            try:
-                cancel()
-            except (OSError, NotImplementedError):
-                logger.debug("contact_id %s: cancel_read failed", self.name)
-
-    def _read_loop(self) -> None:
-        delay = self.config.reconnect_min
-        while not self._stopped.is_set():
-            with self._port_lock:
-                port, epoch = self._port, self._epoch
-            if port is None:
-                if self._stopped.wait(delay):
-                    break
-                reopened = self._reopen()
-                delay = (
-                    self.config.reconnect_min
-                    if reopened
-                    else min(2 * delay, self.config.reconnect_max)
-                )
-                continue
-            self._serve(port, epoch)
-            self._close_port()
-
-    def _reopen(self) -> bool:
-        if self._stopped.is_set():
-            return False
-        try:
-            self._open()
-        except (OSError, ValueError) as exc:
-            logger.debug("contact_id %s: reopening %s failed: %s", self.name, self.port_name, exc)
-            return False
-        return True
-
-    def _serve(self, port: serial.Serial, epoch: int) -> None:
-        splitter = LineSplitter(max_len=MAX_LINE)
-        while not self._stopped.is_set():
-            try:
-                data = port.read(1)
-                waiting = port.in_waiting if data else 0
-                if waiting:
-                    data += port.read(waiting)
-            except OSError as exc:  # SerialException too: device unplugged, pty closed, EIO
-                if not self._stopped.is_set():
-                    self._lost(exc)
-                return
-            for item in splitter.feed(data.translate(_TERMINATORS)):
-                try:
-                    self._handle(item, epoch)
-                except Exception:  # a bug with one line must not stop the reader
-                    logger.exception("contact_id %s: handling a line failed", self.name)
-
-    def _lost(self, exc: BaseException) -> None:
-        logger.warning(
-            "contact_id %s: port %s lost (%s); reopening every %.1f-%.1f s",
-            self.name,
-            self.port_name,
-            exc,
-            self.config.reconnect_min,
-            self.config.reconnect_max,
-        )
-        self._set_state(DeviceState.OFFLINE, port=self.port_name, error=str(exc))
-
-    def _set_state(self, state: DeviceState, **detail: Any) -> None:
-        if state is self._state:
-            return
-        self._state = state
-        try:
-            self.report(state, **detail)
-        except Exception:
-            logger.exception("contact_id %s: reporting %s failed", self.name, state.value)
+    def _prepare(self, data: bytes) -> bytes:
+        return data.translate(_TERMINATORS)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -519,8 +342,8 @@ class ContactIdInput(InputDriver[ContactIdInputConfig]):
                 self.port_name,
                 error.reason.value,
                 error.message,
-                _preview(raw),
-                _held(held),
+                preview(raw),
+                held_suffix(held),
             )
         if error.reason is Reason.UNSUPPORTED:  # the receiver's own: ACK, or it stalls
             self._reply(ACK, epoch, "ACK unsupported")
@@ -553,7 +376,7 @@ class ContactIdInput(InputDriver[ContactIdInputConfig]):
                     msg.account,
                     wanted,
                     msg.raw,
-                    _held(held),
+                    held_suffix(held),
                 )
             return False
         with self._lock:
@@ -695,39 +518,8 @@ class ContactIdInput(InputDriver[ContactIdInputConfig]):
     # -- replies (writer thread, surgard framing only) ------------------------------------------
 
     def _reply(self, data: bytes, epoch: int, what: str) -> None:
-        if not self._surgard:
-            return
-        try:
-            self._outbox.put_nowait(_Outgoing(epoch, data, what))
-        except queue.Full:
-            logger.warning("contact_id %s: reply queue full, dropping %s", self.name, what)
-
-    def _write_loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                item = self._outbox.get(timeout=READ_TIMEOUT)
-            except queue.Empty:
-                continue
-            self._write(item)
-
-    def _write(self, item: _Outgoing) -> None:
-        with self._port_lock:
-            if self._port is None or item.epoch != self._epoch:
-                logger.debug("contact_id %s: port reopened, dropping %s", self.name, item.what)
-                return
-            try:
-                self._port.write(item.data)
-            except OSError as exc:  # SerialTimeoutException, SerialException, EIO
-                held = self._logs.allow("write")
-                if held is not None:
-                    logger.warning(
-                        "contact_id %s (%s): writing %s failed: %s%s",
-                        self.name,
-                        self.port_name,
-                        item.what,
-                        exc,
-                        _held(held),
-                    )
+        if self._surgard:
+            self._send(data, epoch, what)
 
 
 def _qualifier_words(qualifier: Qualifier, info: CodeInfo) -> str:

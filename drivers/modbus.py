@@ -39,6 +39,8 @@ from .base import (
     SignalSink,
 )
 from .gpio import Contact
+from .logs import LogLimiter
+from .logs import held as held_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -233,31 +235,6 @@ class PollError(Exception):
     """A poll or coil write that got no usable answer from the module."""
 
 
-class _LogLimiter:
-    """At most ``burst`` lines per key in ``window`` seconds; counts what it holds back."""
-
-    def __init__(self, burst: int = LOG_BURST, window: float = LOG_WINDOW) -> None:
-        self.burst = burst
-        self.window = window
-        self._lock = threading.Lock()
-        self._slots: dict[str, tuple[float, int, int]] = {}  # key: (start, logged, held)
-
-    def allow(self, key: str) -> int | None:
-        """None: do not log. Otherwise log, mentioning the returned count of held-back lines."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._slots) >= 256 and key not in self._slots:
-                self._slots.clear()
-            start, logged, held = self._slots.get(key, (now, 0, 0))
-            if now - start >= self.window:
-                start, logged = now, 0
-            if logged >= self.burst:
-                self._slots[key] = (start, logged, held + 1)
-                return None
-            self._slots[key] = (start, logged + 1, 0)
-            return held
-
-
 class _PymodbusLogFilter(logging.Filter):
     """pymodbus logs an ERROR for every failed connect or unanswered request; a module that is
     away would fill the journal at the poll rate. This keeps ``LOG_BURST`` lines per message
@@ -265,7 +242,7 @@ class _PymodbusLogFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._limiter = _LogLimiter()
+        self._limiter = LogLimiter(burst=LOG_BURST, window=LOG_WINDOW)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -285,10 +262,6 @@ def _quiet_pymodbus() -> None:
             logging.getLogger("pymodbus.logging").addFilter(_pymodbus_filter)
 
 
-def _held(count: int) -> str:
-    return f" ({count} similar not logged)" if count else ""
-
-
 Client = ModbusTcpClient | ModbusSerialClient
 
 
@@ -303,7 +276,7 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
         self._client: Client | None = None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._logs = _LogLimiter()
+        self._logs = LogLimiter(burst=LOG_BURST, window=LOG_WINDOW)
         # poll thread only:
         self._reported: dict[int, bool] | None = None  # address -> pressed, as last reported
         self._state: DeviceState | None = None
@@ -430,7 +403,7 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
                 held = self._logs.allow("bug")
                 if held is not None:
                     logger.exception(
-                        "modbus %s: poll failed unexpectedly%s", self.name, _held(held)
+                        "modbus %s: poll failed unexpectedly%s", self.name, held_suffix(held)
                     )
                 self._failed(exc)
                 next_poll = time.monotonic() + cfg.reconnect_min
@@ -513,7 +486,11 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
             held = self._logs.allow("poll")
             if held is not None:
                 logger.debug(
-                    "modbus %s: poll %d failed: %s%s", self.name, self._failures, exc, _held(held)
+                    "modbus %s: poll %d failed: %s%s",
+                    self.name,
+                    self._failures,
+                    exc,
+                    held_suffix(held),
                 )
             return
         logger.warning(
@@ -552,7 +529,7 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
                     self.name,
                     source,
                     action.value,
-                    _held(held),
+                    held_suffix(held),
                 )
             return False
         return True

@@ -430,11 +430,11 @@ def test_invalid_port_url_is_a_permanent_failure() -> None:
 
 def test_stop_is_quick_and_idempotent(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig(framing="surgard")
-    assert len([t for t in threading.enumerate() if t.name.startswith("cid-cid-")]) == 2
+    assert len([t for t in threading.enumerate() if t.name.startswith("contact_id-cid-")]) == 2
     started = time.monotonic()
     rig.driver.stop()
     assert time.monotonic() - started < 1.0
-    assert [t for t in threading.enumerate() if t.name.startswith("cid-cid-")] == []
+    assert [t for t in threading.enumerate() if t.name.startswith("contact_id-cid-")] == []
     rig.driver.stop()
     rig.driver.start()  # and it restarts
     rig.panel.send(make_surgard_message(1234, 120, 5))
