@@ -16,49 +16,14 @@ import pytest
 from pydantic import ValidationError
 
 from edgeguard.lab.serial_box_sim import open_pty
-from edgeguard.model import Action, AlarmKind, DeviceState, DeviceStatus, InputSignal
+from edgeguard.lab.sinks import RecordingSink
+from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard_drivers.base import DriverError, SetupFailure
 from edgeguard_drivers.contact_id import ContactIdInput, ContactIdInputConfig
 from edgeguard_drivers.contact_id_protocol import ACK, NAK, make_message, make_surgard_message
 
 WAIT = 3.0
 LOGGER = "edgeguard_drivers.contact_id"
-
-
-class RecordingSink:
-    """Thread-safe sink; with ``auto_record`` it calls ``on_recorded`` at once."""
-
-    def __init__(self, *, auto_record: bool = True) -> None:
-        self.auto_record = auto_record
-        self.signals: list[InputSignal] = []
-        self.statuses: list[DeviceStatus] = []
-        self._cond = threading.Condition()
-
-    def submit(self, signal: InputSignal) -> None:
-        with self._cond:
-            self.signals.append(signal)
-            self._cond.notify_all()
-        if self.auto_record and signal.on_recorded is not None:
-            signal.on_recorded()
-
-    def device_status(self, status: DeviceStatus) -> None:
-        with self._cond:
-            self.statuses.append(status)
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
-
-    def wait_signals(self, count: int) -> bool:
-        return self.wait(lambda: len(self.signals) >= count)
-
-    def states(self) -> list[DeviceState]:
-        with self._cond:
-            return [status.state for status in self.statuses]
-
-    def wait_states(self, *expected: DeviceState) -> bool:
-        return self.wait(lambda: self.states() == list(expected))
 
 
 class Panel:

@@ -15,49 +15,13 @@ import pytest
 from pydantic import ValidationError
 
 from edgeguard.lab.modbus_sim import UNIT, ModbusSlave, PtyLink
-from edgeguard.model import Action, AlarmKind, DeviceState, DeviceStatus, InputSignal
+from edgeguard.lab.sinks import RecordingSink
+from edgeguard.model import Action, AlarmKind, DeviceState
 from edgeguard_drivers.modbus import ModbusInput, ModbusInputConfig, PollError
 
 WAIT = 3.0  # upper bound for anything that should happen "at once"
 SIZE = 64  # discrete inputs and coils the simulated module has (addresses 0..63)
 LOGGER = "edgeguard_drivers.modbus"
-
-
-class RecordingSink:
-    """Thread-safe sink: signals and statuses in arrival order, with waits."""
-
-    def __init__(self) -> None:
-        self.signals: list[InputSignal] = []
-        self.statuses: list[DeviceStatus] = []
-        self._cond = threading.Condition()
-
-    def submit(self, signal: InputSignal) -> None:
-        with self._cond:
-            self.signals.append(signal)
-            self._cond.notify_all()
-
-    def device_status(self, status: DeviceStatus) -> None:
-        with self._cond:
-            self.statuses.append(status)
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
-
-    def seen(self) -> list[tuple[str, Action]]:
-        with self._cond:
-            return [(s.source, s.action) for s in self.signals]
-
-    def wait_seen(self, *expected: tuple[str, Action], timeout: float = WAIT) -> bool:
-        return self.wait(lambda: self.seen() == list(expected), timeout)
-
-    def states(self) -> list[DeviceState]:
-        with self._cond:
-            return [status.state for status in self.statuses]
-
-    def wait_states(self, *expected: DeviceState, timeout: float = WAIT) -> bool:
-        return self.wait(lambda: self.states() == list(expected), timeout)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty
-from edgeguard.model import Action, AlarmKind, DeviceState, DeviceStatus, InputSignal
+from edgeguard.lab.sinks import RecordingSink
+from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard_drivers.base import DriverError, SetupFailure
 from edgeguard_drivers.serial_box import SerialButtonBox, SerialInputConfig
 from edgeguard_drivers.serial_protocol import encode_ack, encode_frame, seal
@@ -22,43 +23,6 @@ from edgeguard_drivers.serial_protocol import encode_ack, encode_frame, seal
 REPEAT = 0.1  # the simulated box repeats un-ACKed frames this often
 WAIT = 3.0  # upper bound for anything that should happen "at once"
 LOGGER = "edgeguard_drivers.serial_box"
-
-
-class RecordingSink:
-    """Thread-safe sink. With ``auto_record`` it calls ``on_recorded`` right away, standing in
-    for the durable write; without, the test does it."""
-
-    def __init__(self, *, auto_record: bool = True) -> None:
-        self.auto_record = auto_record
-        self.signals: list[InputSignal] = []
-        self.statuses: list[DeviceStatus] = []
-        self._cond = threading.Condition()
-
-    def submit(self, signal: InputSignal) -> None:
-        with self._cond:
-            self.signals.append(signal)
-            self._cond.notify_all()
-        if self.auto_record and signal.on_recorded is not None:
-            signal.on_recorded()
-
-    def device_status(self, status: DeviceStatus) -> None:
-        with self._cond:
-            self.statuses.append(status)
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
-
-    def wait_signals(self, count: int, timeout: float = WAIT) -> bool:
-        return self.wait(lambda: len(self.signals) >= count, timeout)
-
-    def states(self) -> list[DeviceState]:
-        with self._cond:
-            return [status.state for status in self.statuses]
-
-    def wait_states(self, *expected: DeviceState, timeout: float = WAIT) -> bool:
-        return self.wait(lambda: self.states() == list(expected), timeout)
 
 
 @dataclass
