@@ -348,7 +348,7 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
                 raise PollError(f"modbus {self.name}: not started")
             try:
                 response = client.write_coil(address, value, device_id=self.config.unit)
-            except ModbusException as exc:
+            except (ModbusException, OSError) as exc:  # a TCP reset escapes pymodbus as OSError
                 _close(client)  # reconnect afresh on the next request
                 raise PollError(f"modbus {self.name}: writing coil {address}: {exc}") from exc
         if response.isError():
@@ -426,7 +426,7 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
                 response = client.read_discrete_inputs(
                     self._first, count=self._count, device_id=self.config.unit
                 )
-            except ModbusException as exc:
+            except (ModbusException, OSError) as exc:  # a TCP reset escapes pymodbus as OSError
                 _close(client)  # drop late answers and stale bytes: reconnect afresh
                 raise PollError(str(exc)) from exc
         if response.isError():

@@ -235,7 +235,10 @@ class AlarmBook:
 
     def adopt(self, store: Store, record: AlarmRecord) -> None:
         """Record an alarm that was sent from memory while the store failed (a copy: if this
-        transaction fails too, the in-memory record stays as it was)."""
+        transaction fails too, the in-memory record stays as it was). Idempotent: two signals
+        or a signal and the periodic retry may both bring the same record."""
+        if store.alarm(record.event_id) is not None:
+            return
         record = dataclasses.replace(
             record, detail={**record.detail, "unrecorded": False, "recorded_late": True}
         )

@@ -20,7 +20,6 @@ DEFAULT_CONFIG = Path(os.environ.get("EDGEGUARD_CONFIG", "/etc/edgeguard/edgegua
 EXIT_OK, EXIT_FAIL = 0, 1
 
 
-
 def _err(message: str) -> None:
     print(f"edgeguard: {message}", file=sys.stderr)
 

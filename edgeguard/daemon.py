@@ -188,8 +188,12 @@ class Daemon:
             log_head=head,
         )
         with contextlib.suppress(NotConnectedError):
-            uplink.publish(heartbeat_topic(self.config.site.id), self.signer.encode(payload),
-                           self.config.mqtt.heartbeat_qos, False)
+            uplink.publish(
+                heartbeat_topic(self.config.site.id),
+                self.signer.encode(payload),
+                self.config.mqtt.heartbeat_qos,
+                False,
+            )
 
     async def _watchdog_loop(self) -> None:
         interval = sysd.watchdog_interval()
@@ -252,15 +256,17 @@ class Daemon:
         assert self.inputs is not None
         assert self._loop is not None
         # Build everything that can fail (key file, TLS files) before changing anything.
-        signer = Signer.from_file(new.signing.private_key) if new.signing != old.signing \
-            else self.signer
+        signer = (
+            Signer.from_file(new.signing.private_key) if new.signing != old.signing else self.signer
+        )
         uplink = None
-        if (new.mqtt, new.site) != (old.mqtt, old.site):
+        if (new.mqtt, new.site, new.signing) != (old.mqtt, old.site, old.signing):
             uplink = Uplink(new, signer, self, self._loop, self.started_at)
         if new.store != old.store or new.control != old.control:
             logger.warning("reload: store and control socket changes take effect on restart")
         self.config, self.signer = new, signer
         self.book.config, self.book.signer = new, signer
+        self.outbox.window = new.mqtt.inflight_window
         sysd.setup_logging(new.logging.level, new.logging.journald)
         await self.inputs.stop_all()
         await self.inputs.start_all(list(new.inputs))

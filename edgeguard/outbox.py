@@ -47,7 +47,7 @@ class Outbox:
         """Take the undelivered rows found in the store at start-up."""
         for row in rows:
             self.pending.setdefault(row.id, row)
-        self._unsent = deque(sorted(self.pending))
+        self._unsent = deque(_in_order(self.pending))
         if rows:
             logger.info("outbox: %d message(s) from before the restart to deliver", len(rows))
         self.pump()
@@ -66,8 +66,7 @@ class Outbox:
         self._volatile_ids -= 1
         row = OutboxRow(self._volatile_ids, topic, payload, 1, False, event_id, "unrecorded")
         self.pending[row.id] = row
-        self._unsent.appendleft(row.id)
-        self.pump()
+        self._requeue({row.id})
 
     # --- link events ------------------------------------------------------------------------
     def attach(self, uplink: Uplink) -> None:
@@ -81,6 +80,10 @@ class Outbox:
             self._requeue(requeued)
 
     def on_connected(self) -> None:
+        # paho resends what was in flight on this (re)connect: time them from now, or the
+        # stale check would send every one of them again after a long outage.
+        now = time.monotonic()
+        self._inflight = {mid: (row_id, now) for mid, (row_id, _) in self._inflight.items()}
         self.pump()
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
@@ -103,15 +106,21 @@ class Outbox:
         refusals = self._refusals.get(row_id, 0) + 1
         self._refusals[row_id] = refusals
         delay = min(RETRY_MIN_S * 2 ** (refusals - 1), RETRY_MAX_S)
-        logger.error("outbox: broker refused message %d on %s: %s (attempt %d, again in %.0f s)",
-                     row_id, self.pending[row_id].topic, reason, refusals, delay)
+        logger.error(
+            "outbox: broker refused message %d on %s: %s (attempt %d, again in %.0f s)",
+            row_id,
+            self.pending[row_id].topic,
+            reason,
+            refusals,
+            delay,
+        )
         asyncio.get_running_loop().call_later(delay, self._requeue, {row_id})
 
     def _requeue(self, row_ids: set[int]) -> None:
-        """Put rows back in line, in id order (volatile rows, negative ids, first)."""
+        """Put rows back in line, in order (see ``_in_order``)."""
         waiting = {row_id for row_id in row_ids if row_id in self.pending}
         if waiting:
-            self._unsent = deque(sorted(waiting | set(self._unsent)))
+            self._unsent = deque(_in_order(waiting | set(self._unsent)))
             self.pump()
 
     # --- sending ----------------------------------------------------------------------------
@@ -141,8 +150,11 @@ class Outbox:
         stale = {mid for mid, (_, sent) in self._inflight.items() if now - sent > STALE_INFLIGHT_S}
         rows = {self._inflight.pop(mid)[0] for mid in stale}
         for row_id in rows:
-            logger.warning("outbox: no PUBACK for message %d after %.0f s; sending again",
-                           row_id, STALE_INFLIGHT_S)
+            logger.warning(
+                "outbox: no PUBACK for message %d after %.0f s; sending again",
+                row_id,
+                STALE_INFLIGHT_S,
+            )
         self._requeue(rows)
 
     # --- recording deliveries ---------------------------------------------------------------
@@ -186,3 +198,9 @@ class Outbox:
             "published": self.published,
             "acked": self.acked,
         }
+
+
+def _in_order(row_ids: set[int] | dict[int, OutboxRow]) -> list[int]:
+    """Sending order: messages sent from memory while the store failed (negative ids, -1 the
+    oldest) first, in the order they were made, then stored rows by id."""
+    return sorted(row_ids, key=lambda row_id: (row_id > 0, abs(row_id)))

@@ -82,8 +82,9 @@ class AlarmService:
     def _recorded_late(self, source: str) -> None:
         record = self.unrecorded.pop(source, None)
         if record is not None:
-            logger.warning("alarm %s, sent while the store failed, is now recorded",
-                           record.event_id)
+            logger.warning(
+                "alarm %s, sent while the store failed, is now recorded", record.event_id
+            )
 
     def _send_unrecorded(self, signal: InputSignal) -> None:
         """The store failed: still tell the police, from memory. A serial box is not ACKed (it
@@ -132,15 +133,17 @@ class AlarmService:
         except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
             logger.warning("police ack rejected: %s", _short(exc))
             return
+        if any(r.event_id == ack.event_id for r in self.unrecorded.values()):
+            await self.record_unrecorded()  # an ack for an alarm sent while the store failed
         try:
             change = await self.writer.run(partial(self.book.police_ack, ack=ack))
         except Exception:  # the ack is lost, not the alarm: the police see no change and resend
-            logger.exception("could not record the police %s of %s", ack.state.value,
-                             ack.event_id)
+            logger.exception("could not record the police %s of %s", ack.state.value, ack.event_id)
             return
         if change.what == "unknown":
-            logger.warning("police ack rejected: %s for unknown alarm %s", ack.state.value,
-                           ack.event_id)
+            logger.warning(
+                "police ack rejected: %s for unknown alarm %s", ack.state.value, ack.event_id
+            )
         self._apply(change)
 
     async def snapshot(self) -> dict[str, Any]:

@@ -216,8 +216,12 @@ class Uplink:
         self._to_loop(self.handler.on_puback, mid, not reason.is_failure, str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == ack_topic(self.site):
-            self._to_loop(self.handler.on_ack_message, bytes(message.payload))
+        if message.topic != ack_topic(self.site):
+            return
+        try:  # even from a retired client: the broker counts the ack as delivered to us
+            self.loop.call_soon_threadsafe(self.handler.on_ack_message, bytes(message.payload))
+        except RuntimeError:
+            logger.warning("event loop closed; a police ack could not be handled")
 
     # --- loop side --------------------------------------------------------------------------
     def _set_up(self) -> None:

@@ -116,3 +116,21 @@ def test_two_sighups_at_once(tmp_path: Path, broker: Mosquitto,
     time.sleep(0.5)
     assert "Traceback" not in daemon.log_text()
     daemon.press("b7")
+
+
+def test_reload_with_a_new_signing_key_signs_status_with_it(
+        tmp_path: Path, broker: Mosquitto, daemons: Callable[..., DaemonProcess]) -> None:
+    from edgeguard.signing import generate_keypair
+
+    site = make_site(tmp_path / "rekey", broker)
+    daemon = daemons(site)
+    new_public = generate_keypair(site.directory / "new.key")
+    site.data["signing"]["private_key"] = str(site.directory / "new.key")
+    site.write()
+    with PoliceSubscriber(broker, {site.site_id: new_public}, client_id="police-k") as police:
+        _hup_and_wait(daemon, 1)
+        assert police.wait_for(lambda p: any(r.kind == "status" and r.payload
+                                             and r.payload["state"] == "online"
+                                             for _, r in p.received[1:]), timeout=10)
+        daemon.press("er-button")
+        assert police.wait_alarms(1)[0]["kind"] == "panic"  # verified with the new key
