@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from edgeguard.outputs import ModbusCoilOutputConfig, OutputConfig
 from edgeguard.secrets import Secret, SecretPath
 from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
 from edgeguard_drivers.contact_id import ContactIdInputConfig
@@ -208,6 +209,11 @@ class EdgeguardConfig(StrictModel):
     inputs: list[InputConfig] = Field(
         default_factory=list, description="Alarm inputs (drivers), each selected by `type`."
     )
+    outputs: list[OutputConfig] = Field(
+        default_factory=list,
+        description="Sounders, strobes and relays switched by alarms "
+        "(GPIO pins or Modbus coils), each with its rule.",
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> EdgeguardConfig:
@@ -241,6 +247,23 @@ class EdgeguardConfig(StrictModel):
                 sources.add(source)
                 if point.location not in self.locations and path != (*here,):
                     problems.append(((*path, "location"), _undefined(point.location)))
+        problems.extend(self._output_problems())
+        return problems
+
+    def _output_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        modbus = {item.name for item in self.inputs if isinstance(item, ModbusInputConfig)}
+        for index, output in enumerate(self.outputs):
+            here: tuple[str | int, ...] = ("outputs", index)
+            if output.name in {o.name for o in self.outputs[:index]}:
+                problems.append(((*here, "name"), f"output name {output.name!r} is used twice"))
+            if output.location is not None and output.location not in self.locations:
+                problems.append(((*here, "location"), _undefined(output.location)))
+            for key in output.rule.locations:
+                if key not in self.locations:
+                    problems.append(((*here, "rule", "locations"), _undefined(key)))
+            if isinstance(output, ModbusCoilOutputConfig) and output.input not in modbus:
+                problems.append(((*here, "input"), f"no `modbus` input named {output.input!r}"))
         return problems
 
     def points(self) -> dict[str, PointConfig]:

@@ -21,12 +21,14 @@ from edgeguard.control import ControlServer, RequestError, ResetRequest, Simulat
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
 from edgeguard.outbox import Outbox
+from edgeguard.outputs import OutputController
 from edgeguard.payloads import heartbeat_payload, heartbeat_topic
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
 from edgeguard.uplink import NotConnectedError, Uplink
 from edgeguard.writer import StoreWriter
 from edgeguard_drivers.base import DriverError
+from edgeguard_drivers.modbus import ModbusInput
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Daemon:
         self.inputs: InputManager | None = None
         self.bridge: Bridge | None = None
         self.control: ControlServer | None = None
+        self.outputs: OutputController | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self, *, install_signals: bool = True) -> int:
@@ -96,6 +99,7 @@ class Daemon:
         self._start_uplink(loop)
         self.inputs = InputManager(self.bridge, self.pin_factory)
         await self.inputs.start_all(list(self.config.inputs))
+        await self._start_outputs()
         self.control = ControlServer(self.config.control.socket, self._handle_control)
         await self.control.start()
         if install_signals:
@@ -105,6 +109,25 @@ class Daemon:
         self._spawn(self._heartbeat_loop())
         self._spawn(self._watchdog_loop())
         self._spawn(self._housekeeping_loop())
+
+    async def _start_outputs(self) -> None:
+        controller = OutputController(list(self.config.outputs), self.pin_factory, self._write_coil)
+        controller.start(await self.writer.run(lambda s: s.open_alarms()))
+        self.service.listeners.append(controller.on_alarm)
+        self.outputs = controller
+
+    async def _stop_outputs(self) -> None:
+        controller, self.outputs = self.outputs, None
+        if controller is not None:
+            self.service.listeners.remove(controller.on_alarm)
+            await asyncio.to_thread(controller.close)
+
+    def _write_coil(self, input_name: str, address: int, value: bool) -> None:
+        """Runs on the outputs' worker thread."""
+        driver = self.inputs.drivers.get(input_name) if self.inputs is not None else None
+        if not isinstance(driver, ModbusInput):
+            raise RuntimeError(f"modbus input {input_name!r} is not running")  # noqa: TRY004
+        driver.set_coil(address, value)
 
     def _start_uplink(self, loop: asyncio.AbstractEventLoop) -> None:
         self.uplink = Uplink(self.config, self.signer, self, loop, self.started_at)
@@ -126,6 +149,7 @@ class Daemon:
         sysd.notify("STOPPING=1")
         if self.inputs is not None:
             await self.inputs.stop_all()
+        await self._stop_outputs()
         if self.bridge is not None:
             await self.bridge.settle(STOP_FLUSH_S)
         if self.control is not None:
@@ -268,8 +292,10 @@ class Daemon:
         self.book.config, self.book.signer = new, signer
         self.outbox.window = new.mqtt.inflight_window
         sysd.setup_logging(new.logging.level, new.logging.journald)
+        await self._stop_outputs()
         await self.inputs.stop_all()
         await self.inputs.start_all(list(new.inputs))
+        await self._start_outputs()
         if uplink is not None:
             logger.info("reload: MQTT settings changed, reconnecting")
             await self._replace_uplink(uplink)
