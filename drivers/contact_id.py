@@ -189,6 +189,15 @@ class ContactIdInputConfig(SerialLinkConfig):
         default_factory=dict,
         description='Per event code (3 digits, e.g. `"133"`): changes to the built-in table.',
     )
+    test_timeout: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=7 * 86400.0,
+        description="Seconds within which the panel must send a periodic test (602); a longer "
+        "silence reports the panel `fault`, which raises a `device_fault` alarm at `location`, "
+        "until the next test. Set it above the panel's test interval (e.g. 25 h for a daily "
+        "test). Default: not supervised.",
+    )
 
     @model_validator(mode="after")
     def check_config(self) -> Self:
@@ -286,6 +295,7 @@ class ContactIdInput(SerialLineDriver[ContactIdInputConfig]):
         self._pending: set[tuple[int, str]] = set()  # (epoch, raw) submitted, not yet recorded
         self._accounts: set[str] = set()
         self.last_test: float | None = None  # monotonic time of the last periodic test (602)
+        self._supervised_since = 0.0
         self._configured_sources = {source for source, _, _ in config.point_entries()}
 
     # -- contract ---------------------------------------------------------------------------
@@ -310,6 +320,25 @@ class ContactIdInput(SerialLineDriver[ContactIdInputConfig]):
 
     def _prepare(self, data: bytes) -> bytes:
         return data.translate(_TERMINATORS)
+
+    def _on_opened(self) -> None:
+        self._supervised_since = time.monotonic()  # a full test interval from (re)opening
+
+    def _after_read(self) -> None:
+        """A panel whose periodic test does not come is reported faulty."""
+        timeout = self.config.test_timeout
+        if timeout is None or self._state is not DeviceState.ONLINE:
+            return
+        last = max(self.last_test or 0.0, self._supervised_since)
+        if time.monotonic() - last > timeout:
+            logger.warning(
+                "contact_id %s: no periodic test for more than %.0f s", self.name, timeout
+            )
+            self._set_state(
+                DeviceState.FAULT,
+                port=self.port_name,
+                error=f"no periodic test for more than {timeout:g} s",
+            )
 
     # -- messages -----------------------------------------------------------------------------
 

@@ -460,3 +460,15 @@ def test_every_config_field_is_described() -> None:
     for model in ("ContactIdZoneConfig", "CodeOverride"):
         for name, prop in schema["$defs"][model]["properties"].items():
             assert prop.get("description"), f"{model}.{name}"
+
+
+def test_panel_without_periodic_test_is_a_fault(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(test_timeout=1.0)
+    time.sleep(0.5)
+    rig.panel.line(make_message(1234, 602, 0))  # a periodic test within the interval
+    time.sleep(0.7)
+    assert rig.sink.states() == [DeviceState.ONLINE]
+    assert rig.sink.wait_states(DeviceState.ONLINE, DeviceState.FAULT)  # then silence
+    assert "no periodic test" in str(rig.sink.statuses[-1].detail["error"])
+    rig.panel.line(make_message(1234, 602, 0))
+    assert rig.sink.wait_states(DeviceState.ONLINE, DeviceState.FAULT, DeviceState.ONLINE)
