@@ -40,6 +40,7 @@ bench: venv
 	$(BIN)/python bench/alarm_storm.py
 	$(BIN)/python bench/daemon_footprint.py
 	$(BIN)/python bench/modbus_poll.py
+	$(BIN)/python bench/field_latency.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
