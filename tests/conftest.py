@@ -17,6 +17,15 @@ SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture
+def cleanup() -> Iterator[list[Callable[[], None]]]:
+    """Closers a test registers; run in reverse order at teardown, even if the test failed."""
+    closers: list[Callable[[], None]] = []
+    yield closers
+    for close in reversed(closers):
+        close()
+
+
+@pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     server = lab_broker(tmp_path / "lab")
     yield server

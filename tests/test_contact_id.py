@@ -7,7 +7,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,14 +81,6 @@ def make_config(port: str, **overrides: Any) -> ContactIdInputConfig:
         "reconnect_max": 0.2,
     }
     return ContactIdInputConfig.model_validate(fields | overrides)
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Callable[[], None]]]:
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
 
 
 @pytest.fixture

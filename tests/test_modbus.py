@@ -8,7 +8,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,15 +22,6 @@ from edgeguard_drivers.modbus import ModbusInput, ModbusInputConfig, PollError
 WAIT = 3.0  # upper bound for anything that should happen "at once"
 SIZE = 64  # discrete inputs and coils the simulated module has (addresses 0..63)
 LOGGER = "edgeguard_drivers.modbus"
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Callable[[], None]]]:
-    """Closers run in reverse order at teardown, even if the test failed."""
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
 
 
 @pytest.fixture

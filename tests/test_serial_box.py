@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,6 @@ def make_config(port: str, **overrides: Any) -> SerialInputConfig:
         "reconnect_max": 0.2,
     }
     return SerialInputConfig.model_validate(fields | overrides)
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Callable[[], None]]]:
-    """Closers run in reverse order at teardown, even if the test failed."""
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
 
 
 @pytest.fixture
