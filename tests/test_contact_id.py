@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edgeguard.lab.serial_box_sim import open_pty
+from edgeguard.lab.serial_box_sim import open_pty, repoint_symlink
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard_drivers.base import DriverError, SetupFailure
@@ -328,13 +328,6 @@ def test_plain_framing_never_writes(make_rig: Callable[..., Rig]) -> None:
 # -- the port ------------------------------------------------------------------------------------
 
 
-def _point_link(link: Path, target: str) -> None:
-    tmp = link.with_name(link.name + ".new")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    tmp.replace(link)
-
-
 def test_port_that_disappears_and_comes_back(
     tmp_path: Path, cleanup: list[Callable[[], None]], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -343,7 +336,7 @@ def test_port_that_disappears_and_comes_back(
     master, slave_path = open_pty()
     panel1 = Panel(master)
     cleanup.append(panel1.close)
-    _point_link(link, slave_path)
+    repoint_symlink(link, slave_path)
     sink = RecordingSink()
     driver = ContactIdInput(make_config(str(link)), sink)
     driver.start()
@@ -360,7 +353,7 @@ def test_port_that_disappears_and_comes_back(
     master2, slave_path2 = open_pty()
     panel2 = Panel(master2)
     cleanup.append(panel2.close)
-    _point_link(link, slave_path2)
+    repoint_symlink(link, slave_path2)
     assert sink.wait_states(DeviceState.ONLINE, DeviceState.OFFLINE, DeviceState.ONLINE)
     panel2.line(make_message(1234, 120, 5, qualifier=3))
     assert sink.wait_signals(2)

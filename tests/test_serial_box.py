@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty
+from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty, repoint_symlink
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard_drivers.base import DriverError, SetupFailure
@@ -282,14 +282,6 @@ def test_rejection_warnings_are_rate_limited(
 # -- the port ------------------------------------------------------------------------------------
 
 
-def _point_link(link: Path, target: str) -> None:
-    """Atomically (re)point a symlink, as udev does with /dev/serial/by-id."""
-    tmp = link.with_name(link.name + ".new")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    tmp.replace(link)
-
-
 def test_port_that_disappears_and_comes_back(
     tmp_path: Path, cleanup: list[Callable[[], None]], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -298,7 +290,7 @@ def test_port_that_disappears_and_comes_back(
     master, slave_path = open_pty()
     box1 = SerialBoxSim(master, repeat_interval=REPEAT)
     cleanup.append(box1.close)
-    _point_link(link, slave_path)
+    repoint_symlink(link, slave_path)
     sink = RecordingSink()
     driver = SerialButtonBox(make_config(str(link)), sink)
     driver.start()
@@ -315,7 +307,7 @@ def test_port_that_disappears_and_comes_back(
     master2, slave_path2 = open_pty()
     box2 = SerialBoxSim(master2, repeat_interval=REPEAT)  # a rebooted box: seq starts at 0 again
     cleanup.append(box2.close)
-    _point_link(link, slave_path2)
+    repoint_symlink(link, slave_path2)
     assert sink.wait_states(DeviceState.ONLINE, DeviceState.OFFLINE, DeviceState.ONLINE)
     box2.press("b1")
     assert box2.wait_acked(WAIT)
@@ -337,7 +329,7 @@ def test_absent_port_at_start_is_offline_not_an_error(
     master, slave_path = open_pty()
     box = SerialBoxSim(master, repeat_interval=REPEAT)
     cleanup.append(box.close)
-    _point_link(link, slave_path)
+    repoint_symlink(link, slave_path)
     assert sink.wait_states(DeviceState.OFFLINE, DeviceState.ONLINE)
     box.press("b1")
     assert box.wait_acked(WAIT)

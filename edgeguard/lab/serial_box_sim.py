@@ -24,6 +24,7 @@ import time
 import tty
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 from edgeguard_drivers.serial_protocol import (
@@ -60,6 +61,15 @@ def open_pty() -> tuple[int, str]:
     finally:
         os.close(slave)
     return master, path
+
+
+def repoint_symlink(link: Path, target: str) -> None:
+    """Atomically (re)point a symlink to a pty, as udev does with /dev/serial/by-id: tests of
+    a port that disappears and comes back."""
+    tmp = link.with_name(link.name + ".new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
 
 
 @dataclass(slots=True)
