@@ -23,9 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit, line, machine, percentiles
 
-from edgeguard.ids import utc_now
-from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, lab_broker, make_site
-from edgeguard.model import Action, AlarmKind, InputSignal
+from edgeguard.lab.harness import (
+    InProcessDaemon,
+    PoliceSubscriber,
+    lab_broker,
+    make_site,
+    storm_signals,
+)
 
 STORM = int(os.environ.get("EDGEGUARD_STORM_N", "1000"))
 
@@ -42,18 +46,7 @@ def run(workdir: Path) -> dict[str, Any]:
             bridge = running.daemon.bridge
             assert bridge is not None
             commits_before = running.daemon.writer.commits
-            now = utc_now()
-            signals = [
-                InputSignal(
-                    source=f"storm-{i:04d}",
-                    action=Action.ACTIVE,
-                    kind=AlarmKind.PANIC,
-                    priority=1,
-                    location="er",
-                    occurred_at=now,
-                )
-                for i in range(STORM)
-            ]
+            signals = storm_signals(STORM)
             start = time.perf_counter()
             for signal in signals:
                 bridge.submit(signal)

@@ -452,14 +452,7 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
                 )
             else:
                 logger.info("modbus %s: unit %d at %s online", self.name, cfg.unit, cfg.endpoint)
-            self._state = DeviceState.ONLINE
-            self.report(
-                DeviceState.ONLINE,
-                driver="modbus",
-                transport=cfg.transport,
-                endpoint=cfg.endpoint,
-                unit=cfg.unit,
-            )
+            self._report(DeviceState.ONLINE)
         self._failures = 0
         first_poll = self._reported is None
         reported = self._reported if self._reported is not None else {}
@@ -478,6 +471,18 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
             if self._emit(address, pressed=pressed, closed=closed):
                 reported[address] = pressed  # else: submitted again at the next poll
         self._reported = reported
+
+    def _report(self, state: DeviceState, **detail: Any) -> None:
+        cfg = self.config
+        self._state = state
+        self.report(
+            state,
+            driver="modbus",
+            transport=cfg.transport,
+            endpoint=cfg.endpoint,
+            unit=cfg.unit,
+            **detail,
+        )
 
     def _failed(self, exc: BaseException) -> None:
         cfg = self.config
@@ -504,13 +509,8 @@ class ModbusInput(InputDriver[ModbusInputConfig]):
             cfg.reconnect_min,
             cfg.reconnect_max,
         )
-        self._state = DeviceState.FAULT
-        self.report(
+        self._report(
             DeviceState.FAULT,
-            driver="modbus",
-            transport=cfg.transport,
-            endpoint=cfg.endpoint,
-            unit=cfg.unit,
             error=str(exc) or type(exc).__name__,
             failed_polls=self._failures,
         )

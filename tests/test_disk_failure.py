@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, make_site
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, make_site
 
 
 @pytest.fixture
@@ -40,26 +40,33 @@ def _fill(directory: Path) -> Path:
 BUTTONS = 40
 
 
-def test_full_disk_alarm_still_reaches_police(
-        tmp_path: Path, broker: Mosquitto, small_disk: Path,
-        daemons: Callable[..., DaemonProcess]) -> None:
+def _site_on_small_disk(directory: Path, broker: Mosquitto, small_disk: Path) -> Site:
     inputs = [{"type": "simulated", "name": f"b{i}", "location": "er"} for i in range(BUTTONS)]
-    site = make_site(tmp_path / "site", broker, inputs=inputs)
+    site = make_site(directory, broker, inputs=inputs)
     site.data["store"]["path"] = str(small_disk / "edgeguard.db")
     site.write()
+    return site
+
+
+def _press_until_a_write_fails(daemon: DaemonProcess) -> str:
+    """SQLite reuses the space its WAL file already has, so the first writes after the disk
+    filled up may still succeed; press buttons until one cannot be recorded."""
+    for i in range(BUTTONS):
+        answer = daemon.control({"cmd": "press", "input": f"b{i}"})
+        if not answer["ok"]:
+            assert "sent to the police from memory" in answer["error"]
+            return f"b{i}"
+    raise AssertionError("the full disk never made a write fail")
+
+
+def test_full_disk_alarm_still_reaches_police(
+    tmp_path: Path, broker: Mosquitto, small_disk: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
+    site = _site_on_small_disk(tmp_path / "site", broker, small_disk)
     with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
         daemon = daemons(site)
         ballast = _fill(small_disk)
-        # SQLite reuses the space its WAL file already has, so the first writes after the disk
-        # filled up may still succeed; press buttons until one cannot be recorded.
-        failed = None
-        for i in range(BUTTONS):
-            answer = daemon.control({"cmd": "press", "input": f"b{i}"})
-            if not answer["ok"]:
-                failed = f"b{i}"
-                assert "sent to the police from memory" in answer["error"]
-                break
-        assert failed is not None, "the full disk never made a write fail"
+        failed = _press_until_a_write_fails(daemon)
         assert police.wait_for(lambda p: any(a["source"] == failed for a in p.alarms()))
         alarm = next(a for a in police.alarms() if a["source"] == failed)
         assert alarm["detail"]["unrecorded"] is True
@@ -84,23 +91,21 @@ def test_full_disk_alarm_still_reaches_police(
 
 
 def test_alarm_pressed_and_released_while_disk_full_is_recorded_later(
-        tmp_path: Path, broker: Mosquitto, small_disk: Path,
-        daemons: Callable[..., DaemonProcess]) -> None:
+    tmp_path: Path, broker: Mosquitto, small_disk: Path, daemons: Callable[..., DaemonProcess]
+) -> None:
     """Press and release both happen while the disk is full; once space is back, the daemon
     records the alarm by itself, and the control room can reset it."""
-    inputs = [{"type": "simulated", "name": f"b{i}", "location": "er"} for i in range(BUTTONS)]
-    site = make_site(tmp_path / "site2", broker, inputs=inputs)
-    site.data["store"]["path"] = str(small_disk / "edgeguard.db")
-    site.write()
+    site = _site_on_small_disk(tmp_path / "site2", broker, small_disk)
     with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
         daemon = daemons(site)
         ballast = _fill(small_disk)
-        failed = next((f"b{i}" for i in range(BUTTONS)
-                       if not daemon.control({"cmd": "press", "input": f"b{i}"})["ok"]), None)
-        assert failed is not None, "the full disk never made a write fail"
+        failed = _press_until_a_write_fails(daemon)
         assert not daemon.control({"cmd": "release", "input": failed})["ok"]
-        assert police.wait_for(lambda p: [a["message"] for a in p.alarms()
-                                          if a["source"] == failed] == ["new", "restored"])
+        assert police.wait_for(
+            lambda p: (
+                [a["message"] for a in p.alarms() if a["source"] == failed] == ["new", "restored"]
+            )
+        )
         event_id = police.alarms()[-1]["event_id"]
         ballast.unlink()
         deadline = time.monotonic() + 15

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeguard.ids import utc_now
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, make_site
-from edgeguard.model import Action, AlarmKind, InputSignal
+from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, make_site, storm_signals
 
 STORM = 1000
 
@@ -21,18 +19,8 @@ def test_thousand_simultaneous_alarms(tmp_path: Path, broker: Mosquitto) -> None
         running.wait_connected()
         bridge = running.daemon.bridge
         assert bridge is not None
-        now = utc_now()
-        for i in range(STORM):
-            bridge.submit(
-                InputSignal(
-                    source=f"storm-{i:04d}",
-                    action=Action.ACTIVE,
-                    kind=AlarmKind.PANIC,
-                    priority=1,
-                    location="er",
-                    occurred_at=now,
-                )
-            )
+        for signal in storm_signals(STORM):
+            bridge.submit(signal)
         alarms = police.wait_alarms(STORM, timeout=60)
         assert len(alarms) == STORM
         assert [a["source"] for a in alarms] == [f"storm-{i:04d}" for i in range(STORM)]

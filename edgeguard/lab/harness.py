@@ -24,8 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from edgeguard.config import EdgeguardConfig
 from edgeguard.control import call
 from edgeguard.daemon import Daemon
+from edgeguard.ids import utc_now
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.pki import DevPKI
+from edgeguard.model import Action, AlarmKind, InputSignal
 from edgeguard.receiver import Received, Receiver
 from edgeguard.signing import generate_keypair, load_public_key
 from edgeguard.uplink import no_delay
@@ -323,3 +325,19 @@ def lab_broker(directory: Path, *, tls: bool = True) -> Mosquitto:
     broker = Mosquitto(directory / "broker", pki=pki, acl=tls)
     broker.start()
     return broker
+
+
+def storm_signals(count: int) -> list[InputSignal]:
+    """``count`` distinct panic buttons going into alarm in the same instant."""
+    now = utc_now()
+    return [
+        InputSignal(
+            source=f"storm-{i:04d}",
+            action=Action.ACTIVE,
+            kind=AlarmKind.PANIC,
+            priority=1,
+            location="er",
+            occurred_at=now,
+        )
+        for i in range(count)
+    ]
