@@ -26,7 +26,14 @@ from edgeguard.model import (
     InputSignal,
     MessageType,
 )
-from edgeguard.payloads import PoliceAck, alarm_payload, alarm_topic, device_payload, device_topic
+from edgeguard.payloads import (
+    PoliceAck,
+    alarm_payload,
+    alarm_topic,
+    device_payload,
+    device_topic,
+    snapshot_topic,
+)
 from edgeguard.payloads import location_payload as make_location
 from edgeguard.signing import Signer
 from edgeguard.store import AlarmRecord, OutboxRow, Store
@@ -146,7 +153,7 @@ class AlarmBook:
             recorded_at=iso_ms(utc_now()),
             state=AlarmState.ACTIVE.value,
             detail=dict(signal.detail),
-            cameras=list(location.cameras) if location else [],
+            cameras=self.config.cameras_for(signal.location),
         )
 
     # --- inputs -----------------------------------------------------------------------------
@@ -251,6 +258,32 @@ class AlarmBook:
             seq=record.first_seq,
             recorded_late=True,
         )
+
+    # --- evidence ---------------------------------------------------------------------------
+    def add_evidence(
+        self, store: Store, event_id: str, items: list[tuple[dict[str, Any], bytes | None]]
+    ) -> Change:
+        """Record snapshots taken for an alarm (their files are already on disk) and queue
+        them, then one signed `evidence` alarm message listing them with their sha256. They
+        queue behind the alarm's own messages, so the police get the alarm first."""
+        record = store.alarm(event_id)
+        if record is None:
+            raise AlarmError(f"no alarm {event_id}")
+        rows: list[OutboxRow] = []
+        for item, jpeg in items:
+            listed = {k: v for k, v in item.items() if k != "path"}
+            if jpeg is not None:
+                topic = snapshot_topic(self.site, event_id, item["camera"])
+                listed["topic"] = topic
+                store.add_evidence(event_id, {k: v for k, v in item.items() if k != "error"})
+                rows.append(
+                    store.enqueue(topic, jpeg, qos=1, event_id=event_id, message="snapshot")
+                )
+            self._ledger(store, f"evidence.{item['kind']}", record, **listed)
+            record.evidence.append(listed)
+        rows.append(self._publish(store, record, MessageType.EVIDENCE))
+        store.save_alarm(record)
+        return Change("evidence", record, rows)
 
     # --- people -----------------------------------------------------------------------------
     def reset(self, store: Store, event_id: str, by: str) -> Change:

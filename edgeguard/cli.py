@@ -261,7 +261,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     for device in answer["devices"]:
         print(f"device {device['device']}: {device['state']}")
+    _render_cameras(answer.get("cameras", {}), answer.get("coverage", []))
     return EXIT_OK
+
+
+def _render_cameras(cameras: dict[str, Any], coverage: list[dict[str, Any]]) -> None:
+    for name, cam in cameras.items():
+        size = f"{cam.get('width')}x{cam.get('height')}" if cam.get("width") else "-"
+        print(
+            f"camera {name}: {cam.get('state')}  {size}  fps in {cam.get('fps_in')} "
+            f"out {cam.get('fps_out')}  last frame {cam.get('last_frame_age_s')} s ago  "
+            f"reconnects/h {cam.get('reconnects_1h')}"
+            + (f"  error: {cam['last_error']}" if cam.get("last_error") else "")
+        )
+    for area in coverage:
+        names = ", ".join(f"{c['name']} ({c['state']})" for c in area["cameras"]) or "no camera"
+        verdict = "covered" if area["covered"] else "NOT COVERED"
+        print(f"key area {area['key_area']}: {verdict}  {names}")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

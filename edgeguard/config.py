@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from edgeguard.cameras.config import CameraConfig
 from edgeguard.outputs import ModbusCoilOutputConfig, OutputConfig
 from edgeguard.secrets import Secret, SecretPath
 from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
@@ -142,6 +143,14 @@ class StoreConfig(StrictModel):
     path: Path = Field(
         default=Path("/var/lib/edgeguard/edgeguard.db"), description="SQLite database file."
     )
+    evidence_dir: Path | None = Field(
+        default=None,
+        description="Where snapshots (and later clips) are kept, one folder per alarm; "
+        "default: `evidence/` beside the database.",
+    )
+
+    def evidence_path(self) -> Path:
+        return self.evidence_dir or self.path.parent / "evidence"
 
 
 class ControlConfig(StrictModel):
@@ -179,7 +188,10 @@ class LocationConfig(StrictModel):
         description="Key area class: ER, registration, cashier, entrance, corridor, ...",
     )
     cameras: list[Name] = Field(
-        default_factory=list, description="Cameras linked to this place (shown with its alarms)."
+        default_factory=list,
+        description="Cameras linked to this place: listed in its alarms; those configured "
+        "under `cameras` also give snapshots (and PTZ). A name not configured there is "
+        "only listed (e.g. a camera recorded by the hospital's NVR).",
     )
 
 
@@ -213,6 +225,11 @@ class EdgeguardConfig(StrictModel):
         default_factory=list,
         description="Sounders, strobes and relays switched by alarms "
         "(GPIO pins or Modbus coils), each with its rule.",
+    )
+    cameras: list[CameraConfig] = Field(
+        default_factory=list,
+        description="Cameras (RTSP or ONVIF): supervised, linked to alarm locations for "
+        "snapshots and PTZ, their digital inputs usable as alarm inputs.",
     )
 
     @model_validator(mode="after")
@@ -248,7 +265,48 @@ class EdgeguardConfig(StrictModel):
                 if point.location not in self.locations and path != (*here,):
                     problems.append(((*path, "location"), _undefined(point.location)))
         problems.extend(self._output_problems())
+        problems.extend(self._camera_problems(sources))
         return problems
+
+    def _camera_problems(self, sources: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        inputs = {item.name for item in self.inputs}
+        for index, camera in enumerate(self.cameras):
+            here: tuple[str | int, ...] = ("cameras", index)
+            if camera.name in {c.name for c in self.cameras[:index]} or camera.name in inputs:
+                problems.append(((*here, "name"), f"device name {camera.name!r} is used twice"))
+            if camera.location not in self.locations:
+                problems.append(((*here, "location"), _undefined(camera.location)))
+            for key in camera.linked_locations:
+                if key not in self.locations:
+                    problems.append(((*here, "linked_locations"), _undefined(key)))
+            own = [(camera.offline_source(), (*here, "name")), (camera.tamper_source(), here)]
+            own += [(p.name, (*here, "inputs", i, "name")) for i, p in enumerate(camera.inputs)]
+            for source, path in own:
+                if source in sources:
+                    problems.append((path, f"alarm source {source!r} is defined twice"))
+                sources.add(source)
+            for i, point in enumerate(camera.inputs):
+                if point.location not in self.locations:
+                    problems.append(((*here, "inputs", i, "location"), _undefined(point.location)))
+        return problems
+
+    def cameras_for(self, location_key: str) -> list[str]:
+        """Cameras linked to a location: its own `cameras` list, then the cameras that name it
+        in `linked_locations`."""
+        location = self.locations.get(location_key)
+        linked = list(location.cameras) if location is not None else []
+        for camera in self.cameras:
+            if location_key in camera.linked_locations and camera.name not in linked:
+                linked.append(camera.name)
+        return linked
+
+    def unconfigured_cameras(self) -> list[str]:
+        """Camera names used by locations but not configured (listed only, no snapshots)."""
+        known = {camera.name for camera in self.cameras}
+        return sorted(
+            {name for loc in self.locations.values() for name in loc.cameras} - known
+        )
 
     def _output_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []

@@ -15,6 +15,7 @@ from typing import Any
 from edgeguard import __version__, sysd
 from edgeguard.alarms import AlarmBook, AlarmError
 from edgeguard.bridge import Bridge
+from edgeguard.cameras.manager import CameraManager
 from edgeguard.config import EdgeguardConfig
 from edgeguard.config_loader import ConfigError, load_config
 from edgeguard.control import ControlServer, RequestError, ResetRequest, SimulateRequest
@@ -22,7 +23,7 @@ from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
 from edgeguard.outbox import Outbox
 from edgeguard.outputs import OutputController
-from edgeguard.payloads import heartbeat_payload, heartbeat_topic
+from edgeguard.payloads import device_payload, device_topic, heartbeat_payload, heartbeat_topic
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
 from edgeguard.uplink import NotConnectedError, Uplink
@@ -66,6 +67,7 @@ class Daemon:
         self.bridge: Bridge | None = None
         self.control: ControlServer | None = None
         self.outputs: OutputController | None = None
+        self.cameras: CameraManager | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self, *, install_signals: bool = True) -> int:
@@ -100,6 +102,7 @@ class Daemon:
         self.inputs = InputManager(self.bridge, self.pin_factory)
         await self.inputs.start_all(list(self.config.inputs))
         await self._start_outputs()
+        await self._start_cameras()
         self.control = ControlServer(self.config.control.socket, self._handle_control)
         await self.control.start()
         if install_signals:
@@ -115,6 +118,28 @@ class Daemon:
         controller.start(await self.writer.run(lambda s: s.open_alarms()))
         self.service.listeners.append(controller.on_alarm)
         self.outputs = controller
+
+    async def _start_cameras(self) -> None:
+        self.cameras = CameraManager(self.config, self.service, self._publish_device_stats)
+        await self.cameras.start()
+
+    async def _stop_cameras(self) -> None:
+        manager, self.cameras = self.cameras, None
+        if manager is not None:
+            await manager.stop()
+
+    def _publish_device_stats(self, device: str, detail: dict[str, Any]) -> None:
+        """Refresh a camera's retained device topic with its statistics, when the link is up.
+        Not queued: a later refresh supersedes it; state changes go through the outbox."""
+        uplink = self.uplink
+        if uplink is None or not uplink.connected:
+            return
+        state = "online" if detail.get("state") == "online" else "offline"
+        payload = device_payload(self.config.site.id, device, state, detail)
+        with contextlib.suppress(NotConnectedError):
+            uplink.publish(
+                device_topic(self.config.site.id, device), self.signer.encode(payload), 1, True
+            )
 
     async def _stop_outputs(self) -> None:
         controller, self.outputs = self.outputs, None
@@ -149,6 +174,7 @@ class Daemon:
         sysd.notify("STOPPING=1")
         if self.inputs is not None:
             await self.inputs.stop_all()
+        await self._stop_cameras()
         await self._stop_outputs()
         if self.bridge is not None:
             await self.bridge.settle(STOP_FLUSH_S)
@@ -296,11 +322,22 @@ class Daemon:
         await self.inputs.stop_all()
         await self.inputs.start_all(list(new.inputs))
         await self._start_outputs()
+        await self._reload_cameras(old, new)
         if uplink is not None:
             logger.info("reload: MQTT settings changed, reconnecting")
             await self._replace_uplink(uplink)
         await self.writer.run(lambda s: s.append_event("config.reload", data={}))
         logger.info("config reloaded from %s", self.config_path)
+
+    async def _reload_cameras(self, old: EdgeguardConfig, new: EdgeguardConfig) -> None:
+        """Restart the cameras only when their settings changed: a restart blinds them for a
+        second or two."""
+        changed = (old.cameras, old.locations, old.store) != (new.cameras, new.locations, new.store)
+        if changed or self.cameras is None:
+            await self._stop_cameras()
+            await self._start_cameras()
+        else:
+            self.cameras.config = new
 
     async def _replace_uplink(self, uplink: Uplink) -> None:
         old, self.uplink = self.uplink, uplink
@@ -358,7 +395,10 @@ class Daemon:
             "failed_writes": self.service.failed_writes,
             "unrecorded_alarms": [r.event_id for r in self.service.unrecorded.values()],
         }
+        cameras = self.cameras
         return {
+            "cameras": cameras.status() if cameras is not None else {},
+            "coverage": cameras.coverage() if cameras is not None else [],
             "store": store,
             "site": self.config.site.id,
             "version": __version__,

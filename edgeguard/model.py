@@ -61,6 +61,7 @@ class MessageType(StrEnum):
     UPDATE = "update"
     RESTORED = "restored"
     RESET = "reset"
+    EVIDENCE = "evidence"
 
 
 class PoliceAction(StrEnum):

@@ -20,6 +20,10 @@ def alarm_topic(site: str, source: str) -> str:
     return f"{TOPIC_ROOT}/{site}/alarm/{source}"
 
 
+def snapshot_topic(site: str, event_id: str, camera: str) -> str:
+    return f"{TOPIC_ROOT}/{site}/snapshot/{event_id}/{camera}"
+
+
 def device_topic(site: str, device: str) -> str:
     return f"{TOPIC_ROOT}/{site}/device/{device}"
 
@@ -74,6 +78,7 @@ def alarm_payload(
         "reset_by": record.reset_by,
         "detail": record.detail,
         "cameras": record.cameras,
+        "evidence": record.evidence,
     }
 
 

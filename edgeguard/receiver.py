@@ -4,7 +4,9 @@ them. `edgeguard listen` (the demo's police subscriber) and the tests use it."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +20,8 @@ from edgeguard.signing import SignatureError, load_public_key, verify_bytes
 logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 100_000
+MAX_SNAPSHOTS = 1_000
+MAX_SNAPSHOT_BYTES = 10 << 20
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Received:
     payload: dict[str, Any] | None
     duplicate: bool = False
     warning: str | None = None
+    blob: bytes | None = None  # a snapshot's JPEG bytes
 
 
 def load_site_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
@@ -41,6 +46,9 @@ class Receiver:
     def __init__(self, keys: dict[str, Ed25519PublicKey]) -> None:
         self.keys = keys
         self._seen: dict[tuple[str, str, int], None] = {}
+        # sha256 of snapshots received, by (site, event_id, camera): checked against the
+        # signed `evidence` message that follows them
+        self.snapshots: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 
     def handle(self, topic: str, body: bytes) -> Received:
         parts = topic.split("/")
@@ -52,6 +60,8 @@ class Receiver:
         key = self.keys.get(site)
         if key is None:
             return Received(topic, site, kind, None, warning=f"unknown site {site!r}: no key")
+        if kind == "snapshot":
+            return self._snapshot(topic, parts, body)
         try:
             payload = verify_bytes(body, key)
         except SignatureError as exc:
@@ -64,7 +74,33 @@ class Receiver:
                 None,
                 warning=f"site {payload.get('site')!r} published under {site!r}",
             )
+        if kind == "alarm" and payload.get("message") == "evidence":
+            problem = self.check_evidence(site, payload)
+            if problem:
+                return Received(topic, site, kind, payload, warning=problem)
         return Received(topic, site, kind, payload, duplicate=self._is_duplicate(kind, payload))
+
+    def _snapshot(self, topic: str, parts: list[str], body: bytes) -> Received:
+        """A JPEG published before the signed `evidence` message that vouches for it."""
+        site = parts[1]
+        if len(parts) != 5 or not body or len(body) > MAX_SNAPSHOT_BYTES:
+            return Received(topic, site, "snapshot", None, warning="malformed snapshot message")
+        digest = hashlib.sha256(body).hexdigest()
+        self.snapshots[(site, parts[3], parts[4])] = digest
+        while len(self.snapshots) > MAX_SNAPSHOTS:
+            self.snapshots.popitem(last=False)
+        info = {"event_id": parts[3], "camera": parts[4], "sha256": digest, "bytes": len(body)}
+        return Received(topic, site, "snapshot", info, blob=body)
+
+    def check_evidence(self, site: str, payload: dict[str, Any]) -> str | None:
+        """A listed snapshot whose bytes arrived with another hash was altered on the way."""
+        for item in payload.get("evidence") or []:
+            if not isinstance(item, dict) or "sha256" not in item:
+                continue
+            got = self.snapshots.get((site, str(payload.get("event_id")), str(item.get("camera"))))
+            if got is not None and got != item["sha256"]:
+                return f"snapshot of {item.get('camera')} does not match its signed sha256"
+        return None
 
     def _is_duplicate(self, kind: str, payload: dict[str, Any]) -> bool:
         if kind != "alarm":
@@ -112,6 +148,11 @@ def render_alarm(p: dict[str, Any]) -> str:
         lines.append(f"  reset: by {p['reset_by']} at {_local(p.get('reset_at'))}")
     if p.get("cameras"):
         lines.append(f"  cameras: {', '.join(p['cameras'])}")
+    for item in p.get("evidence") or []:
+        got = (
+            item.get("error") or f"{item.get('bytes')} bytes, sha256 {str(item.get('sha256'))[:12]}"
+        )
+        lines.append(f"  snapshot {item.get('camera')}: {got}")
     return "\n".join(lines)
 
 
@@ -128,6 +169,8 @@ def render(received: Received) -> str | None:
         )
     if received.kind == "status":
         return f"-- site {received.site} is {p.get('state')} (version {p.get('version')})"
+    if received.kind == "snapshot":
+        return f"-- snapshot {p.get('camera')} for {p.get('event_id')}: {p.get('bytes')} bytes"
     if received.kind == "device":
         return f"-- device {p.get('device')} at {received.site}: {p.get('state')}"
     return None

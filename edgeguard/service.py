@@ -114,6 +114,15 @@ class AlarmService:
             return
         self._apply(change)
 
+    async def add_evidence(
+        self, event_id: str, items: list[tuple[dict[str, Any], bytes | None]]
+    ) -> None:
+        """Snapshots (already on disk) for a recorded alarm: recorded, then published after it."""
+        change = await self.writer.run(
+            partial(self.book.add_evidence, event_id=event_id, items=items)
+        )
+        self._apply(change)
+
     async def reset(self, event_id: str, by: str) -> AlarmRecord:
         if any(r.event_id == event_id for r in self.unrecorded.values()):
             await self.record_unrecorded()

@@ -121,7 +121,29 @@ def _migration_1(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_migration_1]
+def _migration_2(db: Database) -> None:
+    """Evidence (snapshots, later clips) kept with alarms."""
+    db.execute("ALTER TABLE alarms ADD COLUMN evidence TEXT")
+    db.table("evidence").create(
+        {
+            "id": int,
+            "event_id": str,
+            "camera": str,
+            "kind": str,
+            "path": str,
+            "sha256": str,
+            "bytes": int,
+            "taken_at": str,
+            "via": str,
+            "recorded_at": str,
+        },
+        pk="id",
+        not_null={"event_id", "camera", "kind", "path", "sha256", "bytes", "recorded_at"},
+    )
+    db.table("evidence").create_index(["event_id"])
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2]
 
 
 @dataclass
@@ -142,6 +164,7 @@ class AlarmRecord:
     trigger_count: int = 1
     detail: dict[str, Any] = field(default_factory=dict)
     cameras: list[str] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
     restored_at: str | None = None
     delivered_at: str | None = None
     acknowledged_at: str | None = None
@@ -154,7 +177,8 @@ class AlarmRecord:
     reset_by: str | None = None
     updated_at: str | None = None
 
-    JSON_FIELDS = ("location", "detail", "cameras")
+    JSON_FIELDS = ("location", "detail", "cameras", "evidence")
+    LIST_FIELDS = ("cameras", "evidence")
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -172,7 +196,9 @@ class AlarmRecord:
         values = dict(row)
         for name in cls.JSON_FIELDS:
             values[name] = (
-                json.loads(values[name]) if values.get(name) else ([] if name == "cameras" else {})
+                json.loads(values[name])
+                if values.get(name)
+                else ([] if name in cls.LIST_FIELDS else {})
             )
         values["input_active"] = bool(values.get("input_active"))
         return cls(**values)
@@ -425,6 +451,17 @@ class Store:
         )
         return [AlarmRecord.from_row(r) for r in rows]
 
+    # --- evidence ---------------------------------------------------------------------------
+    def add_evidence(self, event_id: str, item: dict[str, Any]) -> None:
+        _insert(
+            self.conn,
+            "evidence",
+            {"event_id": event_id, **item, "recorded_at": iso_ms(utc_now())},
+        )
+
+    def evidence_for(self, event_id: str) -> list[dict[str, Any]]:
+        return list(self.db.table("evidence").rows_where("event_id = ?", [event_id], order_by="id"))
+
     # --- devices ----------------------------------------------------------------------------
     def device(self, name: str) -> dict[str, Any] | None:
         rows = list(self.db.table("devices").rows_where("device = ?", [name]))
@@ -491,6 +528,8 @@ class Store:
             if row is None:
                 continue
             self.conn.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (at, row_id))
+            if row[6] == "snapshot":  # the JPEG stays in the evidence folder; keep the DB small
+                self.conn.execute("UPDATE outbox SET payload = X'' WHERE id = ?", (row_id,))
             marked.append(
                 OutboxRow(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), row[5], row[6])
             )

@@ -12,6 +12,13 @@ packages=(
   python3-venv     # `python3 -m venv` on Debian
   systemd          # systemd-analyze verify for the unit test
   shellcheck       # lints scripts/*.sh in the tests
+  # the RTSP server that serves real footage as a camera in tests, bench and demo
+  # (gst-rtsp-server, run by Debian's own python3; see edgeguard/lab/rtsp_server.py)
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-good  # qtdemux, rtph264pay
+  gstreamer1.0-plugins-bad   # h264parse
+  ffmpeg                     # ffprobe checks snapshots/clips in tests
 )
 
 missing=()

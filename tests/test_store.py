@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
-from edgeguard.store import Store, StoreError
+from edgeguard.store import MIGRATIONS, Store, StoreError
 
 EDGEGUARD = str(Path(sys.executable).with_name("edgeguard"))
 
@@ -55,7 +56,7 @@ def test_store_settings_and_reopen(db: Path) -> None:
     try:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert store.schema_version() == 1
+        assert store.schema_version() == len(MIGRATIONS)
         assert [r.event_id for r in store.undelivered()] == ["e1"]
         assert store.head()[0] == 5
     finally:
@@ -161,3 +162,32 @@ def test_newer_schema_is_refused(db: Path) -> None:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="newer than this edgeguard"):
         Store(db)
+
+
+def test_schema_1_database_is_migrated_with_its_alarms(tmp_path: Path) -> None:
+    """A database written before evidence existed opens, and its alarms read with none."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    db = Database(conn)
+    MIGRATIONS[0](db)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO alarms (event_id, kind, priority, source, location_key, location, "
+        "occurred_at, recorded_at, state, input_active, trigger_count, detail, cameras) "
+        "VALUES ('e1', 'panic', 1, 'b', 'er', '{}', 't', 't', 'active', 1, 1, '{}', '[]')"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        record = store.alarm("e1")
+        assert record is not None
+        assert record.evidence == []
+        store.add_evidence(
+            "e1",
+            {"camera": "c", "kind": "snapshot", "path": "p", "sha256": "0" * 64, "bytes": 3},
+        )
+        assert [row["camera"] for row in store.evidence_for("e1")] == ["c"]
+    finally:
+        store.close()

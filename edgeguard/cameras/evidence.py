@@ -1,0 +1,64 @@
+"""Evidence files: snapshots kept on disk, one folder per alarm, written off the alarm path."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edgeguard.ids import iso_ms
+
+logger = logging.getLogger(__name__)
+
+SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class EvidenceFiles:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save_snapshot(
+        self, event_id: str, camera: str, jpeg: bytes, taken_at: float, via: str
+    ) -> dict[str, Any]:
+        """Write the JPEG durably (fsync) and describe it for the store and the police.
+        A failing disk does not lose the snapshot for the police: it is still published,
+        and the item says it was not kept here."""
+        digest = hashlib.sha256(jpeg).hexdigest()
+        when = datetime.fromtimestamp(taken_at, UTC)
+        item: dict[str, Any] = {
+            "camera": camera,
+            "kind": "snapshot",
+            "sha256": digest,
+            "bytes": len(jpeg),
+            "taken_at": iso_ms(when),
+            "via": via,
+        }
+        folder = self.root / SAFE.sub("_", event_id)
+        path = folder / f"{SAFE.sub('_', camera)}-{when:%Y%m%dT%H%M%S%f}.jpg"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_durably(path, jpeg)
+        except OSError as exc:
+            logger.error("snapshot of %s for %s not kept on disk: %s", camera, event_id, exc)
+            item["path"] = f"(not stored: {exc.strerror or exc})"
+        else:
+            item["path"] = str(path)
+        return item
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    partial = path.with_suffix(".part")
+    with partial.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    partial.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,468 @@
+"""Cameras as first-class devices, on the daemon's loop: their capture processes and health,
+the ONVIF process (events, PTZ, snapshot URIs), and the linkage of alarms to cameras
+(snapshots published after the alarm, PTZ presets). Nothing here is on the alarm path: the
+alarm is recorded and queued before any of this runs, and every camera call has a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgeguard.cameras.child import ChildProcess
+from edgeguard.cameras.config import CameraConfig
+from edgeguard.cameras.evidence import EvidenceFiles
+from edgeguard.cameras.runner import CameraRunner, Snapshot, SnapshotUnavailableError
+from edgeguard.cameras.wire import encode
+from edgeguard.config import EdgeguardConfig
+from edgeguard.ids import utc_now
+from edgeguard.model import (
+    DEFAULT_PRIORITY,
+    Action,
+    AlarmKind,
+    AlarmState,
+    DeviceState,
+    DeviceStatus,
+    InputSignal,
+)
+from edgeguard.service import AlarmService
+from edgeguard.store import AlarmRecord
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.5
+STATS_PUBLISH_S = 30.0
+ONVIF_MODULE = "edgeguard.cameras.onvif_worker"
+ONVIF_REPLY_S = 15.0
+
+# Publishes a retained device payload now if the link is up (camera statistics): not queued,
+# the next one supersedes it. State changes go through the store and the outbox instead.
+StatsPublisher = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class OnvifState:
+    connected: bool = False
+    info: dict[str, Any] | None = None
+    error: str | None = None
+    auth_error: bool = False
+
+
+class CameraManager:
+    def __init__(
+        self,
+        config: EdgeguardConfig,
+        service: AlarmService,
+        publish_stats: StatsPublisher,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.publish_stats = publish_stats
+        self.evidence = EvidenceFiles(config.store.evidence_path())
+        self.runners: dict[str, CameraRunner] = {}
+        self.onvif: dict[str, OnvifState] = {}
+        self.onvif_child: ChildProcess | None = None
+        self._ids = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[tuple[dict[str, Any], bytes | None]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tick: asyncio.Task[None] | None = None
+        self._offline_open: set[str] = set()  # cameras with an open camera_offline alarm
+        self._input_states: dict[str, bool] = {}
+
+    @property
+    def cameras(self) -> dict[str, CameraConfig]:
+        return {c.name: c for c in self.config.cameras if c.enabled}
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        open_alarms = await self.service.writer.run(lambda s: s.open_alarms())
+        self._offline_open = {
+            a.source.removesuffix("-offline")
+            for a in open_alarms
+            if a.kind == AlarmKind.CAMERA_OFFLINE.value
+        }
+        for camera in self.cameras.values():
+            runner = CameraRunner(camera, self._on_health)
+            self.runners[camera.name] = runner
+            runner.start(camera.stream_url)
+        self._start_onvif()
+        self.service.listeners.append(self.on_alarm)
+        self._tick = asyncio.get_running_loop().create_task(self._tick_loop())
+        if self.runners:
+            logger.info("cameras started: %s", ", ".join(sorted(self.runners)))
+
+    async def stop(self) -> None:
+        if self.on_alarm in self.service.listeners:
+            self.service.listeners.remove(self.on_alarm)
+        if self._tick is not None:
+            self._tick.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(r.stop() for r in self.runners.values()))
+        self.runners.clear()
+        if self.onvif_child is not None:
+            await self.onvif_child.stop()
+            self.onvif_child = None
+        for future in self._replies.values():
+            if not future.done():
+                future.cancel()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tick_loop(self) -> None:
+        last_stats = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for runner in list(self.runners.values()):
+                runner.evaluate(now)
+            if now - last_stats >= STATS_PUBLISH_S:
+                last_stats = now
+                for runner in self.runners.values():
+                    self.publish_stats(runner.name, self.device_detail(runner.name, now))
+
+    # --- health -----------------------------------------------------------------------------
+    def _on_health(self, camera: str, state: str, detail: dict[str, Any]) -> None:
+        config = self.cameras.get(camera)
+        if config is None:
+            return
+        online = state == "online"
+        detail = {**detail, **self._onvif_detail(camera)}
+        device_state = DeviceState.ONLINE if online else DeviceState.OFFLINE
+        self._spawn(self.service.handle_status(DeviceStatus(camera, device_state, detail)))
+        if online and camera not in self._offline_open:
+            return
+        if online:
+            self._offline_open.discard(camera)
+            logger.info("camera %s: frames again", camera)
+        else:
+            self._offline_open.add(camera)
+            logger.warning("camera %s: no frame for %.0f s", camera, config.offline_after)
+        self._spawn(
+            self.service.handle_signal(
+                InputSignal(
+                    source=config.offline_source(),
+                    action=Action.NORMAL if online else Action.ACTIVE,
+                    kind=AlarmKind.CAMERA_OFFLINE,
+                    priority=DEFAULT_PRIORITY[AlarmKind.CAMERA_OFFLINE],
+                    location=config.location,
+                    occurred_at=utc_now(),
+                    detail={"camera": camera, **_brief(detail)},
+                )
+            )
+        )
+
+    def device_detail(self, camera: str, now: float | None = None) -> dict[str, Any]:
+        runner = self.runners.get(camera)
+        if runner is None:
+            return {"kind": "camera", "state": "disabled"}
+        detail = runner.health_detail(time.monotonic() if now is None else now)
+        return {**detail, "state": runner.state, **self._onvif_detail(camera)}
+
+    def _onvif_detail(self, camera: str) -> dict[str, Any]:
+        state = self.onvif.get(camera)
+        if state is None:
+            return {}
+        info = state.info or {}
+        return {
+            "onvif": {
+                "connected": state.connected,
+                "error": state.error,
+                "model": " ".join(filter(None, [info.get("manufacturer"), info.get("model")])),
+                "clock_drift_s": info.get("clock_drift_s"),
+            }
+        }
+
+    # --- ONVIF ------------------------------------------------------------------------------
+    def _start_onvif(self) -> None:
+        cameras = [c for c in self.cameras.values() if c.onvif is not None]
+        if not cameras:
+            return
+        settings = {
+            "cameras": [
+                {
+                    "name": c.name,
+                    "host": c.onvif.host,
+                    "port": c.onvif.port,
+                    "username": c.onvif.username,
+                    "password": c.onvif.password.get_secret_value(),
+                    "profile": c.onvif.profile,
+                    "events": c.onvif.events,
+                    "timeout": c.onvif.timeout,
+                }
+                for c in cameras
+                if c.onvif is not None
+            ]
+        }
+        self.onvif = {c.name: OnvifState() for c in cameras}
+        self.onvif_child = ChildProcess(
+            "onvif", ONVIF_MODULE, encode(settings), self._on_onvif_message, silence_s=15.0
+        )
+        self.onvif_child.start()
+
+    def _on_onvif_message(self, message: dict[str, Any], blob: bytes | None) -> None:
+        kind = message.get("type")
+        if kind == "reply":
+            future = self._replies.pop(message.get("id", -1), None)
+            if future is not None and not future.done():
+                future.set_result((message, blob))
+            return
+        camera = str(message.get("camera"))
+        config = self.cameras.get(camera)
+        state = self.onvif.get(camera)
+        if config is None or state is None:
+            return
+        if kind == "info":
+            self._on_onvif_info(config, state, message.get("info") or {})
+        elif kind == "error":
+            state.connected, state.error = False, str(message.get("error"))[:300]
+            state.auth_error = bool(message.get("auth"))
+            logger.warning("camera %s: ONVIF: %s", camera, state.error)
+        elif kind == "event":
+            self._on_onvif_event(config, message)
+
+    def _on_onvif_info(self, config: CameraConfig, state: OnvifState, info: dict[str, Any]) -> None:
+        state.connected, state.info, state.error = True, info, None
+        drift = info.get("clock_drift_s")
+        assert config.onvif is not None
+        if isinstance(drift, int | float) and abs(drift) > config.onvif.max_clock_drift:
+            logger.warning(
+                "camera %s: its clock is %+.1f s off; evidence times would not match (set NTP)",
+                config.name,
+                drift,
+            )
+        stream = info.get("stream_uri")
+        if config.stream_url is None and isinstance(stream, str) and stream:
+            runner = self.runners.get(config.name)
+            if runner is not None:
+                runner.set_url(stream)
+
+    def _on_onvif_event(self, config: CameraConfig, message: dict[str, Any]) -> None:
+        kind, active = message.get("kind"), message.get("active")
+        if not isinstance(active, bool):
+            return
+        if kind == "digital_input":
+            self._digital_input(config, str(message.get("source")), active, message)
+        elif kind == "tamper" and config.onvif_tamper == "alarm":
+            self._submit(
+                config.tamper_source(),
+                AlarmKind.CAMERA_TAMPER,
+                DEFAULT_PRIORITY[AlarmKind.CAMERA_TAMPER],
+                config.location,
+                active=active,
+                detail={"camera": config.name, "via": "onvif", "topic": message.get("topic")},
+            )
+        elif kind == "motion" and config.onvif_motion == "event":
+            self._spawn(self._record_motion(config, active, message))
+
+    def _digital_input(
+        self, config: CameraConfig, token: str, state: bool, message: dict[str, Any]
+    ) -> None:
+        for point in config.inputs:
+            if point.token != token:
+                continue
+            active = state == point.active_when
+            previous = self._input_states.get(point.name)
+            self._input_states[point.name] = active
+            if previous == active:
+                continue  # a repeat (e.g. the state reported again on a new subscription)
+            self._submit(
+                point.name,
+                point.kind,
+                point.effective_priority(),
+                point.location,
+                active=active,
+                detail={"input": config.name, "camera": config.name, "token": token},
+            )
+
+    def _submit(
+        self,
+        source: str,
+        kind: AlarmKind,
+        priority: int,
+        location: str,
+        *,
+        active: bool,
+        detail: dict[str, Any],
+    ) -> None:
+        signal = InputSignal(
+            source=source,
+            action=Action.ACTIVE if active else Action.NORMAL,
+            kind=kind,
+            priority=priority,
+            location=location,
+            occurred_at=utc_now(),
+            detail=detail,
+        )
+        self._spawn(self.service.handle_signal(signal))
+
+    async def _record_motion(
+        self, config: CameraConfig, active: bool, message: dict[str, Any]
+    ) -> None:
+        def write(store: Any) -> None:
+            store.append_event(
+                "camera.motion",
+                source=config.name,
+                location=config.location,
+                occurred_at=str(message.get("at") or "") or None,
+                data={"active": active, "via": "onvif", "topic": message.get("topic")},
+            )
+
+        await self.service.writer.run(write)
+
+    async def _onvif_request(self, command: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+        child = self.onvif_child
+        if child is None:
+            raise SnapshotUnavailableError("no ONVIF process")
+        request_id = next(self._ids)
+        future: asyncio.Future[tuple[dict[str, Any], bytes | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._replies[request_id] = future
+        try:
+            if not child.send({**command, "id": request_id}):
+                raise SnapshotUnavailableError("ONVIF process not running")
+            return await asyncio.wait_for(future, ONVIF_REPLY_S)
+        except TimeoutError as exc:
+            raise SnapshotUnavailableError("ONVIF process did not answer in time") from exc
+        finally:
+            self._replies.pop(request_id, None)
+
+    # --- alarm linkage ----------------------------------------------------------------------
+    def on_alarm(self, what: str, record: AlarmRecord | None) -> None:
+        """Service listener (on the loop, after the alarm is recorded and queued)."""
+        if record is None:
+            return
+        linked = [name for name in record.cameras if name in self.runners]
+        if what == "new" and linked:
+            self._spawn(self._link_new_alarm(record, linked))
+        elif what in ("reset", "restored") and record.state == AlarmState.RESET.value:
+            self._spawn(self._ptz_return(record, linked))
+
+    async def _link_new_alarm(self, record: AlarmRecord, cameras: list[str]) -> None:
+        self._ptz_go(cameras)
+        results = await asyncio.gather(*(self.take_snapshot(c) for c in cameras))
+        items: list[tuple[dict[str, Any], bytes | None]] = []
+        for camera, result in zip(cameras, results, strict=True):
+            if isinstance(result, Snapshot):
+                item = await asyncio.to_thread(
+                    self.evidence.save_snapshot,
+                    record.event_id,
+                    camera,
+                    result.jpeg,
+                    result.taken_at,
+                    result.via,
+                )
+                items.append((item, result.jpeg))
+            else:
+                items.append(({"camera": camera, "kind": "snapshot", "error": result}, None))
+        try:
+            await self.service.add_evidence(record.event_id, items)
+        except Exception:
+            logger.exception("snapshots of alarm %s could not be recorded", record.event_id)
+
+    async def take_snapshot(self, camera: str) -> Snapshot | str:
+        """The live stream's latest frame, else the camera's ONVIF snapshot URI; or why not."""
+        runner = self.runners[camera]
+        reasons = []
+        try:
+            return await runner.snapshot()
+        except SnapshotUnavailableError as exc:
+            reasons.append(f"stream: {exc}")
+        if camera in self.onvif and self.onvif[camera].connected:
+            try:
+                message, blob = await asyncio.wait_for(
+                    self._onvif_request({"cmd": "snapshot", "camera": camera}),
+                    runner.config.snapshot.timeout,
+                )
+                if blob and blob[:2] == b"\xff\xd8":
+                    return Snapshot(camera, blob, time.time(), "onvif")
+                reasons.append(f"onvif: {message.get('error') or 'not a JPEG'}")
+            except (SnapshotUnavailableError, TimeoutError) as exc:
+                reasons.append(f"onvif: {exc or 'timed out'}")
+        logger.warning("no snapshot from %s: %s", camera, "; ".join(reasons))
+        return "; ".join(reasons)[:300]
+
+    def _ptz_go(self, cameras: list[str]) -> None:
+        for camera in cameras:
+            config = self.cameras.get(camera)
+            if config is not None and config.ptz is not None:
+                self._spawn(self._ptz(camera, config.ptz.preset, config.ptz.profile))
+
+    async def _ptz_return(self, record: AlarmRecord, cameras: list[str]) -> None:
+        ptz_cameras = [c for c in cameras if (cfg := self.cameras.get(c)) and cfg.ptz]
+        if not ptz_cameras:
+            return
+        still_open = await self.service.writer.run(lambda s: s.open_alarms())
+        busy = {c for a in still_open if a.event_id != record.event_id for c in a.cameras}
+        for camera in ptz_cameras:
+            config = self.cameras[camera]
+            if camera not in busy and config.ptz is not None:
+                await self._ptz(camera, config.ptz.return_preset, config.ptz.profile)
+
+    async def _ptz(self, camera: str, preset: str | None, profile: str | None) -> None:
+        try:
+            message, _ = await self._onvif_request(
+                {"cmd": "ptz", "camera": camera, "preset": preset, "profile": profile}
+            )
+        except SnapshotUnavailableError as exc:
+            logger.warning("camera %s: PTZ to %s failed: %s", camera, preset or "home", exc)
+            return
+        if message.get("error"):
+            logger.warning(
+                "camera %s: PTZ to %s failed: %s", camera, preset or "home", message["error"]
+            )
+        else:
+            logger.info("camera %s: PTZ moved to %s", camera, preset or "home")
+
+    # --- reports ----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {name: self.device_detail(name, now) for name in sorted(self.runners)}
+
+    def coverage(self) -> list[dict[str, Any]]:
+        """Each key area, the cameras covering it and whether one of them is live now."""
+        return coverage_report(self.config, {n: r.state for n, r in self.runners.items()})
+
+
+def coverage_report(config: EdgeguardConfig, live: dict[str, str]) -> list[dict[str, Any]]:
+    areas: dict[str, dict[str, Any]] = {}
+    for key, location in config.locations.items():
+        if location.zone:
+            area = areas.setdefault(location.zone, {"locations": [], "cameras": []})
+            area["locations"].append(key)
+    for camera in config.cameras:
+        zone = camera.key_area or getattr(config.locations.get(camera.location), "zone", None)
+        if zone is None:
+            continue
+        area = areas.setdefault(zone, {"locations": [], "cameras": []})
+        state = live.get(camera.name, "disabled" if not camera.enabled else "stopped")
+        area["cameras"].append({"name": camera.name, "state": state})
+    report = []
+    for zone in sorted(areas):
+        area = areas[zone]
+        live_count = sum(1 for c in area["cameras"] if c["state"] == "online")
+        report.append(
+            {
+                "key_area": zone,
+                "locations": area["locations"],
+                "cameras": area["cameras"],
+                "live": live_count,
+                "covered": live_count > 0,
+            }
+        )
+    return report
+
+
+def _brief(detail: dict[str, Any]) -> dict[str, Any]:
+    keys = ("last_frame_age_s", "last_error", "reconnects_1h")
+    return {k: detail[k] for k in keys if k in detail}
+
