@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python bench/daemon_footprint.py
 	$(BIN)/python bench/modbus_poll.py
 	$(BIN)/python bench/field_latency.py
+	$(BIN)/python bench/camera_capture.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -288,6 +288,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    from edgeguard import sysd
+    from edgeguard.cameras.discovery import run_discover
+
+    sysd.setup_logging("WARNING", "no")  # before `onvif` is imported: it configures logging
+    return run_discover(args)
+
+
 # --- the police side (demo and commissioning) ------------------------------------------------
 def cmd_listen(args: argparse.Namespace) -> int:
     from edgeguard.police_cli import listen
@@ -413,6 +421,14 @@ def _add_daemon_commands(sub: Subparsers) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser(
+        "discover", help="find ONVIF cameras (WS-Discovery) and print config entries for them"
+    )
+    from edgeguard.cameras.discover_args import add_discover_arguments
+
+    add_discover_arguments(p)
+    p.set_defaults(func=cmd_discover)
+
     p = sub.add_parser("simulate", help="press or release a simulated button")
     p.add_argument("action", choices=["press", "release"], help="what to do")
     p.add_argument("input", help="name of a `type: simulated` input")
@@ -425,6 +441,12 @@ def _add_police_commands(sub: Subparsers) -> None:
     _broker_args(p)
     p.add_argument("--keys", type=Path, required=True, help="folder of {site}.pub public keys")
     p.add_argument("--json", action="store_true", help="print each verified message as JSON")
+    p.add_argument(
+        "--snapshots",
+        type=Path,
+        metavar="DIR",
+        help="save received snapshots as DIR/{site}/{event_id}/{camera}.jpg",
+    )
     p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser("police-ack", help="police side: acknowledge/dispatch/resolve an alarm")

@@ -9,6 +9,7 @@ import os
 import ssl
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -18,7 +19,7 @@ from paho.mqtt.properties import Properties
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.payloads import ack_topic
-from edgeguard.receiver import Receiver, load_site_keys, render
+from edgeguard.receiver import Received, Receiver, load_site_keys, render
 from edgeguard.uplink import no_delay
 
 SESSION_EXPIRY_S = 86400
@@ -64,6 +65,8 @@ def listen(args: argparse.Namespace) -> int:
 
     def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         received = receiver.handle(message.topic, bytes(message.payload))
+        if args.snapshots is not None:
+            save_snapshot(args.snapshots, received)
         if args.json and received.payload is not None and not received.duplicate:
             print(
                 json.dumps(
@@ -87,6 +90,21 @@ def listen(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         client.disconnect()
     return 0
+
+
+def save_snapshot(folder: Path, received: Received) -> Path | None:
+    """Keep a received snapshot as FOLDER/{site}/{event_id}/{camera}.jpg."""
+    info = received.payload
+    if received.kind != "snapshot" or received.blob is None or info is None:
+        return None
+    target = folder / received.site / str(info["event_id"]) / f"{info['camera']}.jpg"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(received.blob)
+    except OSError as exc:
+        print(f"-- snapshot not saved: {exc}", flush=True)
+        return None
+    return target
 
 
 def send_ack(args: argparse.Namespace) -> int:

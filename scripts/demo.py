@@ -1,9 +1,12 @@
-"""`make demo`: the whole alarm spine on this machine.
+"""`make demo`: the whole thing on this machine.
 
-Starts a local mosquitto on loopback (TLS with client certificates and the per-site ACL), the
-daemon on config/demo.yaml, and a police-side subscriber that prints each alarm as a dispatcher
-reads it, with its signature verified. Keys on the keyboard press the simulated buttons, let the
-police acknowledge, and reset alarms in the control room. Ctrl-C (or q) stops everything.
+Starts a local mosquitto on loopback (TLS with client certificates and the per-site ACL), a
+real RTSP server looping real footage (intel-iot-devkit sample video, CC-BY-4.0; fetched and
+checked by sha256 when ../shared is absent) as the ER's two cameras, the daemon on
+config/demo.yaml, and a police-side subscriber that prints each alarm as a dispatcher reads it,
+with its signature verified, and saves the snapshots that follow it (.demo/police-snapshots/).
+Keys on the keyboard press the simulated buttons, let the police acknowledge, and reset alarms
+in the control room. Ctrl-C (or q) stops everything.
 
     .venv/bin/python scripts/demo.py            interactive
     .venv/bin/python scripts/demo.py --smoke    press, acknowledge, reset, check, exit (for tests)
@@ -31,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / ".demo"
 CONFIG = REPO / "config" / "demo.yaml"
 PLAIN_PORT, TLS_PORT = 18830, 18883
+RTSP_PORT = 18554  # named in config/demo.yaml
 BIN = Path(sys.executable).parent
 EDGEGUARD = str(BIN / "edgeguard")
 
@@ -39,7 +43,9 @@ sys.path.insert(0, str(REPO))
 from edgeguard.config_loader import load_config  # noqa: E402
 from edgeguard.control import call  # noqa: E402
 from edgeguard.lab.broker import Mosquitto  # noqa: E402
+from edgeguard.lab.footage import FootageError, locate  # noqa: E402
 from edgeguard.lab.pki import DevPKI  # noqa: E402
+from edgeguard.lab.rtsp_server import RtspServer, RtspServerError, available  # noqa: E402
 from edgeguard.signing import generate_keypair  # noqa: E402
 
 HELP = """
@@ -103,10 +109,27 @@ class Demo:
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.listen_log = DEMO / "police.log"
+        self.camera: RtspServer | None = None
+
+    def start_camera(self) -> None:
+        """The footage as a live RTSP camera; without it the demo runs on, cameras offline."""
+        missing = available()
+        if missing is not None:
+            print(f"camera:  none ({missing}); the ER cameras will be reported offline")
+            return
+        try:
+            self.camera = RtspServer(locate(), port=RTSP_PORT)
+            self.camera.start()
+        except (FootageError, RtspServerError) as exc:
+            print(f"camera:  none ({exc}); the ER cameras will be reported offline")
+            self.camera = None
+            return
+        print(f"camera:  {self.camera.url} (real footage, looped) as cam-er-1 and cam-er-2")
 
     def start(self, *, listener_to_terminal: bool) -> None:
         self.broker.start()
         print(f"broker:  mosquitto on localhost:{TLS_PORT} (TLS, client certificates, site ACL)")
+        self.start_camera()
         listener = subprocess.Popen(
             [
                 EDGEGUARD,
@@ -116,6 +139,8 @@ class Demo:
                 str(DEMO / "police-keys"),
                 "--client-id",
                 "demo-police",
+                "--snapshots",
+                str(DEMO / "police-snapshots"),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -223,6 +248,8 @@ class Demo:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if self.camera is not None:
+            self.camera.kill()
         self.broker.stop()
 
 
@@ -260,19 +287,44 @@ def interactive(demo: Demo, stop: StopFlag) -> None:
 
 
 def smoke(demo: Demo) -> int:
-    """Press, acknowledge, release, reset; the police log must show the verified alarm."""
+    """Press, acknowledge, release, reset; the police log must show the verified alarm (and,
+    with the camera running, its snapshots)."""
+    if demo.camera is not None:
+        wait_cameras_live(demo)
     demo.control({"cmd": "press", "input": "er-panic-button"})
     time.sleep(0.5)
+    if demo.camera is not None:
+        wait_for_text(demo.listen_log, "snapshot cam-er-2:", 15)
     demo.police_ack()
     demo.control({"cmd": "release", "input": "er-panic-button"})
     time.sleep(0.5)
     demo.reset()
     time.sleep(1.0)
     log = demo.listen_log.read_text(encoding="utf-8", errors="replace")
-    ok = all(text in log for text in ("NEW", "RESTORED", "RESET", "signature OK", "急诊分诊台"))
+    expected = ["NEW", "RESTORED", "RESET", "signature OK", "急诊分诊台"]
+    if demo.camera is not None:
+        expected += ["snapshot cam-er-1: ", "snapshot cam-er-2: ", "EVIDENCE"]
+    ok = all(text in log for text in expected) and "SECURITY WARNING" not in log
     print(log)
     print(json.dumps({"demo_smoke": "ok" if ok else "failed"}))
     return 0 if ok else 1
+
+
+def wait_cameras_live(demo: Demo, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cameras = demo.control({"cmd": "status"}).get("cameras", {})
+        if cameras and all(c.get("state") == "online" for c in cameras.values()):
+            return
+        time.sleep(0.2)
+
+
+def wait_for_text(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(encoding="utf-8", errors="replace"):
+            return
+        time.sleep(0.1)
 
 
 def main() -> int:

@@ -90,7 +90,8 @@ def test_alarm_then_snapshots_from_two_linked_cameras(
     snapshot_at = [i for i, (kind, _) in enumerate(order) if kind == "snapshot"]
     evidence_at = order.index(("alarm", "evidence"))
     assert len(snapshot_at) == 2
-    assert alarm_at < min(snapshot_at) and max(snapshot_at) < evidence_at  # alarm first
+    assert alarm_at < min(snapshot_at)  # the alarm first, then its snapshots
+    assert max(snapshot_at) < evidence_at
 
     new, evidence = police.alarms()[0], police.alarms()[-1]
     assert new["event_id"] == evidence["event_id"]

@@ -34,8 +34,9 @@ CREDENTIALS = {
     "signing-key": "/etc/edgeguard/credentials/site.key",
     "mqtt-password": "/etc/edgeguard/credentials/mqtt-password",
     "mqtt-client-key": "/etc/edgeguard/credentials/client.key",
+    "camera-password": "/etc/edgeguard/credentials/camera-password",
 }
-OPTIONAL_CREDENTIALS = {"mqtt-password", "mqtt-client-key"}
+OPTIONAL_CREDENTIALS = {"mqtt-password", "mqtt-client-key", "camera-password"}
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:

@@ -265,7 +265,7 @@ def main() -> int:
         format="%(levelname)s capture: %(message)s",
     )
     channel = ChildChannel(sys.stdin.buffer, sys.stdout.buffer)
-    settings = CaptureSettings.model_validate(json.loads(channel.read_first_line()))
+    settings = CaptureSettings.from_dict(json.loads(channel.read_first_line()))
     capture = Capture(settings, channel)
     threading.Thread(target=_command_loop, args=(capture,), daemon=True, name="commands").start()
     threading.Thread(target=_stats_loop, args=(capture,), daemon=True, name="stats").start()

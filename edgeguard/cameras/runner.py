@@ -81,7 +81,7 @@ class CameraRunner:
         self.child = ChildProcess(
             f"camera {self.name}",
             CAPTURE_MODULE,
-            encode(settings.model_dump()),
+            encode(settings.to_dict()),
             self._on_message,
             silence_s=10.0,
         )
