@@ -4,6 +4,7 @@ a process, a real mosquitto over TLS and a police subscriber that verifies every
 from __future__ import annotations
 
 import hashlib
+import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -194,3 +195,32 @@ def test_stream_loss_raises_camera_offline_and_frames_return(
         "covered": True,
     }
     assert not police.warnings()
+
+
+def test_reload_adds_and_removes_cameras(
+    site: Site,
+    police: PoliceSubscriber,
+    daemons: Callable[..., DaemonProcess],
+    rtsp: Callable[[], RtspServer],
+) -> None:
+    server = rtsp()
+    _with_cameras(site, [_camera("cam-er-1", server.url)])
+    daemon = daemons(site)
+    _wait_camera(daemon, "cam-er-1", "online")
+    assert daemon.proc is not None
+
+    _with_cameras(site, [_camera("cam-er-1", server.url), _camera("cam-er-2", server.url)])
+    daemon.proc.send_signal(signal.SIGHUP)
+    _wait_camera(daemon, "cam-er-2", "online")
+    _wait_camera(daemon, "cam-er-1", "online")
+
+    _with_cameras(site, [_camera("cam-er-2", server.url)])
+    daemon.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "cam-er-1" in daemon.status()["cameras"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    _wait_camera(daemon, "cam-er-2", "online")
+    # a removed camera is no longer supervised: no camera_offline alarm for it
+    time.sleep(4)
+    assert not [a for a in police.alarms() if a["kind"] == "camera_offline"]

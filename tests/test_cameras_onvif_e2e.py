@@ -81,12 +81,15 @@ def test_digital_input_is_a_latching_panic_input_with_snapshots_and_ptz(
     streams: tuple[RtspServer, RtspServer],
 ) -> None:
     _configure(site, onvif_camera, streams[1].url)
+    onvif_camera.clock_offset_s = 120  # the camera's clock is two minutes fast
     daemon = daemons(site)
     _wait(lambda: _both_online(daemon))  # cam-er-1's stream URI came over ONVIF
     status = daemon.status()["cameras"]["cam-er-1"]
     assert status["onvif"]["connected"] is True
     assert status["onvif"]["model"] == "EdgeGuardLab FAKE-IPC-1"
     assert status["width"] == 768
+    assert abs(status["onvif"]["clock_drift_s"] - 120) < 5
+    assert "cam-er-1: its clock is +12" in daemon.log_text()
     _wait(lambda: onvif_camera.subscriptions >= 1)
 
     onvif_camera.set_digital_input("DI_1", True)  # the button wired to the camera is pressed

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from edgeguard.cameras.discover_args import add_discover_arguments
 from edgeguard.cameras.discovery import (
     DiscoveredDevice,
-    add_discover_arguments,
     camera_name,
     describe,
     interface_ipv4,

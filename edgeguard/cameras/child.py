@@ -96,12 +96,14 @@ class ChildProcess:
         while not self._stopping:
             await asyncio.to_thread(self._spawn)
             code = await self._wait_or_silence()
+            self._close_stdin()
             if self._stopping:
                 return
             ran = time.monotonic() - self.started_at
             if self.on_exit is not None:
                 self.on_exit(code)
-            delay = RESTART_MIN_S if ran > HEALTHY_RUN_S else min(delay * 2, RESTART_MAX_S)
+            if ran > HEALTHY_RUN_S:
+                delay = RESTART_MIN_S
             logger.warning(
                 "%s: child exited (code %s) after %.1f s; restarting in %.0f s",
                 self.label,
@@ -111,6 +113,7 @@ class ChildProcess:
             )
             self.restarts += 1
             await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_S)
 
     def _spawn(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -145,20 +148,34 @@ class ChildProcess:
 
     def _terminate(self, timeout: float) -> None:
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        self.send({"cmd": "stop"})
-        with contextlib.suppress(OSError):
-            assert proc.stdin is not None
-            proc.stdin.close()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            self.send({"cmd": "stop"})
+            self._close_stdin()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
 
     # --- reader thread ----------------------------------------------------------------------
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            self._read_until_end(proc)
+        finally:
+            assert proc.stdout is not None
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
+
+    def _read_until_end(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         while True:
             try:
