@@ -12,6 +12,10 @@ The floor, measured in the same run on the same broker: a raw paho QoS 1 publish
 round trip over TLS, plus one SQLite commit with fsync (WAL, synchronous=FULL).
 Target (docs/architecture.md, design brief): p99 ≤ 25 ms and ≤ 3x the floor's p99.
 
+With EDGEGUARD_BENCH_CAMERAS=N (e.g. 4), N cameras are captured meanwhile (capture processes
+reading a real RTSP stream of the footage at 640x360, two of them linked to the button's
+location, so every press also takes two snapshots): the alarm path with cameras running.
+
 Run: .venv/bin/python bench/alarm_latency.py   (last line: one JSON object)
 """
 
@@ -40,7 +44,9 @@ from common import emit, line, machine, percentiles
 from edgeguard.config import EdgeguardConfig
 from edgeguard.control import call
 from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.footage import locate, scaled
 from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_broker, make_site
+from edgeguard.lab.rtsp_server import RtspServer
 from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty
 from edgeguard.receiver import Received
 from edgeguard.uplink import no_delay
@@ -53,6 +59,7 @@ TIMEOUT = 10.0
 # (measured here: a store job takes 0.31 ms 3 ms after the previous one, 0.51 ms after 20 ms),
 # so a floor measured back to back would not be comparable.
 GAP_S = float(os.environ.get("EDGEGUARD_BENCH_GAP_S", "0.02"))
+CAMERAS = int(os.environ.get("EDGEGUARD_BENCH_CAMERAS", "0"))
 PAYLOAD = b"x" * 900  # about the size of a signed alarm message
 
 
@@ -202,9 +209,22 @@ def serial_presses(site: Site, box: SerialBoxSim, arrivals: Arrivals, n: int) ->
     return samples
 
 
+def _wait_cameras(site: Site, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cameras = call(site.socket, {"cmd": "status"}).get("cameras", {})
+        if sum(1 for c in cameras.values() if c.get("state") == "online") == count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("cameras did not come online")
+
+
 def run(workdir: Path) -> dict[str, Any]:
     broker = lab_broker(workdir / "lab")
     master, port = open_pty()
+    camera = RtspServer(scaled(locate(), 640, 360)) if CAMERAS else None
+    if camera is not None:
+        camera.start()
     try:
         print(f"floor: {N} raw MQTT QoS1 round trips over TLS and {N} SQLite fsync commits")
         rtt = mqtt_round_trips(broker, N, GAP_S)
@@ -229,6 +249,11 @@ def run(workdir: Path) -> dict[str, Any]:
         site = make_site(
             workdir / "site", broker, inputs=inputs, mqtt_extra={"heartbeat_interval": 5.0}
         )
+        if camera is not None:
+            site.data["cameras"] = [
+                {"name": f"cam-er-{i}", "location": "er", "stream_url": camera.url}
+                for i in range(1, CAMERAS + 1)
+            ]
         arrivals = Arrivals()
         parent, child = multiprocessing.get_context("spawn").Pipe()
         daemon = multiprocessing.get_context("spawn").Process(
@@ -238,6 +263,9 @@ def run(workdir: Path) -> dict[str, Any]:
         try:
             if not parent.poll(30) or parent.recv() != "ready":
                 raise RuntimeError("daemon process did not start")
+            if CAMERAS:
+                _wait_cameras(site, CAMERAS)
+                print(f"{CAMERAS} cameras capturing (640x360, 5 fps analysis)")
             with (
                 PoliceSubscriber(broker, {site.site_id: site.public_key}) as police,
                 SerialBoxSim(master, close_fd=False) as box,
@@ -253,6 +281,8 @@ def run(workdir: Path) -> dict[str, Any]:
     finally:
         broker.stop()
         os.close(master)
+        if camera is not None:
+            camera.kill()
     return {
         "rtt": rtt,
         "fsync": fsync,
@@ -289,6 +319,7 @@ def main() -> None:
             "bench": "alarm_latency",
             "n": N,
             "gap_ms": GAP_S * 1000,
+            "cameras": CAMERAS,
             "machine": machine(),
             "floor_mqtt_rtt": stats["rtt"],
             "floor_fsync": stats["fsync"],

@@ -166,6 +166,8 @@ def test_stream_loss_raises_camera_offline_and_frames_return(
         lambda p: any(a["kind"] == "camera_offline" for a in p.alarms()), timeout=15
     )
     (offline,) = [a for a in police.alarms() if a["kind"] == "camera_offline"]
+    assert offline["message"] == "new"
+    assert offline["evidence"] == []  # the only linked camera is the dead one: no snapshot
     assert offline["source"] == "cam-er-1-offline"
     assert offline["location"]["id"] == "er"
     assert offline["detail"]["camera"] == "cam-er-1"

@@ -149,6 +149,16 @@ def test_camera_tamper_and_motion_events(
         lambda p: any(a["message"] == "reset" for a in _of(p, "cam-er-1-tamper"))
     )
 
+    # The camera forgets its subscriptions (a reboot): the ONVIF process subscribes again.
+    before = onvif_camera.requests.count("CreatePullPointSubscription")
+    onvif_camera.drop_subscriptions()
+    _wait(lambda: onvif_camera.requests.count("CreatePullPointSubscription") > before, 30)
+    _wait(lambda: onvif_camera.subscriptions >= 1)
+    onvif_camera.emit_tamper(True)
+    assert police.wait_for(
+        lambda p: [a["message"] for a in _of(p, "cam-er-1-tamper")].count("new") == 2, 20
+    )
+
     onvif_camera.emit_motion(True)
     onvif_camera.emit_motion(False)
 

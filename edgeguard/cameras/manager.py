@@ -252,6 +252,9 @@ class CameraManager:
         if kind == "digital_input":
             self._digital_input(config, str(message.get("source")), active, message)
         elif kind == "tamper" and config.onvif_tamper == "alarm":
+            if self._input_states.get(config.tamper_source()) == active:
+                return  # the same state again (reported anew on each subscription)
+            self._input_states[config.tamper_source()] = active
             self._submit(
                 config.tamper_source(),
                 AlarmKind.CAMERA_TAMPER,
@@ -342,6 +345,8 @@ class CameraManager:
         if record is None:
             return
         linked = [name for name in record.cameras if name in self.runners]
+        if record.kind == AlarmKind.CAMERA_OFFLINE.value:  # no snapshot from the dead camera
+            linked = [name for name in linked if name != record.detail.get("camera")]
         if what == "new" and linked:
             self._spawn(self._link_new_alarm(record, linked))
         elif what in ("reset", "restored") and record.state == AlarmState.RESET.value:
