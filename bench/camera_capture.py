@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, machine, percentiles
+from common import cpu_s, emit, machine, percentiles, rss_mb
 
 from edgeguard.cameras.wire import CaptureSettings, encode, read_message
 from edgeguard.lab.footage import locate, scaled
@@ -37,18 +37,6 @@ RESOLUTIONS = [(640, 360), (1920, 1080)]
 ANALYSIS_FPS = [5.0, 10.0]
 WARMUP_S = 4.0
 OFFLINE_AFTER_S = 5.0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
 
 
 def measure_capture(url: str, fps: float, seconds: float) -> dict[str, Any]:

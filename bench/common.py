@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -53,3 +54,15 @@ def emit(result: dict[str, Any]) -> None:
     """The last line of every benchmark: one JSON object."""
     sys.stdout.flush()
     print(json.dumps(result, ensure_ascii=False))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks

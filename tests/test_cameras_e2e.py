@@ -38,6 +38,18 @@ def rtsp() -> Iterator[Callable[[], RtspServer]]:
         server.kill()
 
 
+@pytest.fixture
+def one_camera(
+    site: Site, daemons: Callable[..., DaemonProcess], rtsp: Callable[[], RtspServer]
+) -> tuple[RtspServer, DaemonProcess]:
+    """The daemon with one live camera, cam-er-1, reading its own RTSP server."""
+    server = rtsp()
+    _with_cameras(site, [_camera("cam-er-1", server.url)])
+    daemon = daemons(site)
+    _wait_camera(daemon, "cam-er-1", "online")
+    return server, daemon
+
+
 def _camera(name: str, url: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "location": "er", "stream_url": url, "offline_after": 3, **extra}
 
@@ -55,7 +67,7 @@ def _device(police: PoliceSubscriber, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def _wait_camera(daemon: DaemonProcess, name: str, state: str, timeout: float = 15.0) -> None:
+def _wait_camera(daemon: DaemonProcess, name: str, state: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if daemon.status()["cameras"].get(name, {}).get("state") == state:
@@ -140,7 +152,7 @@ def test_hung_camera_does_not_hold_up_the_alarm_and_is_named_in_evidence(
     started = time.monotonic()
     daemon.press("er-button")
     police.wait_alarms(1)
-    assert time.monotonic() - started < 1.0  # generous: the alarm path does not wait
+    assert time.monotonic() - started < 1.5  # generous: it does not wait for the cameras
     assert police.wait_for(lambda p: any(a["message"] == "evidence" for a in p.alarms()), 15)
     evidence = police.alarms()[-1]["evidence"]
     by_camera = {item["camera"]: item for item in evidence}
@@ -150,15 +162,9 @@ def test_hung_camera_does_not_hold_up_the_alarm_and_is_named_in_evidence(
 
 
 def test_stream_loss_raises_camera_offline_and_frames_return(
-    site: Site,
-    police: PoliceSubscriber,
-    daemons: Callable[..., DaemonProcess],
-    rtsp: Callable[[], RtspServer],
+    police: PoliceSubscriber, one_camera: tuple[RtspServer, DaemonProcess]
 ) -> None:
-    server = rtsp()
-    _with_cameras(site, [_camera("cam-er-1", server.url)])
-    daemon = daemons(site)
-    _wait_camera(daemon, "cam-er-1", "online")
+    server, daemon = one_camera
     assert police.wait_for(lambda p: any(d["state"] == "online" for d in _device(p, "cam-er-1")))
 
     server.kill()
@@ -200,15 +206,9 @@ def test_stream_loss_raises_camera_offline_and_frames_return(
 
 
 def test_reload_adds_and_removes_cameras(
-    site: Site,
-    police: PoliceSubscriber,
-    daemons: Callable[..., DaemonProcess],
-    rtsp: Callable[[], RtspServer],
+    site: Site, police: PoliceSubscriber, one_camera: tuple[RtspServer, DaemonProcess]
 ) -> None:
-    server = rtsp()
-    _with_cameras(site, [_camera("cam-er-1", server.url)])
-    daemon = daemons(site)
-    _wait_camera(daemon, "cam-er-1", "online")
+    server, daemon = one_camera
     assert daemon.proc is not None
 
     _with_cameras(site, [_camera("cam-er-1", server.url), _camera("cam-er-2", server.url)])

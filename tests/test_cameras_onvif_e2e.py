@@ -56,7 +56,7 @@ def _configure(site: Site, camera: FakeOnvifCamera, second_url: str) -> None:
     site.write()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -9,7 +9,6 @@ back-off. The parent talks to it over stdin/stdout (edgeguard.cameras.wire)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -31,7 +30,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edgeguard.cameras.wire import CaptureSettings, ChildChannel
+from edgeguard.cameras.wire import CaptureSettings, ChildChannel, child_start
 
 logger = logging.getLogger(__name__)
 
@@ -259,14 +258,8 @@ def _answer_snapshot(capture: Capture, command: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("EDGEGUARD_CAPTURE_LOG", "INFO"),
-        stream=sys.stderr,
-        format="%(levelname)s capture: %(message)s",
-    )
-    channel = ChildChannel(sys.stdin.buffer, sys.stdout.buffer)
-    settings = CaptureSettings.from_dict(json.loads(channel.read_first_line()))
-    capture = Capture(settings, channel)
+    channel, raw = child_start("capture", "EDGEGUARD_CAPTURE_LOG")
+    capture = Capture(CaptureSettings.from_dict(raw), channel)
     threading.Thread(target=_command_loop, args=(capture,), daemon=True, name="commands").start()
     threading.Thread(target=_stats_loop, args=(capture,), daemon=True, name="stats").start()
     channel.send({"type": "hello", "pid": os.getpid()})

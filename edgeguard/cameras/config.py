@@ -140,6 +140,13 @@ class CameraConfig(StrictModel):
         description="Seconds without a frame before a `camera_offline` alarm is raised; it "
         "clears itself when frames return.",
     )
+    open_timeout: float = Field(
+        default=5.0,
+        ge=1,
+        le=60,
+        description="Seconds to wait for the stream to open (RTSP handshake and the first "
+        "frame's probe; ~0.5 s on a LAN) before trying again with back-off.",
+    )
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Snapshots.")
     ptz: PtzConfig | None = Field(default=None, description="PTZ preset on linked alarms.")
     inputs: list[CameraInputConfig] = Field(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from edgeguard.cameras.onvif_client import OnvifDevice, OnvifError
-from edgeguard.cameras.wire import ChildChannel
+from edgeguard.cameras.wire import ChildChannel, child_start
 
 logger = logging.getLogger(__name__)
 
@@ -165,13 +164,8 @@ class Worker:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("EDGEGUARD_ONVIF_LOG", "INFO"),
-        stream=sys.stderr,
-        format="%(levelname)s onvif: %(message)s",
-    )
-    channel = ChildChannel(sys.stdin.buffer, sys.stdout.buffer)
-    settings = WorkerSettings.model_validate(json.loads(channel.read_first_line()))
+    channel, raw = child_start("onvif", "EDGEGUARD_ONVIF_LOG")
+    settings = WorkerSettings.model_validate(raw)
     channel.send({"type": "hello", "pid": os.getpid()})
     asyncio.run(Worker(settings, channel).run())
     return 0

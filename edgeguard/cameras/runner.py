@@ -77,6 +77,7 @@ class CameraRunner:
             name=self.name,
             url=with_credentials(url, user, password),
             analysis_fps=self.config.analysis_fps,
+            open_timeout_s=self.config.open_timeout,
         )
         self.child = ChildProcess(
             f"camera {self.name}",

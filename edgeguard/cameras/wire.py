@@ -7,6 +7,9 @@ so that credentials never appear on a command line."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -28,7 +31,7 @@ class CaptureSettings:
     name: str
     url: str
     analysis_fps: float
-    open_timeout_s: float = 3.0
+    open_timeout_s: float = 5.0
     read_timeout_s: float = 1.0
     backoff_min: float = 0.5
     backoff_max: float = 10.0
@@ -120,3 +123,15 @@ class ChildChannel:
             if item is None:
                 return
             yield item[0]
+
+
+def child_start(label: str, log_env: str) -> tuple[ChildChannel, Any]:
+    """The start of a child's ``main``: log to stderr (the daemon's journal), open the pipe
+    and read the settings line. Returns the channel and the parsed settings (JSON)."""
+    logging.basicConfig(
+        level=os.environ.get(log_env, "INFO"),
+        stream=sys.stderr,
+        format=f"%(levelname)s {label}: %(message)s",
+    )
+    channel = ChildChannel(sys.stdin.buffer, sys.stdout.buffer)
+    return channel, json.loads(channel.read_first_line())
