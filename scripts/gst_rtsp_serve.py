@@ -3,7 +3,8 @@ MP4 (H.264) without re-encoding, shared by all clients like a real camera's live
 
 Runs under Debian's own interpreter (python3-gi is not in the venv):
     /usr/bin/python3 gst_rtsp_serve.py PORT FILE [MOUNT]   ->  rtsp://127.0.0.1:PORT/MOUNT
-Not part of the daemon. Kept free of edgeguard imports on purpose."""
+PORT 0 lets the kernel choose. The URL is printed once the server listens; if it cannot
+listen, the script exits with status 2. Not part of the daemon; no edgeguard imports."""
 
 import sys
 
@@ -29,6 +30,7 @@ class LoopMedia(GstRtspServer.RTSPMedia):
 
 
 def on_configure(_factory, media):
+    media.set_reusable(True)
     def prepared(m):  # first segment seek: SEGMENT_DONE, not EOS
         m.get_element().seek(
             1.0, Gst.Format.TIME, Gst.SeekFlags.FLUSH | SEGMENT, Gst.SeekType.SET, 0,
@@ -54,8 +56,18 @@ def main() -> None:
     factory.set_media_gtype(LoopMedia)
     factory.connect("media-configure", on_configure)
     server.get_mount_points().add_factory(f"/{mount}", factory)
-    server.attach(None)
-    print(f"rtsp://127.0.0.1:{port}/{mount}", flush=True)
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    url = f"rtsp://127.0.0.1:{server.get_bound_port()}/{mount}"
+    # A client of our own keeps the shared media prepared, like a camera that always streams:
+    # otherwise the last client leaving unprepares it, and a client arriving at that moment
+    # finds it broken (seen in tests that restart their readers).
+    keeper = Gst.parse_launch(
+        f"rtspsrc location={url} protocols=tcp latency=0 ! fakesink sync=false async=false"
+    )
+    keeper.set_state(Gst.State.PLAYING)
+    print(url, flush=True)
     GLib.MainLoop().run()
 
 

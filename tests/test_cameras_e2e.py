@@ -46,7 +46,11 @@ def one_camera(
     server = rtsp()
     _with_cameras(site, [_camera("cam-er-1", server.url)])
     daemon = daemons(site)
-    _wait_camera(daemon, "cam-er-1", "online")
+    try:
+        _wait_camera(daemon, "cam-er-1", "online")
+    except AssertionError:
+        print("SERVER-ERRORS", server.errors())
+        raise
     return server, daemon
 
 
@@ -166,6 +170,10 @@ def test_stream_loss_raises_camera_offline_and_frames_return(
 ) -> None:
     server, daemon = one_camera
     assert police.wait_for(lambda p: any(d["state"] == "online" for d in _device(p, "cam-er-1")))
+    online = next(d for d in _device(police, "cam-er-1") if d["state"] == "online")
+    assert online["detail"]["kind"] == "camera"
+    assert online["detail"]["location"] == "er"
+    assert online["detail"]["stream"] == server.url
 
     server.kill()
     assert police.wait_for(

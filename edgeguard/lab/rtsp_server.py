@@ -7,12 +7,14 @@ server can be killed and started again on the same port to simulate a camera goi
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
-import socket
 import subprocess
-import time
+import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import IO
+from urllib.parse import urlsplit
 
 from edgeguard.lab.footage import REPO_ROOT
 
@@ -23,12 +25,6 @@ START_TIMEOUT_S = 10.0
 
 class RtspServerError(RuntimeError):
     """The RTSP server could not be started."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def available() -> str | None:
@@ -47,45 +43,59 @@ def available() -> str | None:
 
 
 class RtspServer:
-    """``with RtspServer(video) as server: server.url`` serves rtsp://127.0.0.1:PORT/MOUNT."""
+    """``with RtspServer(video) as server: server.url`` serves rtsp://127.0.0.1:PORT/MOUNT.
+    Without a port the server binds an ephemeral one itself (no free-port race); a restart
+    after ``kill`` reuses it, like a camera that reboots."""
 
     def __init__(self, video: Path, port: int | None = None, mount: str = "cam1") -> None:
         self.video = video
-        self.port = port or free_port()
+        self.port = port or 0
         self.mount = mount
         self.proc: subprocess.Popen[bytes] | None = None
+        self._errors: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{self.mount}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        """Start and wait until it listens (it prints its URL then)."""
+        # stderr to a file, not a pipe: a pipe nobody reads would stall the server once full
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in kill()
+        self.proc = proc = subprocess.Popen(
             [str(SYSTEM_PYTHON), str(SERVE_SCRIPT), str(self.port), str(self.video), self.mount],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RtspServerError(f"RTSP server exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            except OSError:
-                time.sleep(0.02)
-            else:
-                return
-        self.kill()
-        raise RtspServerError(f"RTSP server did not listen on {self.port}")
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+        line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+        if not line.startswith("rtsp://"):
+            self.kill()
+            raise RtspServerError(f"RTSP server did not start: {self.errors() or 'no answer'}")
+        self.port = int(urlsplit(line).port or 0)
+
+    def errors(self) -> str:
+        """What the server wrote to stderr (the last 2,000 characters)."""
+        if self._errors is None:
+            return ""
+        self._errors.seek(0)
+        return self._errors.read().decode(errors="replace").strip()[-2000:]
 
     def kill(self) -> None:
         """Stop at once (SIGKILL): the camera vanishes mid-stream."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
 
     def freeze(self) -> None:
         """SIGSTOP: the connection stays open but no data flows (a hung camera)."""
