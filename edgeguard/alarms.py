@@ -272,10 +272,11 @@ class AlarmBook:
         rows: list[OutboxRow] = []
         for item, jpeg in items:
             listed = {k: v for k, v in item.items() if k != "path"}
-            if jpeg is not None:
+            if "sha256" in item:  # a file kept with the alarm (a snapshot, a clip)
+                store.add_evidence(event_id, _evidence_row(item))
+            if jpeg is not None:  # snapshots go to the police too; clips stay here
                 topic = snapshot_topic(self.site, event_id, item["camera"])
                 listed["topic"] = topic
-                store.add_evidence(event_id, {k: v for k, v in item.items() if k != "error"})
                 rows.append(
                     store.enqueue(topic, jpeg, qos=1, event_id=event_id, message="snapshot")
                 )
@@ -403,3 +404,10 @@ class AlarmBook:
             points = input_points(item)
             return next(iter(points.values())).location if points else None
         return None
+
+
+EVIDENCE_COLUMNS = ("camera", "kind", "path", "sha256", "bytes", "taken_at", "via")
+
+
+def _evidence_row(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: item.get(key) for key in EVIDENCE_COLUMNS}

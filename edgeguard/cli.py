@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from edgeguard.analytics.analyze import run
+
+    return run(args)
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from edgeguard import sysd
     from edgeguard.cameras.discovery import run_discover
@@ -420,6 +427,24 @@ def _add_daemon_commands(sub: Subparsers) -> None:
     _socket_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "analyze", help="run a camera's analysis pipeline over a video file (tune zones)"
+    )
+    p.add_argument("video", type=Path, help="video file (anything FFmpeg reads)")
+    p.add_argument("--camera", required=True, help="the configured camera whose analysis runs")
+    _config_arg(p)
+    p.add_argument(
+        "--json", action="store_true", help="one JSON line per analysed frame and per event"
+    )
+    p.add_argument(
+        "--start",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="wall time of the video's first frame, for night windows (ISO 8601; default now)",
+    )
+    p.add_argument("--model", type=Path, help="person detector model (default: config, search)")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser(
         "discover", help="find ONVIF cameras (WS-Discovery) and print config entries for them"

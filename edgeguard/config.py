@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from edgeguard.cameras.config import CameraConfig
+from edgeguard.cameras.config import MAX_SOURCE, CameraConfig
 from edgeguard.outputs import ModbusCoilOutputConfig, OutputConfig
 from edgeguard.secrets import Secret, SecretPath
 from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
@@ -149,6 +149,23 @@ class StoreConfig(StrictModel):
         "default: `evidence/` beside the database.",
     )
 
+    evidence_quota_mb: int = Field(
+        default=20_000,
+        ge=10,
+        description="Disk quota of the evidence folder (MB). Beyond it the oldest evidence is "
+        "deleted: motion and other non-alarm evidence first, then low-priority alarms' (P4, "
+        "P3), P1/P2 alarms' last.",
+    )
+    evidence_keep_days: float = Field(
+        default=90.0,
+        ge=1,
+        description="Evidence younger than this is kept unless the quota forces otherwise "
+        "(the policy asks for at least 30 days; the design target is 90).",
+    )
+    evidence_max_days: float | None = Field(
+        default=None, ge=1, description="Delete evidence older than this regardless; default never."
+    )
+
     def evidence_path(self) -> Path:
         return self.evidence_dir or self.path.parent / "evidence"
 
@@ -280,15 +297,22 @@ class EdgeguardConfig(StrictModel):
             for key in camera.linked_locations:
                 if key not in self.locations:
                     problems.append(((*here, "linked_locations"), _undefined(key)))
-            own = [(camera.offline_source(), (*here, "name")), (camera.tamper_source(), here)]
-            own += [(p.name, (*here, "inputs", i, "name")) for i, p in enumerate(camera.inputs)]
-            for source, path in own:
+            for source, path in camera.own_sources():
                 if source in sources:
-                    problems.append((path, f"alarm source {source!r} is defined twice"))
+                    problems.append(((*here, *path), f"alarm source {source!r} is defined twice"))
+                if len(source) > MAX_SOURCE:
+                    problems.append(
+                        ((*here, *path), f"alarm source {source!r} is longer than {MAX_SOURCE}")
+                    )
                 sources.add(source)
             for i, point in enumerate(camera.inputs):
                 if point.location not in self.locations:
                     problems.append(((*here, "inputs", i, "location"), _undefined(point.location)))
+            zones = camera.analytics.zones if camera.analytics is not None else []
+            for i, zone in enumerate(zones):
+                if zone.location is not None and zone.location not in self.locations:
+                    path = (*here, "analytics", "zones", i, "location")
+                    problems.append((path, _undefined(zone.location)))
         return problems
 
     def cameras_for(self, location_key: str) -> list[str]:

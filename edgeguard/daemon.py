@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 STOP_FLUSH_S = 5.0
 SIMULATE_RECORD_TIMEOUT_S = 10.0
 HOUSEKEEPING_S = 5.0
+EVIDENCE_PRUNE_S = 3600.0
 
 
 class Daemon:
@@ -112,6 +113,7 @@ class Daemon:
         self._spawn(self._heartbeat_loop())
         self._spawn(self._watchdog_loop())
         self._spawn(self._housekeeping_loop())
+        self._spawn(self._evidence_loop())
 
     async def _start_outputs(self) -> None:
         controller = OutputController(list(self.config.outputs), self.pin_factory, self._write_coil)
@@ -279,6 +281,38 @@ class Daemon:
                 await self.service.record_unrecorded()
             except Exception:
                 logger.exception("housekeeping failed; trying again next time")
+
+    async def _evidence_loop(self) -> None:
+        """Hourly: keep the evidence folder within its quota (docs/evidence-clips.md)."""
+        while True:
+            try:
+                await self.prune_evidence()
+            except Exception:
+                logger.exception("evidence pruning failed; trying again later")
+            await asyncio.sleep(EVIDENCE_PRUNE_S)
+
+    async def prune_evidence(self) -> int:
+        from edgeguard.cameras.retention import RetentionPolicy, prune
+
+        store = self.config.store
+        root = store.evidence_path()
+        if not root.is_dir():
+            return 0
+        priorities = await self.writer.run(lambda s: s.alarm_priorities())
+        policy = RetentionPolicy(
+            quota_bytes=store.evidence_quota_mb * 1_000_000,
+            keep_days=store.evidence_keep_days,
+            max_days=store.evidence_max_days,
+        )
+        deleted = await asyncio.to_thread(prune, root, policy, priorities)
+        if deleted:
+            await self.writer.run(
+                lambda s: s.append_event(
+                    "evidence.pruned",
+                    data={"folders": [entry.event_id for entry in deleted]},
+                )
+            )
+        return len(deleted)
 
     # --- reload -----------------------------------------------------------------------------
     async def reload(self) -> bool:

@@ -15,6 +15,7 @@ class AlarmKind(StrEnum):
     PANIC = "panic"
     DURESS = "duress"
     CROWD = "crowd"
+    LOITERING = "loitering"
     INTRUSION = "intrusion"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_TAMPER = "camera_tamper"
@@ -28,6 +29,7 @@ DEFAULT_PRIORITY: dict[AlarmKind, int] = {
     AlarmKind.DURESS: 1,
     AlarmKind.INTRUSION: 2,
     AlarmKind.CROWD: 2,
+    AlarmKind.LOITERING: 3,
     AlarmKind.CAMERA_TAMPER: 3,
     AlarmKind.CAMERA_OFFLINE: 3,
     AlarmKind.DEVICE_FAULT: 3,

@@ -95,8 +95,8 @@ class Receiver:
     def check_evidence(self, site: str, payload: dict[str, Any]) -> str | None:
         """A listed snapshot whose bytes arrived with another hash was altered on the way."""
         for item in payload.get("evidence") or []:
-            if not isinstance(item, dict) or "sha256" not in item:
-                continue
+            if not isinstance(item, dict) or "sha256" not in item or item.get("kind") != "snapshot":
+                continue  # clips stay at the site: nothing received to check
             got = self.snapshots.get((site, str(payload.get("event_id")), str(item.get("camera"))))
             if got is not None and got != item["sha256"]:
                 return f"snapshot of {item.get('camera')} does not match its signed sha256"
@@ -154,6 +154,15 @@ def render_alarm(p: dict[str, Any]) -> str:
         )
         lines.append(f"  snapshot {item.get('camera')}: {got}")
     return "\n".join(lines)
+
+
+def _evidence_text(item: dict[str, Any]) -> str:
+    if item.get("error"):
+        return str(item["error"])
+    size = f"{item.get('bytes')} bytes, sha256 {str(item.get('sha256'))[:12]}"
+    if item.get("kind") == "clip":
+        return f"{item.get('duration_s')} s kept at the site, {size}"
+    return size
 
 
 def render(received: Received) -> str | None:

@@ -459,6 +459,14 @@ class Store:
             {"event_id": event_id, **item, "recorded_at": iso_ms(utc_now())},
         )
 
+    def alarm_priorities(self) -> dict[str, int]:
+        """Priority of every alarm that has evidence, by event id (for evidence retention)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT a.event_id, a.priority FROM alarms a "
+            "JOIN evidence e ON e.event_id = a.event_id"
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def evidence_for(self, event_id: str) -> list[dict[str, Any]]:
         return list(self.db.table("evidence").rows_where("event_id = ?", [event_id], order_by="id"))
 

@@ -193,7 +193,7 @@ def test_stream_loss_raises_camera_offline_and_frames_return(
         lambda p: any(
             a["kind"] == "camera_offline" and a["message"] == "reset" for a in p.alarms()
         ),
-        timeout=20,
+        timeout=30,
     )
     cleared = [a for a in police.alarms() if a["kind"] == "camera_offline"][-1]
     assert cleared["event_id"] == offline["event_id"]

@@ -141,12 +141,12 @@ def test_camera_tamper_and_motion_events(
     _wait(lambda: onvif_camera.subscriptions >= 1)
 
     onvif_camera.emit_tamper(True)
-    assert police.wait_for(lambda p: bool(_of(p, "cam-er-1-tamper")))
-    tamper = _of(police, "cam-er-1-tamper")[0]
+    assert police.wait_for(lambda p: bool(_of(p, "cam-er-1-onvif-tamper")))
+    tamper = _of(police, "cam-er-1-onvif-tamper")[0]
     assert (tamper["kind"], tamper["priority"]) == ("camera_tamper", 3)
     onvif_camera.emit_tamper(False)
     assert police.wait_for(
-        lambda p: any(a["message"] == "reset" for a in _of(p, "cam-er-1-tamper"))
+        lambda p: any(a["message"] == "reset" for a in _of(p, "cam-er-1-onvif-tamper"))
     )
 
     # The camera forgets its subscriptions (a reboot): the ONVIF process subscribes again.
@@ -156,7 +156,7 @@ def test_camera_tamper_and_motion_events(
     _wait(lambda: onvif_camera.subscriptions >= 1)
     onvif_camera.emit_tamper(True)
     assert police.wait_for(
-        lambda p: [a["message"] for a in _of(p, "cam-er-1-tamper")].count("new") == 2, 20
+        lambda p: [a["message"] for a in _of(p, "cam-er-1-onvif-tamper")].count("new") == 2, 20
     )
 
     onvif_camera.emit_motion(True)

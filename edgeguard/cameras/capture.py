@@ -72,6 +72,8 @@ class Capture:
         self._lock = threading.Lock()
         self._grab_started: float | None = None
         self._ever_opened = False
+        self.analysis: Any = None  # capture_extras.AnalysisWorker, when configured
+        self.clips: Any = None  # capture_extras.Clips, when configured
 
     # --- the read loop ----------------------------------------------------------------------
     def run(self) -> None:
@@ -218,6 +220,10 @@ def _stats_loop(capture: Capture) -> None:
     previous = (0, 0, time.monotonic())
     while not capture.stop.wait(STATS_INTERVAL_S):
         message = capture.stats_message(previous)
+        if capture.analysis is not None:
+            message["analysis"] = capture.analysis.stats()
+        if capture.clips is not None:
+            message["recorder"] = capture.clips.recorder.stats()
         previous = (capture.stats.frames_in, capture.stats.frames_out, time.monotonic())
         capture.channel.send(message)
         stuck = capture.grab_stuck_for(time.monotonic())
@@ -238,6 +244,13 @@ def _command_loop(capture: Capture) -> None:
             break
         if command.get("cmd") == "snapshot":
             _answer_snapshot(capture, command)
+        elif command.get("cmd") == "clip":
+            if capture.clips is None:
+                capture.channel.send(
+                    {"type": "clip", "id": command.get("id"), "error": "clips are off"}
+                )
+            else:
+                capture.clips.request(command)
     capture.stop.set()  # stop asked, or stdin closed: the parent is gone
 
 
@@ -257,13 +270,44 @@ def _answer_snapshot(capture: Capture, command: dict[str, Any]) -> None:
     )
 
 
+def _start_extras(capture: Capture) -> None:
+    """Analysis and clip recording, when configured. A failure here (no model, a broken
+    analysis config) is reported and leaves capture, snapshots and health running."""
+    from edgeguard.cameras import capture_extras
+
+    settings = capture.settings
+    if settings.analytics is not None:
+        try:
+            worker = capture_extras.AnalysisWorker(settings, capture.channel)
+        except Exception as exc:
+            logger.exception("camera %s: analytics not started", settings.name)
+            capture.channel.send({"type": "analytics_error", "error": str(exc)[:300]})
+        else:
+            capture.analysis = worker
+            capture.consumers.append(worker.offer)
+            threading.Thread(
+                target=worker.run, args=(capture.stop,), daemon=True, name="analysis"
+            ).start()
+    if settings.clip_url is not None:
+        try:
+            capture.clips = capture_extras.Clips(settings, capture.channel)
+        except Exception as exc:
+            logger.exception("camera %s: clip recorder not started", settings.name)
+            capture.channel.send({"type": "clips_error", "error": str(exc)[:300]})
+
+
 def main() -> int:
     channel, raw = child_start("capture", "EDGEGUARD_CAPTURE_LOG")
     capture = Capture(CaptureSettings.from_dict(raw), channel)
+    _start_extras(capture)
     threading.Thread(target=_command_loop, args=(capture,), daemon=True, name="commands").start()
     threading.Thread(target=_stats_loop, args=(capture,), daemon=True, name="stats").start()
     channel.send({"type": "hello", "pid": os.getpid()})
-    capture.run()
+    try:
+        capture.run()
+    finally:
+        if capture.clips is not None:
+            capture.clips.stop()
     return 0
 
 

@@ -7,13 +7,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 
+from edgeguard.analytics.config import AnalyticsConfig, ClipConfig
 from edgeguard.model import AlarmKind
 from edgeguard.secrets import Secret
 from edgeguard_drivers.base import Name, PointConfig, StrictModel
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 OFFLINE_SUFFIX = "-offline"  # a camera's camera_offline alarm has the source f"{camera}-offline"
-TAMPER_SUFFIX = "-tamper"  # and its camera_tamper alarm f"{camera}-tamper"
+TAMPER_SUFFIX = "-tamper"  # its camera_tamper alarm from the image f"{camera}-tamper"
+ONVIF_TAMPER_SUFFIX = "-onvif-tamper"  # and the one the camera reports itself
+MAX_SOURCE = 70  # alarm source names, docs/schema/alarm.json
 
 
 class OnvifConfig(StrictModel):
@@ -159,7 +162,17 @@ class CameraConfig(StrictModel):
     )
     onvif_tamper: Literal["alarm", "ignore"] = Field(
         default="alarm",
-        description="The camera's own tamper events: a `camera_tamper` alarm (`alarm`) or not.",
+        description="The camera's own tamper events: a `camera_tamper` alarm (`alarm`, source "
+        "`{camera}-onvif-tamper`) or not.",
+    )
+    analytics: AnalyticsConfig | None = Field(
+        default=None,
+        description="Video analytics in the capture process: motion, people counting per zone, "
+        "crowd and loitering alarms, view tampering.",
+    )
+    clips: ClipConfig = Field(
+        default_factory=ClipConfig,
+        description="Evidence clips (H.264 MP4, no re-encoding) kept with each linked alarm.",
     )
 
     @model_validator(mode="after")
@@ -184,6 +197,27 @@ class CameraConfig(StrictModel):
 
     def tamper_source(self) -> str:
         return f"{self.name}{TAMPER_SUFFIX}"
+
+    def onvif_tamper_source(self) -> str:
+        return f"{self.name}{ONVIF_TAMPER_SUFFIX}"
+
+    def zone_source(self, zone: str, rule: str) -> str:
+        """Alarm source of a zone rule: f"{camera}-{zone}-{rule}" (crowd, dwell, motion)."""
+        return f"{self.name}-{zone}-{rule}"
+
+    def own_sources(self) -> list[tuple[str, tuple[str | int, ...]]]:
+        """Every alarm source this camera can raise, with the key path that names it."""
+        sources: list[tuple[str, tuple[str | int, ...]]] = [
+            (self.offline_source(), ("name",)),
+            (self.tamper_source(), ("name",)),
+            (self.onvif_tamper_source(), ("name",)),
+        ]
+        sources += [(p.name, ("inputs", i, "name")) for i, p in enumerate(self.inputs)]
+        if self.analytics is not None:
+            for i, zone in enumerate(self.analytics.zones):
+                for rule in ("crowd", "dwell", "motion"):
+                    sources.append((self.zone_source(zone.name, rule), ("analytics", "zones", i)))
+        return sources
 
     def stream_credentials(self) -> tuple[str | None, str | None]:
         user = self.username or (self.onvif.username if self.onvif else None)

@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
+def evidence_folder(name: str) -> str:
+    """A name made safe as one path component (event ids and camera names already are)."""
+    return SAFE.sub("_", name)
+
+
 class EvidenceFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -37,8 +42,8 @@ class EvidenceFiles:
             "taken_at": iso_ms(when),
             "via": via,
         }
-        folder = self.root / SAFE.sub("_", event_id)
-        path = folder / f"{SAFE.sub('_', camera)}-{when:%Y%m%dT%H%M%S%f}.jpg"
+        folder = self.root / evidence_folder(event_id)
+        path = folder / f"{evidence_folder(camera)}-{when:%Y%m%dT%H%M%S%f}.jpg"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             _write_durably(path, jpeg)

@@ -11,15 +11,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from edgeguard.cameras.child import ChildProcess
 from edgeguard.cameras.config import CameraConfig
-from edgeguard.cameras.evidence import EvidenceFiles
+from edgeguard.cameras.evidence import EvidenceFiles, evidence_folder
 from edgeguard.cameras.runner import CameraRunner, Snapshot, SnapshotUnavailableError
 from edgeguard.cameras.wire import encode
 from edgeguard.config import EdgeguardConfig
-from edgeguard.ids import utc_now
+from edgeguard.ids import iso_ms, parse_iso, utc_now
 from edgeguard.model import (
     DEFAULT_PRIORITY,
     Action,
@@ -72,6 +73,7 @@ class CameraManager:
         self._tick: asyncio.Task[None] | None = None
         self._offline_open: set[str] = set()  # cameras with an open camera_offline alarm
         self._input_states: dict[str, bool] = {}
+        self.analytics_errors: dict[str, str] = {}
 
     @property
     def cameras(self) -> dict[str, CameraConfig]:
@@ -86,7 +88,7 @@ class CameraManager:
             if a.kind == AlarmKind.CAMERA_OFFLINE.value
         }
         for camera in self.cameras.values():
-            runner = CameraRunner(camera, self._on_health)
+            runner = CameraRunner(camera, self._on_health, on_analytics=self._on_analytics)
             self.runners[camera.name] = runner
             runner.start(camera.stream_url)
         self._start_onvif()
@@ -181,6 +183,55 @@ class CameraManager:
             }
         }
 
+    # --- video analytics (events from the capture processes) -------------------------------
+    def _on_analytics(self, camera: str, message: dict[str, Any]) -> None:
+        config = self.cameras.get(camera)
+        if config is None:
+            return
+        if message.get("type") != "analytics":
+            self.analytics_errors[camera] = str(message.get("error"))[:300]
+            return
+        kind, active = message.get("kind"), message.get("active")
+        zone_name = message.get("zone")
+        raw = message.get("detail")
+        detail: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if not isinstance(active, bool):
+            return
+        if kind == "motion_event":
+            self._spawn(self._record_motion(config, active, {"zone": zone_name, "via": "image"}))
+            return
+        target = self._analytics_target(config, str(kind), zone_name)
+        if target is None:
+            return
+        source, alarm_kind, location = target
+        self._submit(
+            source,
+            alarm_kind,
+            DEFAULT_PRIORITY[alarm_kind],
+            location,
+            active=active,
+            detail={"camera": camera, "zone": zone_name, "via": "image", **detail},
+        )
+
+    def _analytics_target(
+        self, config: CameraConfig, kind: str, zone_name: Any
+    ) -> tuple[str, AlarmKind, str] | None:
+        """The alarm source, kind and location of an analytics event; None if unknown."""
+        if kind == "tamper":
+            return config.tamper_source(), AlarmKind.CAMERA_TAMPER, config.location
+        zones = {z.name: z for z in (config.analytics.zones if config.analytics else [])}
+        zone = zones.get(str(zone_name))
+        if zone is None:
+            return None
+        location = zone.location or config.location
+        if kind == "crowd":
+            return config.zone_source(zone.name, "crowd"), AlarmKind.CROWD, location
+        if kind == "loitering":
+            return config.zone_source(zone.name, "dwell"), AlarmKind.LOITERING, location
+        if kind == "motion":
+            return config.zone_source(zone.name, "motion"), zone.motion_kind, location
+        return None
+
     # --- ONVIF ------------------------------------------------------------------------------
     def _start_onvif(self) -> None:
         cameras = [c for c in self.cameras.values() if c.onvif is not None]
@@ -252,11 +303,11 @@ class CameraManager:
         if kind == "digital_input":
             self._digital_input(config, str(message.get("source")), active, message)
         elif kind == "tamper" and config.onvif_tamper == "alarm":
-            if self._input_states.get(config.tamper_source()) == active:
+            if self._input_states.get(config.onvif_tamper_source()) == active:
                 return  # the same state again (reported anew on each subscription)
-            self._input_states[config.tamper_source()] = active
+            self._input_states[config.onvif_tamper_source()] = active
             self._submit(
-                config.tamper_source(),
+                config.onvif_tamper_source(),
                 AlarmKind.CAMERA_TAMPER,
                 DEFAULT_PRIORITY[AlarmKind.CAMERA_TAMPER],
                 config.location,
@@ -310,13 +361,18 @@ class CameraManager:
     async def _record_motion(
         self, config: CameraConfig, active: bool, message: dict[str, Any]
     ) -> None:
+        data = {"active": active, "via": message.get("via", "onvif")}
+        for key in ("topic", "zone"):
+            if message.get(key) is not None:
+                data[key] = message[key]
+
         def write(store: Any) -> None:
             store.append_event(
                 "camera.motion",
                 source=config.name,
                 location=config.location,
                 occurred_at=str(message.get("at") or "") or None,
-                data={"active": active, "via": "onvif", "topic": message.get("topic")},
+                data=data,
             )
 
         await self.service.writer.run(write)
@@ -354,6 +410,9 @@ class CameraManager:
 
     async def _link_new_alarm(self, record: AlarmRecord, cameras: list[str]) -> None:
         self._ptz_go(cameras)
+        for camera in cameras:
+            if self.cameras[camera].clips.enabled:
+                self._spawn(self._clip(record, camera))
         results = await asyncio.gather(*(self.take_snapshot(c) for c in cameras))
         items: list[tuple[dict[str, Any], bytes | None]] = []
         for camera, result in zip(cameras, results, strict=True):
@@ -373,6 +432,28 @@ class CameraManager:
             await self.service.add_evidence(record.event_id, items)
         except Exception:
             logger.exception("snapshots of alarm %s could not be recorded", record.event_id)
+
+    async def _clip(self, record: AlarmRecord, camera: str) -> None:
+        """The linked camera's clip around the alarm: written by its capture process once the
+        post-alarm window has passed, then recorded and listed in the alarm's evidence."""
+        runner = self.runners.get(camera)
+        if runner is None:
+            return
+        alarm_wall = parse_iso(record.occurred_at).timestamp()
+        folder = self.evidence.root / evidence_folder(record.event_id)
+        path = folder / f"{evidence_folder(camera)}-clip.mp4"
+        try:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            result = await runner.clip(alarm_wall, str(path))
+        except (SnapshotUnavailableError, OSError) as exc:
+            logger.warning("no clip from %s for %s: %s", camera, record.event_id, exc)
+            item: dict[str, Any] = {"camera": camera, "kind": "clip", "error": str(exc)[:300]}
+        else:
+            item = clip_item(camera, result)
+        try:
+            await self.service.add_evidence(record.event_id, [(item, None)])
+        except Exception:
+            logger.exception("clip of %s for %s could not be recorded", camera, record.event_id)
 
     async def take_snapshot(self, camera: str) -> Snapshot | str:
         """The live stream's latest frame, else the camera's ONVIF snapshot URI; or why not."""
@@ -465,6 +546,20 @@ def coverage_report(config: EdgeguardConfig, live: dict[str, str]) -> list[dict[
             }
         )
     return report
+
+
+def clip_item(camera: str, result: dict[str, Any]) -> dict[str, Any]:
+    """An evidence item describing a clip the capture process wrote."""
+    return {
+        "camera": camera,
+        "kind": "clip",
+        "path": str(result.get("path")),
+        "sha256": str(result.get("sha256")),
+        "bytes": int(result.get("bytes") or 0),
+        "taken_at": iso_ms(datetime.fromtimestamp(float(result.get("start_wall") or 0), UTC)),
+        "duration_s": float(result.get("duration_s") or 0),
+        "via": "stream",
+    }
 
 
 def _brief(detail: dict[str, Any]) -> dict[str, Any]:

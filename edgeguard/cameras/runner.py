@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edgeguard.analytics.spec import pipeline_spec
 from edgeguard.cameras.child import ChildProcess
 from edgeguard.cameras.config import CameraConfig, redact_url, with_credentials
 from edgeguard.cameras.wire import CaptureSettings, encode
@@ -35,6 +36,9 @@ class Snapshot:
 
 # Called with the camera name, its new state ("online" or "offline") and the detail.
 HealthCallback = Callable[[str, str, dict[str, Any]], None]
+# Called with the camera name and an analytics message from its capture process.
+AnalyticsCallback = Callable[[str, dict[str, Any]], None]
+CLIP_GRACE_S = 60.0  # beyond post_s: writing the file, a slow disk
 
 
 class CameraRunner:
@@ -43,10 +47,12 @@ class CameraRunner:
         config: CameraConfig,
         on_health: HealthCallback,
         *,
+        on_analytics: AnalyticsCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.on_health = on_health
+        self.on_analytics = on_analytics
         self.clock = clock
         self.state = "starting"
         self.stats: dict[str, Any] = {}
@@ -72,13 +78,7 @@ class CameraRunner:
             return
         old = self.child
         self.url = url
-        user, password = self.config.stream_credentials()
-        settings = CaptureSettings(
-            name=self.name,
-            url=with_credentials(url, user, password),
-            analysis_fps=self.config.analysis_fps,
-            open_timeout_s=self.config.open_timeout,
-        )
+        settings = self.capture_settings(url)
         self.child = ChildProcess(
             f"camera {self.name}",
             CAPTURE_MODULE,
@@ -90,6 +90,28 @@ class CameraRunner:
         self.child.start()
         if old is not None:
             asyncio.get_running_loop().create_task(old.stop())
+
+    def capture_settings(self, url: str) -> CaptureSettings:
+        config = self.config
+        user, password = config.stream_credentials()
+        analytics = config.analytics if config.analytics and config.analytics.enabled else None
+        clips = config.clips
+        return CaptureSettings(
+            name=self.name,
+            url=with_credentials(url, user, password),
+            analysis_fps=config.analysis_fps,
+            open_timeout_s=config.open_timeout,
+            analytics=pipeline_spec(analytics).to_dict() if analytics else None,
+            model=str(analytics.detection.model)
+            if analytics and analytics.detection.model
+            else None,
+            min_score=analytics.detection.min_score if analytics else 0.5,
+            clip_url=with_credentials(clips.stream_url or url, user, password)
+            if clips.enabled
+            else None,
+            clip_pre_s=clips.pre_s or 0.1,
+            clip_post_s=clips.post_s or 0.1,
+        )
 
     async def stop(self) -> None:
         for future in self._waiting.values():
@@ -103,10 +125,15 @@ class CameraRunner:
         kind = message.get("type")
         if kind == "stats":
             self.stats = message
-        elif kind == "snapshot":
+        elif kind in ("snapshot", "clip"):
             future = self._waiting.pop(message.get("id", -1), None)
             if future is not None and not future.done():
                 future.set_result((message, blob))
+        elif kind in ("analytics", "analytics_error", "clips_error"):
+            if kind != "analytics":
+                logger.error("camera %s: %s", self.name, message.get("error"))
+            if self.on_analytics is not None:
+                self.on_analytics(self.name, message)
 
     # --- health -----------------------------------------------------------------------------
     def last_frame(self) -> float | None:
@@ -153,33 +180,57 @@ class CameraRunner:
     def restarts(self) -> int:
         return self.child.restarts if self.child is not None else 0
 
-    # --- snapshots --------------------------------------------------------------------------
-    async def snapshot(self) -> Snapshot:
-        """The latest frame as JPEG, encoded by the capture process."""
+    # --- requests to the capture process ---------------------------------------------------
+    async def _request(
+        self, command: dict[str, Any], timeout: float
+    ) -> tuple[dict[str, Any], bytes | None]:
         child = self.child
-        if child is None or self.state == "offline":
-            raise SnapshotUnavailableError("camera offline")
+        if child is None:
+            raise SnapshotUnavailableError("camera not started")
         request_id = next(self._ids)
         future: asyncio.Future[tuple[dict[str, Any], bytes | None]] = (
             asyncio.get_running_loop().create_future()
         )
         self._waiting[request_id] = future
-        command = {
-            "cmd": "snapshot",
-            "id": request_id,
-            "quality": self.config.snapshot.jpeg_quality,
-            "max_width": self.config.snapshot.max_width,
-            "max_age": SNAPSHOT_MAX_AGE_S,
-        }
-        if not child.send(command):
-            self._waiting.pop(request_id, None)
-            raise SnapshotUnavailableError("capture process not running")
         try:
-            message, blob = await asyncio.wait_for(future, self.config.snapshot.timeout)
+            if not child.send({**command, "id": request_id}):
+                raise SnapshotUnavailableError("capture process not running")
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:
             raise SnapshotUnavailableError("capture process did not answer in time") from exc
         finally:
             self._waiting.pop(request_id, None)
+
+    async def clip(self, alarm_wall: float, path: str) -> dict[str, Any]:
+        """An evidence clip around ``alarm_wall`` (epoch seconds), written by the capture
+        process's recorder once the post-alarm window has passed; its description."""
+        clips = self.config.clips
+        message, _ = await self._request(
+            {
+                "cmd": "clip",
+                "alarm_wall": alarm_wall,
+                "path": path,
+                "pre_s": clips.pre_s,
+                "post_s": clips.post_s,
+            },
+            clips.post_s + CLIP_GRACE_S,
+        )
+        if message.get("error"):
+            raise SnapshotUnavailableError(str(message["error"]))
+        return message
+
+    # --- snapshots --------------------------------------------------------------------------
+    async def snapshot(self) -> Snapshot:
+        """The latest frame as JPEG, encoded by the capture process."""
+        if self.state == "offline":
+            raise SnapshotUnavailableError("camera offline")
+        command = {
+            "cmd": "snapshot",
+            "quality": self.config.snapshot.jpeg_quality,
+            "max_width": self.config.snapshot.max_width,
+            "max_age": SNAPSHOT_MAX_AGE_S,
+        }
+        message, blob = await self._request(command, self.config.snapshot.timeout)
         if message.get("error") or not blob:
             raise SnapshotUnavailableError(str(message.get("error") or "empty snapshot"))
         return Snapshot(self.name, blob, float(message.get("taken_at", time.time())), "stream")

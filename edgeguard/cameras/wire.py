@@ -34,15 +34,29 @@ class CaptureSettings:
     open_timeout_s: float = 5.0
     read_timeout_s: float = 1.0
     backoff_min: float = 0.5
-    backoff_max: float = 10.0
+    backoff_max: float = 5.0
     stall_exit_s: float = 20.0
+    analytics: dict[str, Any] | None = None  # edgeguard.analytics.spec.PipelineSpec.to_dict()
+    model: str | None = None  # person detector model path; None: the default search
+    min_score: float = 0.2
+    clip_url: str | None = None  # stream recorded for evidence clips; None: no clips
+    clip_pre_s: float = 30.0
+    clip_post_s: float = 10.0
+
+    TEXT = ("name", "url")
+    OPTIONAL_TEXT = ("model", "clip_url")
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("name", "url"):
+            if f.name in self.TEXT or (f.name in self.OPTIONAL_TEXT and value is not None):
                 if not isinstance(value, str) or not value:
                     raise WireError(f"setting {f.name}: bad value")
+            elif f.name == "analytics":
+                if value is not None and not isinstance(value, dict):
+                    raise WireError("setting analytics: not an object")
+            elif f.name in self.OPTIONAL_TEXT:
+                continue
             elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise WireError(f"setting {f.name}: must be a number > 0, not {value!r}")
 

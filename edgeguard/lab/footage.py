@@ -108,3 +108,28 @@ def scaled(source: Path, width: int, height: int, fps: int | None = None) -> Pat
     subprocess.run(command, check=True, timeout=600)
     partial.replace(target)
     return target
+
+
+def composed(source: Path, segments: list[tuple[float, float]], name: str) -> Path:
+    """A clip made of ``segments`` (start, end seconds) of ``source`` one after the other,
+    re-encoded to H.264 (GOP 2 s, no B-frames), made once and kept in the cache. Tests use it
+    to put a scene at a known time, e.g. a long empty stretch before a person walks in."""
+    target = cache_dir() / f"{source.stem}-{name}.mp4"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    listing = target.with_suffix(".txt")
+    lines = [
+        f"file '{source}'\ninpoint {start:.3f}\noutpoint {end:.3f}\n" for start, end in segments
+    ]
+    listing.write_text("".join(lines), encoding="utf-8")
+    partial = target.with_name(target.stem + ".part.mp4")
+    command = [
+        "ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+        "-an", "-c:v", "libx264", "-preset", "veryfast", "-g", "20", "-bf", "0",
+        "-pix_fmt", "yuv420p", "-r", "10", str(partial),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, timeout=600)
+    partial.replace(target)
+    listing.unlink()
+    return target

@@ -21,6 +21,7 @@ from edgeguard.lab.footage import REPO_ROOT
 SERVE_SCRIPT = REPO_ROOT / "scripts" / "gst_rtsp_serve.py"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 START_TIMEOUT_S = 10.0
+PROBE_S = 10.0
 
 
 class RtspServerError(RuntimeError):
@@ -58,7 +59,39 @@ class RtspServer:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{self.mount}"
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start and wait until it serves video: a client (ffprobe) must get the stream. A
+        server that listens but does not serve (seen rarely: gst-rtsp-server's shared media
+        can fail its first preparation) is started again."""
+        for attempt in range(1, attempts + 1):
+            self._start_once()
+            problem = self._probe()
+            if problem is None:
+                return
+            errors = self.errors()
+            port = self.port
+            self.kill()
+            self.port = port
+            if attempt == attempts:
+                raise RtspServerError(f"RTSP server does not serve video: {problem} {errors}")
+
+    def _probe(self) -> str | None:
+        command = [
+            "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-analyzeduration", "500000",
+            "-probesize", "65536", "-select_streams", "v:0", "-show_entries", "stream=width",
+            "-of", "csv=p=0", self.url,
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(
+                command, check=False, capture_output=True, text=True, timeout=PROBE_S
+            )
+        except subprocess.TimeoutExpired:
+            return "no answer to a probe"
+        if result.returncode != 0 or not result.stdout.strip():
+            return result.stderr.strip()[-300:] or "no video stream"
+        return None
+
+    def _start_once(self) -> None:
         """Start and wait until it listens (it prints its URL then)."""
         # stderr to a file, not a pipe: a pipe nobody reads would stall the server once full
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in kill()

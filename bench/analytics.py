@@ -1,0 +1,159 @@
+"""Video analytics cost on the real footage (intel-iot-devkit one-by-one clip).
+
+1. Throughput in this process, on decoded frames held in memory, at 640x360 and 1280x720:
+   motion alone, person detection alone (ms per detection, 1 thread), the whole pipeline
+   (motion + gated detection + counting + crowd rule + tamper) at the clip's pace.
+2. One camera as the daemon runs it: a capture process (`python -m edgeguard.cameras.capture`)
+   reading a real RTSP stream of the clip at 640x360 10 fps, analysing 5 fps with a counting
+   zone and a crowd rule; its CPU (% of one core) and RSS, with and without analysis, so the
+   analysis's own share shows. Target (design brief): motion + crowd <= 5 % of one core.
+
+Run: .venv/bin/python bench/analytics.py [--quick]   (last line: one JSON object)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cpu_s, emit, machine, rss_mb
+
+from edgeguard.analytics.detector import PersonDetector
+from edgeguard.analytics.models import find_person_model
+from edgeguard.analytics.motion import MotionDetector, MotionSettings
+from edgeguard.analytics.pipeline import AnalysisPipeline
+from edgeguard.analytics.spec import PipelineSpec, ZoneSpec
+from edgeguard.cameras.wire import CaptureSettings, encode, read_message
+from edgeguard.lab.footage import locate, scaled
+from edgeguard.lab.rtsp_server import RtspServer
+
+SIZES = [(640, 360), (1280, 720)]
+TABLE = ((0.45, 0.72), (0.72, 0.72), (0.72, 0.98), (0.45, 0.98))
+
+
+def load_frames(size: tuple[int, int], count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(locate()))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+    capture.release()
+    return frames
+
+
+def rate(label: str, frames: list[np.ndarray], work: Any) -> dict[str, float]:
+    started = time.perf_counter()
+    for i, frame in enumerate(frames):
+        work(frame, i * 0.2)
+    elapsed = time.perf_counter() - started
+    result = {"fps": round(len(frames) / elapsed, 1), "ms": round(1000 * elapsed / len(frames), 3)}
+    print(f"{label}: {result['fps']} frames/s, {result['ms']} ms/frame")
+    return result
+
+
+def spec() -> PipelineSpec:
+    zone = ZoneSpec("table", TABLE, crowd={"min_people": 1, "for_s": 3.0, "clear_after_s": 2.0})
+    return PipelineSpec(motion={}, tamper={"hold_s": 5.0}, zones=(zone,))
+
+
+def in_process(count: int) -> dict[str, Any]:
+    model = find_person_model()
+    detector = PersonDetector(model, threads=1)
+    results: dict[str, Any] = {}
+    for width, height in SIZES:
+        frames = load_frames((width, height), count)
+        key = f"{width}x{height}"
+        motion = MotionDetector(MotionSettings())
+        detect = frames[:: max(1, len(frames) // 60)]
+        pipeline = AnalysisPipeline(spec(), detector)
+        results[key] = {
+            "motion": rate(f"{key} motion alone", frames, motion.update),
+            "detection": rate(f"{key} detection alone", detect, lambda f, _t: detector.detect(f)),
+            "pipeline": rate(f"{key} whole pipeline (5 fps pace)", frames, pipeline.process),
+        }
+    return results
+
+
+def camera_process(url: str, seconds: float, *, analytics: bool) -> dict[str, Any]:
+    settings = CaptureSettings(
+        name="bench", url=url, analysis_fps=5.0, analytics=spec().to_dict() if analytics else None
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeguard.cameras.capture"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(encode(settings.to_dict()))
+    proc.stdin.flush()
+    latest: dict[str, Any] = {}
+    events: list[dict[str, Any]] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        while (item := read_message(proc.stdout)) is not None:
+            if item[0].get("type") == "stats":
+                latest.update(item[0])
+            elif item[0].get("type") == "analytics":
+                events.append(item[0])
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        time.sleep(6.0)
+        cpu0, t0 = cpu_s(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+        return {
+            "cpu_pct_of_core": round(cpu, 1),
+            "rss_mb": round(rss_mb(proc.pid), 1),
+            "analysis": latest.get("analysis"),
+            "events": len(events),
+        }
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames, shorter windows")
+    args = parser.parse_args()
+    count, seconds = (150, 10.0) if args.quick else (600, 30.0)
+    throughput = in_process(count)
+    with RtspServer(scaled(locate(), 640, 360)) as server:
+        capture_only = camera_process(server.url, seconds, analytics=False)
+        with_analysis = camera_process(server.url, seconds, analytics=True)
+    share = round(with_analysis["cpu_pct_of_core"] - capture_only["cpu_pct_of_core"], 1)
+    print(f"camera process, capture only: {json.dumps(capture_only)}")
+    print(f"camera process, capture + analysis: {json.dumps(with_analysis)}")
+    print(f"analysis share at 5 fps: {share} % of one core (target <= 5 %)")
+    emit(
+        {
+            "bench": "analytics",
+            "machine": machine(),
+            "throughput": throughput,
+            "camera_640x360_5fps": {
+                "capture_only": capture_only,
+                "capture_and_analysis": with_analysis,
+                "analysis_share_pct_of_core": share,
+            },
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
