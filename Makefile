@@ -42,6 +42,8 @@ bench: venv
 	$(BIN)/python bench/modbus_poll.py
 	$(BIN)/python bench/field_latency.py
 	$(BIN)/python bench/camera_capture.py
+	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/motion_compare.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
