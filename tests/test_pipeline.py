@@ -213,3 +213,54 @@ def test_real_frame_shape_reaches_the_pipeline() -> None:
     _, _, frame = next(frames(locate(), 5.0))
     assert frame.shape == (432, 768, 3)
     assert cv2.mean(frame)[0] > 10
+
+
+TREE_PX = [[32, 0], [240, 0], [240, 108], [320, 132], [320, 240], [32, 240]]  # tree.avi foliage
+HAND_FRAME = 53  # from here a hand reaches into the view (the detector may call it a person)
+
+
+def _tree_clip() -> Path:
+    from edgeguard.lab.footage import search_dirs
+
+    for folder in search_dirs():
+        if (folder / "tree.avi").is_file():
+            return folder / "tree.avi"
+    pytest.skip("tree.avi not available")
+
+
+def test_tree_clip_no_person_and_no_motion_alarm_in_a_masked_zone() -> None:
+    """tree.avi: foliage swaying behind a window, no person until a hand reaches in at the
+    end. With the tree masked, a zone over it whose motion is an alarm all day raises nothing,
+    and nobody is counted while only the tree moves."""
+    _model_or_skip()
+    camera = CameraConfig.model_validate(
+        {
+            "name": "cam-window",
+            "location": "er",
+            "stream_url": "rtsp://127.0.0.1:1/cam1",
+            "analysis_fps": 15,
+            "analytics": {
+                "frame_size": [320, 240],
+                "motion": {"masks": [TREE_PX]},
+                "detection": {"interval": 0.2, "idle_interval": 1},
+                "zones": [
+                    {
+                        "name": "garden",
+                        "polygon": TREE_PX,
+                        "crowd": {"min_people": 1, "for_s": 0, "clear_after_s": 1},
+                        "motion_alarm": {"start": "00:00", "end": "23:59"},
+                    }
+                ],
+            },
+        }
+    )
+    out = io.StringIO()
+    analyze(_tree_clip(), camera, out, as_json=True, start=datetime(2026, 11, 23, 12, tzinfo=UTC))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    frame_lines = [x for x in lines if x["type"] == "frame"]
+    before_hand = [f for f in frame_lines if f["frame"] < HAND_FRAME]
+    assert len(before_hand) > 45
+    assert all(f["counts"]["garden"] == 0 for f in before_hand)
+    assert sum(f["people"] is not None for f in before_hand) >= 3  # the detector did look
+    alarms = [x for x in lines if x["type"] == "event" and x["kind"] in ("crowd", "motion")]
+    assert not [x for x in alarms if x["start"] < HAND_FRAME / 15]
