@@ -12,9 +12,11 @@ The floor, measured in the same run on the same broker: a raw paho QoS 1 publish
 round trip over TLS, plus one SQLite commit with fsync (WAL, synchronous=FULL).
 Target (docs/architecture.md, design brief): p99 ≤ 25 ms and ≤ 3x the floor's p99.
 
-With EDGEGUARD_BENCH_CAMERAS=N (e.g. 4), N cameras are captured meanwhile (capture processes
-reading a real RTSP stream of the footage at 640x360, two of them linked to the button's
-location, so every press also takes two snapshots): the alarm path with cameras running.
+With EDGEGUARD_BENCH_CAMERAS=N (e.g. 4), N cameras are captured and analysed meanwhile
+(capture processes reading a real RTSP stream of the footage at 640x360, each with a counting
+zone and a crowd rule, so people are detected and crowd alarms come and go; two cameras are
+linked to the button's location, so every press also takes two snapshots and two 40 s clips):
+the alarm path with cameras running.
 
 Run: .venv/bin/python bench/alarm_latency.py   (last line: one JSON object)
 """
@@ -60,6 +62,8 @@ TIMEOUT = 10.0
 # so a floor measured back to back would not be comparable.
 GAP_S = float(os.environ.get("EDGEGUARD_BENCH_GAP_S", "0.02"))
 CAMERAS = int(os.environ.get("EDGEGUARD_BENCH_CAMERAS", "0"))
+TABLE_640 = [[288, 259], [461, 259], [461, 353], [288, 353]]  # the footage's table at 640x360
+CROWD = {"min_people": 1, "for_s": 3, "clear_after_s": 2}
 PAYLOAD = b"x" * 900  # about the size of a signed alarm message
 
 
@@ -251,7 +255,14 @@ def run(workdir: Path) -> dict[str, Any]:
         )
         if camera is not None:
             site.data["cameras"] = [
-                {"name": f"cam-er-{i}", "location": "er", "stream_url": camera.url}
+                {
+                    "name": f"cam-er-{i}",
+                    "location": "er",
+                    "stream_url": camera.url,
+                    "analytics": {
+                        "zones": [{"name": "table", "polygon": TABLE_640, "crowd": CROWD}]
+                    },
+                }
                 for i in range(1, CAMERAS + 1)
             ]
         arrivals = Arrivals()

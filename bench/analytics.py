@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -87,9 +88,32 @@ def in_process(count: int) -> dict[str, Any]:
     return results
 
 
-def camera_process(url: str, seconds: float, *, analytics: bool) -> dict[str, Any]:
+def detector_service(path: Path) -> subprocess.Popen[bytes]:
+    """The shared person detector, as the daemon starts it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeguard.analytics.detector_service"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(encode({"socket": str(path), "model": None, "threads": 1}))
+    proc.stdin.flush()
+    for _ in range(200):
+        if path.exists():
+            break
+        time.sleep(0.05)
+    return proc
+
+
+def camera_process(
+    url: str, seconds: float, *, analytics: bool, detector: Path | None = None
+) -> dict[str, Any]:
     settings = CaptureSettings(
-        name="bench", url=url, analysis_fps=5.0, analytics=spec().to_dict() if analytics else None
+        name="bench",
+        url=url,
+        analysis_fps=5.0,
+        analytics=spec().to_dict() if analytics else None,
+        detector_socket=str(detector) if detector else None,
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeguard.cameras.capture"],
@@ -134,13 +158,27 @@ def main() -> None:
     args = parser.parse_args()
     count, seconds = (150, 10.0) if args.quick else (600, 30.0)
     throughput = in_process(count)
+    socket_path = Path(f"/tmp/eg-bench-detector-{os.getpid()}.sock")
     with RtspServer(scaled(locate(), 640, 360)) as server:
         capture_only = camera_process(server.url, seconds, analytics=False)
-        with_analysis = camera_process(server.url, seconds, analytics=True)
+        in_process_detector = camera_process(server.url, seconds, analytics=True)
+        service = detector_service(socket_path)
+        try:
+            with_analysis = camera_process(
+                server.url, seconds, analytics=True, detector=socket_path
+            )
+            with_analysis["detector_service_rss_mb"] = round(rss_mb(service.pid), 1)
+            with_analysis["detector_service_cpu_s"] = cpu_s(service.pid)
+        finally:
+            assert service.stdin is not None
+            service.stdin.close()
+            service.wait(10)
+            socket_path.unlink(missing_ok=True)
     share = round(with_analysis["cpu_pct_of_core"] - capture_only["cpu_pct_of_core"], 1)
     print(f"camera process, capture only: {json.dumps(capture_only)}")
-    print(f"camera process, capture + analysis: {json.dumps(with_analysis)}")
-    print(f"analysis share at 5 fps: {share} % of one core (target <= 5 %)")
+    print(f"camera process, own detector: {json.dumps(in_process_detector)}")
+    print(f"camera process, shared detector: {json.dumps(with_analysis)}")
+    print(f"analysis share at 5 fps: {share} % of one core in the camera process (target <= 5 %)")
     emit(
         {
             "bench": "analytics",
@@ -149,6 +187,7 @@ def main() -> None:
             "camera_640x360_5fps": {
                 "capture_only": capture_only,
                 "capture_and_analysis": with_analysis,
+                "capture_and_analysis_own_detector": in_process_detector,
                 "analysis_share_pct_of_core": share,
             },
         }

@@ -73,7 +73,7 @@ Runner = Callable[[Sequence[Frame]], list[bool]]
 
 
 def ours(frames: Sequence[Frame]) -> list[bool]:
-    detector = MotionDetector(MotionSettings())
+    detector = MotionDetector(MotionSettings(width=WIDTH))
     return [detector.update(f, i / FPS).motion for i, f in enumerate(frames)]
 
 
@@ -139,10 +139,18 @@ def clip_counts(indices: Sequence[int], motion: Sequence[bool]) -> dict[str, int
     }
 
 
+WIDTH = 320
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="300 clip frames, 1 repeat")
+    parser.add_argument(
+        "--width", type=int, default=None, help="our processing width (default: the setting's)"
+    )
     args = parser.parse_args()
+    global WIDTH  # noqa: PLW0603 - a bench option
+    WIDTH = args.width or MotionSettings().width
     cv2.setNumThreads(1)
     repeat = 1 if args.quick else 3
     decoded = decode(300 if args.quick else None)

@@ -80,6 +80,10 @@ class AnalysisWorker:
 
 
 def _detector(settings: CaptureSettings) -> Any:
+    if settings.detector_socket is not None:
+        from edgeguard.analytics.remote import RemoteDetector
+
+        return RemoteDetector(Path(settings.detector_socket), min_score=settings.min_score)
     from edgeguard.analytics.detector import PersonDetector
     from edgeguard.analytics.models import find_person_model
 

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.5
 STATS_PUBLISH_S = 30.0
 ONVIF_MODULE = "edgeguard.cameras.onvif_worker"
+DETECTOR_MODULE = "edgeguard.analytics.detector_service"
 ONVIF_REPLY_S = 15.0
 
 # Publishes a retained device payload now if the link is up (camera statistics): not queued,
@@ -67,6 +68,7 @@ class CameraManager:
         self.runners: dict[str, CameraRunner] = {}
         self.onvif: dict[str, OnvifState] = {}
         self.onvif_child: ChildProcess | None = None
+        self.detector_child: ChildProcess | None = None
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[tuple[dict[str, Any], bytes | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -74,6 +76,7 @@ class CameraManager:
         self._offline_open: set[str] = set()  # cameras with an open camera_offline alarm
         self._input_states: dict[str, bool] = {}
         self.analytics_errors: dict[str, str] = {}
+        self.detector_stats: dict[str, Any] = {}
 
     @property
     def cameras(self) -> dict[str, CameraConfig]:
@@ -87,8 +90,14 @@ class CameraManager:
             for a in open_alarms
             if a.kind == AlarmKind.CAMERA_OFFLINE.value
         }
+        socket_path = self._start_detector()
         for camera in self.cameras.values():
-            runner = CameraRunner(camera, self._on_health, on_analytics=self._on_analytics)
+            runner = CameraRunner(
+                camera,
+                self._on_health,
+                on_analytics=self._on_analytics,
+                detector_socket=socket_path,
+            )
             self.runners[camera.name] = runner
             runner.start(camera.stream_url)
         self._start_onvif()
@@ -110,6 +119,9 @@ class CameraManager:
         if self.onvif_child is not None:
             await self.onvif_child.stop()
             self.onvif_child = None
+        if self.detector_child is not None:
+            await self.detector_child.stop()
+            self.detector_child = None
         for future in self._replies.values():
             if not future.done():
                 future.cancel()
@@ -231,6 +243,29 @@ class CameraManager:
         if kind == "motion":
             return config.zone_source(zone.name, "motion"), zone.motion_kind, location
         return None
+
+    # --- the shared person detector --------------------------------------------------------
+    def _start_detector(self) -> str | None:
+        """One detector process for every camera that counts people (its model: the first
+        camera's `detection.model`, else the search path); None when no camera counts."""
+        counting = [
+            c.analytics
+            for c in self.cameras.values()
+            if c.analytics is not None and c.analytics.enabled and c.analytics.zones
+        ]
+        if not counting:
+            return None
+        path = self.config.control.socket.parent / "detector.sock"
+        model = next((a.detection.model for a in counting if a.detection.model), None)
+        settings = {"socket": str(path), "model": str(model) if model else None, "threads": 1}
+        self.detector_child = ChildProcess(
+            "detector", DETECTOR_MODULE, encode(settings), self._on_detector, silence_s=15.0
+        )
+        self.detector_child.start()
+        return str(path)
+
+    def _on_detector(self, message: dict[str, Any], _blob: bytes | None) -> None:
+        self.detector_stats = message
 
     # --- ONVIF ------------------------------------------------------------------------------
     def _start_onvif(self) -> None:
@@ -565,4 +600,3 @@ def clip_item(camera: str, result: dict[str, Any]) -> dict[str, Any]:
 def _brief(detail: dict[str, Any]) -> dict[str, Any]:
     keys = ("last_frame_age_s", "last_error", "reconnects_1h")
     return {k: detail[k] for k in keys if k in detail}
-

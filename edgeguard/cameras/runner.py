@@ -48,8 +48,10 @@ class CameraRunner:
         on_health: HealthCallback,
         *,
         on_analytics: AnalyticsCallback | None = None,
+        detector_socket: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.detector_socket = detector_socket
         self.config = config
         self.on_health = on_health
         self.on_analytics = on_analytics
@@ -106,6 +108,7 @@ class CameraRunner:
             if analytics and analytics.detection.model
             else None,
             min_score=analytics.detection.min_score if analytics else 0.5,
+            detector_socket=self.detector_socket,
             clip_url=with_credentials(clips.stream_url or url, user, password)
             if clips.enabled
             else None,

@@ -39,12 +39,13 @@ class CaptureSettings:
     analytics: dict[str, Any] | None = None  # edgeguard.analytics.spec.PipelineSpec.to_dict()
     model: str | None = None  # person detector model path; None: the default search
     min_score: float = 0.2
+    detector_socket: str | None = None  # the shared person detector; None: one in-process
     clip_url: str | None = None  # stream recorded for evidence clips; None: no clips
     clip_pre_s: float = 30.0
     clip_post_s: float = 10.0
 
     TEXT = ("name", "url")
-    OPTIONAL_TEXT = ("model", "clip_url")
+    OPTIONAL_TEXT = ("model", "clip_url", "detector_socket")
 
     def __post_init__(self) -> None:
         for f in fields(self):
