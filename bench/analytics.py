@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_s, emit, machine, rss_mb
+from common import CaptureProcess, cpu_s, emit, machine, rss_mb
 
 from edgeguard.analytics.detector import PersonDetector
 from edgeguard.analytics.models import find_person_model
 from edgeguard.analytics.motion import MotionDetector, MotionSettings
 from edgeguard.analytics.pipeline import AnalysisPipeline
 from edgeguard.analytics.spec import PipelineSpec, ZoneSpec
-from edgeguard.cameras.wire import CaptureSettings, encode, read_message
+from edgeguard.cameras.wire import CaptureSettings, encode
 from edgeguard.lab.footage import locate, scaled
 from edgeguard.lab.rtsp_server import RtspServer
 
@@ -115,41 +114,20 @@ def camera_process(
         analytics=spec().to_dict() if analytics else None,
         detector_socket=str(detector) if detector else None,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeguard.cameras.capture"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    proc.stdin.write(encode(settings.to_dict()))
-    proc.stdin.flush()
-    latest: dict[str, Any] = {}
-    events: list[dict[str, Any]] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        while (item := read_message(proc.stdout)) is not None:
-            if item[0].get("type") == "stats":
-                latest.update(item[0])
-            elif item[0].get("type") == "analytics":
-                events.append(item[0])
-
-    threading.Thread(target=read, daemon=True).start()
+    capture = CaptureProcess(settings)
     try:
         time.sleep(6.0)
-        cpu0, t0 = cpu_s(proc.pid), time.monotonic()
+        cpu0, t0 = cpu_s(capture.pid), time.monotonic()
         time.sleep(seconds)
-        cpu = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+        cpu = (cpu_s(capture.pid) - cpu0) / (time.monotonic() - t0) * 100
         return {
             "cpu_pct_of_core": round(cpu, 1),
-            "rss_mb": round(rss_mb(proc.pid), 1),
-            "analysis": latest.get("analysis"),
-            "events": len(events),
+            "rss_mb": round(rss_mb(capture.pid), 1),
+            "analysis": capture.latest.get("analysis"),
+            "events": len(capture.events),
         }
     finally:
-        proc.stdin.close()
-        proc.wait(10)
+        capture.close()
 
 
 def main() -> None:

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_s, emit, machine, percentiles, rss_mb
+from common import CaptureProcess, cpu_s, emit, machine, percentiles, rss_mb
 
-from edgeguard.cameras.wire import CaptureSettings, encode, read_message
+from edgeguard.cameras.wire import CaptureSettings
 from edgeguard.lab.footage import locate, scaled
 from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, lab_broker, make_site
 from edgeguard.lab.rtsp_server import RtspServer
@@ -40,42 +38,24 @@ OFFLINE_AFTER_S = 5.0
 
 
 def measure_capture(url: str, fps: float, seconds: float) -> dict[str, Any]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeguard.cameras.capture"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    settings = CaptureSettings(name="bench", url=url, analysis_fps=fps)
-    proc.stdin.write(encode(settings.to_dict()))
-    proc.stdin.flush()
-    latest: dict[str, Any] = {}
-
-    def read() -> None:
-        assert proc.stdout is not None
-        while (item := read_message(proc.stdout)) is not None:
-            if item[0].get("type") == "stats":
-                latest.update(item[0])
-
-    threading.Thread(target=read, daemon=True).start()
+    capture = CaptureProcess(CaptureSettings(name="bench", url=url, analysis_fps=fps))
     try:
         time.sleep(WARMUP_S)
+        latest = capture.latest
         frames0, kept0 = latest.get("frames_in", 0), latest.get("frames_out", 0)
-        cpu0, t0 = cpu_s(proc.pid), time.monotonic()
+        cpu0, t0 = cpu_s(capture.pid), time.monotonic()
         time.sleep(seconds)
         elapsed = time.monotonic() - t0
-        cpu = (cpu_s(proc.pid) - cpu0) / elapsed * 100
+        cpu = (cpu_s(capture.pid) - cpu0) / elapsed * 100
         return {
             "cpu_pct_of_core": round(cpu, 1),
-            "rss_mb": round(rss_mb(proc.pid), 1),
+            "rss_mb": round(rss_mb(capture.pid), 1),
             "fps_in": round((latest.get("frames_in", 0) - frames0) / elapsed, 2),
             "fps_out": round((latest.get("frames_out", 0) - kept0) / elapsed, 2),
             "open_s": latest.get("open_seconds"),
         }
     finally:
-        proc.stdin.close()
-        proc.wait(10)
+        capture.close()
 
 
 def capture_costs(seconds: float) -> list[dict[str, Any]]:

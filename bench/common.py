@@ -66,3 +66,47 @@ def rss_mb(pid: int) -> float:
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+class CaptureProcess:
+    """A camera's capture process exactly as the daemon starts it (settings on stdin), with
+    its latest stats and its analytics events collected by a reader thread."""
+
+    def __init__(self, settings: Any) -> None:
+        import subprocess
+        import threading
+
+        from edgeguard.cameras.wire import encode
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeguard.cameras.capture"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(encode(settings.to_dict()))
+        self.proc.stdin.flush()
+        self.latest: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        from edgeguard.cameras.wire import read_message
+
+        assert self.proc.stdout is not None
+        while (item := read_message(self.proc.stdout)) is not None:
+            if item[0].get("type") == "stats":
+                self.latest.update(item[0])
+            elif item[0].get("type") == "analytics":
+                self.events.append(item[0])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

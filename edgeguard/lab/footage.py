@@ -6,7 +6,6 @@ user's cache; when absent it is downloaded once from GitHub and its sha256 check
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -14,6 +13,8 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgeguard.analytics.models import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,6 @@ def search_dirs() -> list[Path]:
         dirs.append(Path(os.environ["EDGEGUARD_SHARED"]) / "data")
     dirs += [REPO_ROOT.parent / "shared" / "data", Path("/work/shared/data"), cache_dir()]
     return dirs
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def locate(footage: Footage = PERSON_CLIP, *, download: bool = True) -> Path:
