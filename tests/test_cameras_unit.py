@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from edgeguard.cameras.child import ChildProcess
 from edgeguard.cameras.config import CameraConfig, redact_url, with_credentials
 from edgeguard.cameras.evidence import EvidenceFiles
-from edgeguard.cameras.manager import coverage_report
+from edgeguard.cameras.manager import coverage_report, detector_socket_path
 from edgeguard.cameras.runner import CameraRunner
 from edgeguard.cameras.wire import MAX_LINE, CaptureSettings, WireError, encode, read_message
 from edgeguard.config import EdgeguardConfig, ReferenceProblemsError
@@ -395,3 +395,13 @@ def test_a_silent_child_is_killed_and_one_that_talks_garbage_too(
 
     assert asyncio.run(scenario("silent")) >= 1
     assert asyncio.run(scenario("garbage")) >= 1
+
+
+def test_detector_socket_path_fits_a_unix_socket() -> None:
+    short = detector_socket_path(Path("/run/edgeguard/control.sock"))
+    assert short == Path("/run/edgeguard/detector.sock")
+    deep = Path("/var/lib/" + "x" * 120) / "control.sock"
+    long_one = detector_socket_path(deep)
+    assert len(os.fsencode(long_one)) < 108
+    assert long_one != detector_socket_path(Path("/var/lib/" + "y" * 120) / "control.sock")
+

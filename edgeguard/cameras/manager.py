@@ -6,12 +6,16 @@ alarm is recorded and queued before any of this runs, and every camera call has 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from edgeguard.cameras.child import ChildProcess
@@ -39,6 +43,7 @@ TICK_S = 0.5
 STATS_PUBLISH_S = 30.0
 ONVIF_MODULE = "edgeguard.cameras.onvif_worker"
 DETECTOR_MODULE = "edgeguard.analytics.detector_service"
+MAX_SOCKET_PATH = 100
 ONVIF_REPLY_S = 15.0
 
 # Publishes a retained device payload now if the link is up (camera statistics): not queued,
@@ -255,7 +260,7 @@ class CameraManager:
         ]
         if not counting:
             return None
-        path = self.config.control.socket.parent / "detector.sock"
+        path = detector_socket_path(self.config.control.socket)
         model = next((a.detection.model for a in counting if a.detection.model), None)
         settings = {"socket": str(path), "model": str(model) if model else None, "threads": 1}
         self.detector_child = ChildProcess(
@@ -581,6 +586,16 @@ def coverage_report(config: EdgeguardConfig, live: dict[str, str]) -> list[dict[
             }
         )
     return report
+
+
+def detector_socket_path(control_socket: Path) -> Path:
+    """Beside the control socket; in the temp folder when that path would be too long for a
+    Unix socket (108 bytes on Linux), named after it so that two daemons do not collide."""
+    path = control_socket.parent / "detector.sock"
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    tag = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"edgeguard-detector-{tag}.sock"
 
 
 def clip_item(camera: str, result: dict[str, Any]) -> dict[str, Any]:
