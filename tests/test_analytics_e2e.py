@@ -32,8 +32,10 @@ def scene() -> Iterator[RtspServer]:
         find_person_model()
     except ModelError as exc:
         pytest.skip(str(exc))
-    # 6 x 5.9 s of the empty room, then visit 5 (person walks in at 92 s of the original)
-    video = composed(locate(), [(0.0, 5.9)] * 6 + [(92.0, 120.5)], "empty36-person5")
+    # 6 x 5.9 s of the empty room, then visit 5 (person walks in at 92 s of the original),
+    # then the empty room again, so that the server's loop comes long after the clip's window
+    empty = [(0.0, 5.9)] * 6
+    video = composed(locate(), [*empty, (92.0, 120.5), *empty], "empty36-person5-empty36")
     with RtspServer(video) as server:
         yield server
 

@@ -69,6 +69,21 @@ def _both_online(daemon: DaemonProcess) -> bool:
     return all(cameras[name]["state"] == "online" for name in ("cam-er-1", "cam-er-2"))
 
 
+def _start(
+    site: Site,
+    daemons: Callable[..., DaemonProcess],
+    camera: FakeOnvifCamera,
+    streams: tuple[RtspServer, RtspServer],
+) -> DaemonProcess:
+    """The daemon with cam-er-1 (ONVIF, stream URI from the camera) and cam-er-2 (RTSP) live and
+    cam-er-1's events subscribed."""
+    _configure(site, camera, streams[1].url)
+    daemon = daemons(site)
+    _wait(lambda: _both_online(daemon))
+    _wait(lambda: camera.subscriptions >= 1)
+    return daemon
+
+
 def _of(police: PoliceSubscriber, source: str) -> list[dict[str, Any]]:
     return [a for a in police.alarms() if a["source"] == source]
 
@@ -80,17 +95,14 @@ def test_digital_input_is_a_latching_panic_input_with_snapshots_and_ptz(
     onvif_camera: FakeOnvifCamera,
     streams: tuple[RtspServer, RtspServer],
 ) -> None:
-    _configure(site, onvif_camera, streams[1].url)
     onvif_camera.clock_offset_s = 120  # the camera's clock is two minutes fast
-    daemon = daemons(site)
-    _wait(lambda: _both_online(daemon))  # cam-er-1's stream URI came over ONVIF
+    daemon = _start(site, daemons, onvif_camera, streams)
     status = daemon.status()["cameras"]["cam-er-1"]
     assert status["onvif"]["connected"] is True
     assert status["onvif"]["model"] == "EdgeGuardLab FAKE-IPC-1"
     assert status["width"] == 768
     assert abs(status["onvif"]["clock_drift_s"] - 120) < 5
     assert "cam-er-1: its clock is +12" in daemon.log_text()
-    _wait(lambda: onvif_camera.subscriptions >= 1)
 
     onvif_camera.set_digital_input("DI_1", True)  # the button wired to the camera is pressed
     assert police.wait_for(
@@ -135,10 +147,7 @@ def test_camera_tamper_and_motion_events(
     onvif_camera: FakeOnvifCamera,
     streams: tuple[RtspServer, RtspServer],
 ) -> None:
-    _configure(site, onvif_camera, streams[1].url)
-    daemon = daemons(site)
-    _wait(lambda: _both_online(daemon))
-    _wait(lambda: onvif_camera.subscriptions >= 1)
+    _start(site, daemons, onvif_camera, streams)
 
     onvif_camera.emit_tamper(True)
     assert police.wait_for(lambda p: bool(_of(p, "cam-er-1-onvif-tamper")))

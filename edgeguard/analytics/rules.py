@@ -90,6 +90,22 @@ class _Clock:
         return self.last
 
 
+class _Hold:
+    """How long a condition has held: ``held`` is true once it has lasted ``seconds``; a false
+    condition starts it over. ``since`` is when the current run began."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def held(self, condition: bool, now: float, seconds: float) -> bool:
+        if not condition:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= seconds
+
+
 class CrowdRule:
     """The crowd alarm of one zone; ``update`` with the zone's smoothed count."""
 
@@ -98,8 +114,8 @@ class CrowdRule:
         self.settings = settings
         self.active = False
         self._clock = _Clock()
-        self._above_since: float | None = None  # count >= min_people since (while idle)
-        self._below_since: float | None = None  # count < clear threshold since (while active)
+        self._above = _Hold()  # count >= min_people (while idle)
+        self._below = _Hold()  # count < clear threshold (while active)
         self._started_at = 0.0
         self._activated_at = 0.0
         self._peak = 0
@@ -112,29 +128,21 @@ class CrowdRule:
         return self._while_active(count, now) if self.active else self._while_idle(count, now)
 
     def _while_idle(self, count: int, now: float) -> RuleEvent | None:
-        if count < self.settings.min_people:
-            self._above_since = None
+        if not self._above.held(count >= self.settings.min_people, now, self.settings.for_s):
             return None
-        if self._above_since is None:
-            self._above_since = now
-        if now - self._above_since < self.settings.for_s:
-            return None
-        self.active, self._below_since = True, None
-        self._started_at, self._activated_at, self._peak = self._above_since, now, count
+        assert self._above.since is not None
+        self.active, self._below.since = True, None
+        self._started_at, self._activated_at, self._peak = self._above.since, now, count
         logger.info("crowd in %s: %d people since %.1f s", self.zone, count, self._started_at)
         detail = {"min_people": self.settings.min_people, "for_s": self.settings.for_s}
         return RuleEvent("crowd", self.zone, True, now, self._started_at, count, detail)
 
     def _while_active(self, count: int, now: float) -> RuleEvent | None:
         self._peak = max(self._peak, count)
-        if count >= self.settings.clear_threshold:
-            self._below_since = None
+        below = count < self.settings.clear_threshold
+        if not self._below.held(below, now, self.settings.clear_after_s):
             return None
-        if self._below_since is None:
-            self._below_since = now
-        if now - self._below_since < self.settings.clear_after_s:
-            return None
-        self.active, self._above_since = False, None
+        self.active, self._above.since = False, None
         logger.info("crowd in %s cleared: %d people", self.zone, count)
         detail = {"peak": self._peak, "duration_s": round(now - self._activated_at, 3)}
         return RuleEvent("crowd", self.zone, False, now, self._started_at, count, detail)
@@ -149,7 +157,7 @@ class DwellRule:
         self.settings = settings
         self.active = False
         self._clock = _Clock()
-        self._below_since: float | None = None
+        self._below = _Hold()
         self._started_at = 0.0
         self._longest = 0.0
 
@@ -163,7 +171,7 @@ class DwellRule:
     def _while_idle(self, dwell_s: float, now: float) -> RuleEvent | None:
         if dwell_s < self.settings.max_s:
             return None
-        self.active, self._below_since = True, None
+        self.active, self._below.since = True, None
         self._started_at, self._longest = now - dwell_s, dwell_s
         logger.info("loitering in %s: %.0f s", self.zone, dwell_s)
         detail = {"dwell_s": round(dwell_s, 1), "max_s": self.settings.max_s}
@@ -171,12 +179,8 @@ class DwellRule:
 
     def _while_active(self, dwell_s: float, now: float) -> RuleEvent | None:
         self._longest = max(self._longest, dwell_s)
-        if dwell_s >= self.settings.max_s:
-            self._below_since = None
-            return None
-        if self._below_since is None:
-            self._below_since = now
-        if now - self._below_since < self.settings.clear_after_s:
+        below = dwell_s < self.settings.max_s
+        if not self._below.held(below, now, self.settings.clear_after_s):
             return None
         self.active = False
         logger.info("loitering in %s cleared", self.zone)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import signal
@@ -30,6 +31,11 @@ RESTART_MAX_S = 60.0
 HEALTHY_RUN_S = 60.0
 
 MessageHandler = Callable[[dict[str, Any], bytes | None], None]
+Reply = tuple[dict[str, Any], bytes | None]
+
+
+class ChildUnavailableError(RuntimeError):
+    """A request to a child got no answer: not running, not reading, or too slow."""
 
 
 class ChildProcess:
@@ -59,6 +65,8 @@ class ChildProcess:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._write_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
 
     @property
     def pid(self) -> int | None:
@@ -70,6 +78,9 @@ class ChildProcess:
 
     async def stop(self, timeout: float = 3.0) -> None:
         self._stopping = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ChildUnavailableError(f"{self.label}: stopping"))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,6 +100,20 @@ class ChildProcess:
                     logger.warning("%s: command not sent: %s", self.label, exc)
                 return False
         return True
+
+    async def request(self, command: dict[str, Any], timeout: float) -> Reply:
+        """Send a command with a fresh ``id`` and wait for the message carrying that ``id``."""
+        request_id = next(self._ids)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            if not self.send({**command, "id": request_id}):
+                raise ChildUnavailableError(f"{self.label}: not running")
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise ChildUnavailableError(f"{self.label}: did not answer in time") from exc
+        finally:
+            self._pending.pop(request_id, None)
 
     # --- supervision ------------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -200,6 +225,11 @@ class ChildProcess:
 
     def _on_loop(self, message: dict[str, Any], blob: bytes | None) -> None:
         self.last_message = time.monotonic()
+        future = self._pending.pop(message["id"], None) if "id" in message else None
+        if future is not None:
+            if not future.done():
+                future.set_result((message, blob))
+            return
         try:
             self.on_message(message, blob)
         except Exception:

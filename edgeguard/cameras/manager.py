@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import logging
 import os
 import tempfile
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgeguard.cameras.child import ChildProcess
+from edgeguard.cameras.child import ChildProcess, ChildUnavailableError
 from edgeguard.cameras.config import CameraConfig
 from edgeguard.cameras.evidence import EvidenceFiles, evidence_folder
 from edgeguard.cameras.runner import CameraRunner, Snapshot, SnapshotUnavailableError
@@ -74,8 +73,6 @@ class CameraManager:
         self.onvif: dict[str, OnvifState] = {}
         self.onvif_child: ChildProcess | None = None
         self.detector_child: ChildProcess | None = None
-        self._ids = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[tuple[dict[str, Any], bytes | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick: asyncio.Task[None] | None = None
         self._offline_open: set[str] = set()  # cameras with an open camera_offline alarm
@@ -127,9 +124,6 @@ class CameraManager:
         if self.detector_child is not None:
             await self.detector_child.stop()
             self.detector_child = None
-        for future in self._replies.values():
-            if not future.done():
-                future.cancel()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -301,11 +295,6 @@ class CameraManager:
 
     def _on_onvif_message(self, message: dict[str, Any], blob: bytes | None) -> None:
         kind = message.get("type")
-        if kind == "reply":
-            future = self._replies.pop(message.get("id", -1), None)
-            if future is not None and not future.done():
-                future.set_result((message, blob))
-            return
         camera = str(message.get("camera"))
         config = self.cameras.get(camera)
         state = self.onvif.get(camera)
@@ -418,22 +407,12 @@ class CameraManager:
         await self.service.writer.run(write)
 
     async def _onvif_request(self, command: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
-        child = self.onvif_child
-        if child is None:
+        if self.onvif_child is None:
             raise SnapshotUnavailableError("no ONVIF process")
-        request_id = next(self._ids)
-        future: asyncio.Future[tuple[dict[str, Any], bytes | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._replies[request_id] = future
         try:
-            if not child.send({**command, "id": request_id}):
-                raise SnapshotUnavailableError("ONVIF process not running")
-            return await asyncio.wait_for(future, ONVIF_REPLY_S)
-        except TimeoutError as exc:
-            raise SnapshotUnavailableError("ONVIF process did not answer in time") from exc
-        finally:
-            self._replies.pop(request_id, None)
+            return await self.onvif_child.request(command, ONVIF_REPLY_S)
+        except ChildUnavailableError as exc:
+            raise SnapshotUnavailableError(str(exc)) from exc
 
     # --- alarm linkage ----------------------------------------------------------------------
     def on_alarm(self, what: str, record: AlarmRecord | None) -> None:

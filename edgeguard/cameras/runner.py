@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeguard.analytics.spec import pipeline_spec
-from edgeguard.cameras.child import ChildProcess
+from edgeguard.cameras.child import ChildProcess, ChildUnavailableError
 from edgeguard.cameras.config import CameraConfig, redact_url, with_credentials
 from edgeguard.cameras.wire import CaptureSettings, encode
 
@@ -62,8 +61,6 @@ class CameraRunner:
         self.child: ChildProcess | None = None
         self.started = clock()
         self.offline_since: float | None = None
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[tuple[dict[str, Any], bytes | None]]] = {}
 
     @property
     def name(self) -> str:
@@ -117,9 +114,6 @@ class CameraRunner:
         )
 
     async def stop(self) -> None:
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(SnapshotUnavailableError("camera stopping"))
         if self.child is not None:
             await self.child.stop()
 
@@ -128,10 +122,6 @@ class CameraRunner:
         kind = message.get("type")
         if kind == "stats":
             self.stats = message
-        elif kind in ("snapshot", "clip"):
-            future = self._waiting.pop(message.get("id", -1), None)
-            if future is not None and not future.done():
-                future.set_result((message, blob))
         elif kind in ("analytics", "analytics_error", "clips_error"):
             if kind != "analytics":
                 logger.error("camera %s: %s", self.name, message.get("error"))
@@ -187,22 +177,12 @@ class CameraRunner:
     async def _request(
         self, command: dict[str, Any], timeout: float
     ) -> tuple[dict[str, Any], bytes | None]:
-        child = self.child
-        if child is None:
+        if self.child is None:
             raise SnapshotUnavailableError("camera not started")
-        request_id = next(self._ids)
-        future: asyncio.Future[tuple[dict[str, Any], bytes | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._waiting[request_id] = future
         try:
-            if not child.send({**command, "id": request_id}):
-                raise SnapshotUnavailableError("capture process not running")
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError as exc:
-            raise SnapshotUnavailableError("capture process did not answer in time") from exc
-        finally:
-            self._waiting.pop(request_id, None)
+            return await self.child.request(command, timeout)
+        except ChildUnavailableError as exc:
+            raise SnapshotUnavailableError(str(exc)) from exc
 
     async def clip(self, alarm_wall: float, path: str) -> dict[str, Any]:
         """An evidence clip around ``alarm_wall`` (epoch seconds), written by the capture

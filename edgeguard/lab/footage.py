@@ -83,6 +83,18 @@ def _download(footage: Footage) -> Path:
     return target
 
 
+H264 = ["-an", "-c:v", "libx264", "-preset", "veryfast", "-g", "20", "-bf", "0"]
+
+
+def _encoded(target: Path, ffmpeg_args: list[str]) -> Path:
+    """``target`` made once by ffmpeg (Debian's) into the cache, through a partial file."""
+    partial = target.with_name(target.stem + ".part.mp4")
+    command = ["ffmpeg", "-loglevel", "error", "-y", *ffmpeg_args, str(partial)]
+    subprocess.run(command, check=True, timeout=600)
+    partial.replace(target)
+    return target
+
+
 def scaled(source: Path, width: int, height: int, fps: int | None = None) -> Path:
     """A copy of ``source`` re-encoded to ``width``x``height`` H.264 (for benchmarks at camera
     resolutions), made once with Debian's ffmpeg and kept in the cache."""
@@ -92,15 +104,8 @@ def scaled(source: Path, width: int, height: int, fps: int | None = None) -> Pat
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     vf = f"scale={width}:{height}" + (f",fps={fps}" if fps else "")
-    partial = target.with_name(target.stem + ".part.mp4")
-    command = [
-        "ffmpeg", "-loglevel", "error", "-y", "-i", str(source), "-an", "-vf", vf,
-        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-g", "20",
-        "-bf", "0", "-pix_fmt", "yuv420p", str(partial),
-    ]  # fmt: skip
-    subprocess.run(command, check=True, timeout=600)
-    partial.replace(target)
-    return target
+    args = ["-i", str(source), "-vf", vf, *H264, "-profile:v", "main", "-pix_fmt", "yuv420p"]
+    return _encoded(target, args)
 
 
 def composed(source: Path, segments: list[tuple[float, float]], name: str) -> Path:
@@ -116,13 +121,7 @@ def composed(source: Path, segments: list[tuple[float, float]], name: str) -> Pa
         f"file '{source}'\ninpoint {start:.3f}\noutpoint {end:.3f}\n" for start, end in segments
     ]
     listing.write_text("".join(lines), encoding="utf-8")
-    partial = target.with_name(target.stem + ".part.mp4")
-    command = [
-        "ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-        "-an", "-c:v", "libx264", "-preset", "veryfast", "-g", "20", "-bf", "0",
-        "-pix_fmt", "yuv420p", "-r", "10", str(partial),
-    ]  # fmt: skip
-    subprocess.run(command, check=True, timeout=600)
-    partial.replace(target)
+    concat = ["-f", "concat", "-safe", "0", "-i", str(listing)]
+    _encoded(target, [*concat, *H264, "-pix_fmt", "yuv420p", "-r", "10"])
     listing.unlink()
     return target
