@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,7 @@ PERSON_FRAME = 150  # person 1 stands at the table (tests/data/one-by-one-labels
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> DetectorService:
+def service(tmp_path: Path) -> Iterator[DetectorService]:
     try:
         model = find_person_model()
     except ModelError as exc:
@@ -29,11 +30,10 @@ def service(tmp_path: Path) -> DetectorService:
     path = Path("/tmp") / f"eg-detector-{tmp_path.name[-20:]}.sock"  # AF_UNIX paths are short
     running = DetectorService(PersonDetector(model, min_score=SERVICE_MIN_SCORE), path)
     threading.Thread(target=running.serve, daemon=True).start()
-    for _ in range(100):
-        if path.exists():
-            break
-        threading.Event().wait(0.02)
-    return running
+    # not path.exists(): a socket file left by an earlier run would race the service's unlink
+    assert running.ready.wait(30), "the detector service did not start listening"
+    yield running
+    path.unlink(missing_ok=True)
 
 
 def _frame(index: int) -> cv2.typing.MatLike:

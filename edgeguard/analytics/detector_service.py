@@ -37,6 +37,7 @@ class DetectorService:
         self.lock = threading.Lock()
         self.requests = 0
         self.busy_s = 0.0
+        self.ready = threading.Event()  # set once clients can connect
 
     def serve(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -46,6 +47,7 @@ class DetectorService:
         server.bind(str(self.path))
         self.path.chmod(0o600)
         server.listen(16)
+        self.ready.set()
         logger.info("person detector serving on %s", self.path)
         while True:
             conn, _ = server.accept()
