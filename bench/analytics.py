@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CaptureProcess, cpu_s, emit, machine, rss_mb
+from common import CaptureProcess, cpu_s, emit, machine, memory_mb, rss_mb
 
 from edgeguard.analytics.detector import PersonDetector
 from edgeguard.analytics.models import find_person_model
@@ -123,11 +123,36 @@ def camera_process(
         return {
             "cpu_pct_of_core": round(cpu, 1),
             "rss_mb": round(rss_mb(capture.pid), 1),
+            "memory": memory_mb(capture.pid),
             "analysis": capture.latest.get("analysis"),
             "events": len(capture.events),
         }
     finally:
         capture.close()
+
+
+def two_cameras(url: str, detector: Path) -> dict[str, Any]:
+    """Two analysed cameras on one shared detector: the memory each process has to itself
+    (USS) is what every further camera adds; RSS counts OpenCV's libraries in both."""
+    processes = [
+        CaptureProcess(
+            CaptureSettings(
+                name=f"bench{i}",
+                url=url,
+                analysis_fps=5.0,
+                analytics=spec().to_dict(),
+                detector_socket=str(detector),
+            )
+        )
+        for i in (1, 2)
+    ]
+    try:
+        time.sleep(12.0)
+        per_camera = [memory_mb(p.pid) for p in processes]
+    finally:
+        for process in processes:
+            process.close()
+    return {"cameras": per_camera, "added_per_camera_mb": max(m["uss_mb"] for m in per_camera)}
 
 
 def main() -> None:
@@ -146,6 +171,8 @@ def main() -> None:
                 server.url, seconds, analytics=True, detector=socket_path
             )
             with_analysis["detector_service_rss_mb"] = round(rss_mb(service.pid), 1)
+            with_analysis["detector_service_memory"] = memory_mb(service.pid)
+            two = two_cameras(server.url, socket_path)
             with_analysis["detector_service_cpu_s"] = cpu_s(service.pid)
         finally:
             assert service.stdin is not None
@@ -157,6 +184,10 @@ def main() -> None:
     print(f"camera process, own detector: {json.dumps(in_process_detector)}")
     print(f"camera process, shared detector: {json.dumps(with_analysis)}")
     print(f"analysis share at 5 fps: {share} % of one core in the camera process (target <= 5 %)")
+    print(
+        f"two analysed cameras, shared detector: {json.dumps(two['cameras'])}; each further "
+        f"camera adds {two['added_per_camera_mb']} MB (USS; target <= 60 MB)"
+    )
     emit(
         {
             "bench": "analytics",
@@ -168,6 +199,7 @@ def main() -> None:
                 "capture_and_analysis_own_detector": in_process_detector,
                 "analysis_share_pct_of_core": share,
             },
+            "two_cameras_shared_detector": two,
         }
     )
 

@@ -63,6 +63,22 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS, PSS (shared pages split between the processes mapping them) and USS (pages only
+    this process has: what its exit would free, so what one more such process costs)."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            fields[name] = int(rest.split()[0])
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {
+        "rss_mb": round(fields.get("Rss", 0) / 1024, 1),
+        "pss_mb": round(fields.get("Pss", 0) / 1024, 1),
+        "uss_mb": round(uss / 1024, 1),
+    }
+
+
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks

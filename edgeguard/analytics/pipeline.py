@@ -6,6 +6,7 @@ runs. Pure: frames in, reports and events out; no I/O, no processes."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 Frame = npt.NDArray[np.uint8]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ZONE_MARGIN = 0.05  # motion this close to a zone (fraction of the frame) wakes the detector
+SETTLE_DETECTIONS = 2  # detections at the motion rate after the motion near a zone stops
 
 
 class Detector(Protocol):
@@ -108,6 +110,7 @@ class AnalysisPipeline:
         self.counter = ZoneCounter([Zone(z.name, z.polygon) for z in spec.zones])
         self.counts = {z.name: 0 for z in spec.zones}
         self._last_detect: float | None = None
+        self._near_until = -math.inf
         self._any_motion = False
 
     def process(self, frame: Frame, t: float) -> FrameReport:
@@ -132,11 +135,14 @@ class AnalysisPipeline:
         if self.detector is None or not self.zones:
             return None
         since = None if self._last_detect is None else t - self._last_detect
-        near = any(
+        if any(
             box_overlaps_polygon(box.expanded(ZONE_MARGIN), zone.spec.polygon)
             for box in motion
             for zone in self.zones
-        )
+        ):
+            self._near_until = t + SETTLE_DETECTIONS * self.spec.detect_interval
+        # still 'near' a moment after the motion stops: someone who just left is seen gone
+        near = t <= self._near_until
         due = since is None or since >= (
             self.spec.detect_interval if near else self.spec.idle_interval
         )
