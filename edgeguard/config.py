@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from edgeguard.cameras.config import MAX_SOURCE, CameraConfig
 from edgeguard.outputs import ModbusCoilOutputConfig, OutputConfig
 from edgeguard.secrets import Secret, SecretPath
+from edgeguard.web.config import WebConfig
 from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
 from edgeguard_drivers.contact_id import ContactIdInputConfig
 from edgeguard_drivers.gpio import GpioInputConfig
@@ -247,6 +248,11 @@ class EdgeguardConfig(StrictModel):
         default_factory=list,
         description="Cameras (RTSP or ONVIF): supervised, linked to alarm locations for "
         "snapshots and PTZ, their digital inputs usable as alarm inputs.",
+    )
+    console: WebConfig = Field(
+        default_factory=WebConfig,
+        description="The control-room web console served by `edgeguard run` (live alarms, "
+        "reset, history, health); by default on http://127.0.0.1:8080/ only.",
     )
 
     @model_validator(mode="after")

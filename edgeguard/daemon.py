@@ -18,6 +18,7 @@ from edgeguard.bridge import Bridge
 from edgeguard.cameras.manager import CameraManager
 from edgeguard.config import EdgeguardConfig
 from edgeguard.config_loader import ConfigError, load_config
+from edgeguard.console.server import Console, start_console
 from edgeguard.control import ControlServer, RequestError, ResetRequest, SimulateRequest
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
@@ -58,6 +59,7 @@ class Daemon:
         self.ready = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.heartbeats = 0
+        self.last_heartbeat_at: str | None = None
         self.signer = Signer.from_file(config.signing.private_key)
         self.writer = StoreWriter(config.store.path)
         self.book = AlarmBook(config, self.signer)
@@ -69,6 +71,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.outputs: OutputController | None = None
         self.cameras: CameraManager | None = None
+        self.console: Console | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self, *, install_signals: bool = True) -> int:
@@ -106,6 +109,7 @@ class Daemon:
         await self._start_cameras()
         self.control = ControlServer(self.config.control.socket, self._handle_control)
         await self.control.start()
+        self.console = await start_console(self)
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -182,6 +186,8 @@ class Daemon:
             await self.bridge.settle(STOP_FLUSH_S)
         if self.control is not None:
             await self.control.stop()
+        if self.console is not None:
+            await self.console.stop()
         if self.uplink is not None and self.uplink.connected:
             delivered = await self.outbox.drain(STOP_FLUSH_S)
             if not delivered:
@@ -246,6 +252,7 @@ class Daemon:
                 self.config.mqtt.heartbeat_qos,
                 False,
             )
+            self.last_heartbeat_at = iso_ms(utc_now())
 
     async def _watchdog_loop(self) -> None:
         interval = sysd.watchdog_interval()
@@ -438,6 +445,7 @@ class Daemon:
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "link": link,
+            "heartbeat": {"count": self.heartbeats, "last_at": self.last_heartbeat_at},
             "outbox": self.outbox.stats(),
             **snapshot,
         }

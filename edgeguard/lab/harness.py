@@ -66,8 +66,10 @@ def make_site(
     inputs: list[dict[str, Any]] | None = None,
     tls: bool = True,
     mqtt_extra: dict[str, Any] | None = None,
+    console_port: int | None = None,
 ) -> Site:
-    """Create keys and a config for a site on ``broker`` (TLS client cert when it has a PKI)."""
+    """Create keys and a config for a site on ``broker`` (TLS client cert when it has a PKI).
+    The control-room console is off unless ``console_port`` is given (tests run many sites)."""
     directory.mkdir(parents=True, exist_ok=True)
     key = directory / f"{site_id}.key"
     public = generate_keypair(key, overwrite=True)
@@ -98,6 +100,7 @@ def make_site(
         "store": {"path": str(directory / "edgeguard.db")},
         "control": {"socket": str(directory / "control.sock")},
         "logging": {"level": "INFO", "journald": "no"},
+        "console": {"enabled": console_port is not None, "port": console_port or 8080},
         "locations": {
             "er": {
                 "label": "急诊分诊台",

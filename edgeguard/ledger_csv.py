@@ -1,0 +1,49 @@
+"""The ledger (events table) as CSV: the same columns for `edgeguard events --csv` and the
+console's export. UTF-8 with a byte-order mark, so that Excel shows Chinese text correctly."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+EVENT_COLUMNS = [
+    "id",
+    "recorded_at",
+    "occurred_at",
+    "type",
+    "event_id",
+    "kind",
+    "priority",
+    "state",
+    "source",
+    "location",
+    "data",
+    "hash",
+]
+BOM = "\ufeff"
+
+
+def write_events_csv(rows: Iterable[dict[str, Any]], handle: TextIO) -> None:
+    """Header and rows to ``handle`` (opened with encoding utf-8-sig and newline='')."""
+    writer = csv.DictWriter(handle, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def csv_chunks(
+    rows: Iterable[dict[str, Any]], columns: list[str], *, every: int = 500
+) -> Iterator[str]:
+    """The CSV text in pieces of ``every`` rows, BOM first: for streaming a large export."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    buffer.write(BOM)
+    writer.writeheader()
+    for count, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if count % every == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

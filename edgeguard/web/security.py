@@ -1,0 +1,178 @@
+"""The middleware every console request passes: security headers, same-origin and CSRF checks
+on every action, and the session that says who is asking.
+
+- Every unsafe request (POST, PUT, PATCH, DELETE) must come from our own pages: its `Origin`
+  (or, without one, its `Referer`) must be this server, and `Sec-Fetch-Site`, when the browser
+  sends it, must not be `cross-site`. A request with neither header is refused: browsers
+  always send one on a form or fetch POST.
+- Every unsafe request of a logged-in user must also carry the session's CSRF token, in the
+  `X-CSRF-Token` header (fetch) or a `csrf` form field.
+- Pages without a session redirect to the login page; API calls get 401 JSON.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from edgeguard.web.config import WebConfig
+from edgeguard.web.sessions import LoginLimiter, Session, SessionStore
+from edgeguard.web.users import User, UserStore
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "eg_session"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PUBLIC = frozenset({"/login", "/favicon.ico"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; media-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'"
+)
+
+
+@dataclass
+class WebContext:
+    """What the handlers of one console share."""
+
+    config: WebConfig
+    users: UserStore
+    sessions: SessionStore
+    limiter: LoginLimiter
+    app_name: str  # "console" or "police": the page script and the title
+    version: str
+
+
+CONTEXT = web.AppKey("edgeguard_web", WebContext)
+SESSION = "eg_session"  # request key: the Session
+USER = "eg_user"  # request key: the User
+
+
+def context(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
+
+
+def current_user(request: web.Request) -> User:
+    user = request.get(USER)
+    if not isinstance(user, User):
+        raise web.HTTPUnauthorized(text="not logged in")
+    return user
+
+
+def current_session(request: web.Request) -> Session:
+    session = request.get(SESSION)
+    if not isinstance(session, Session):
+        raise web.HTTPUnauthorized(text="not logged in")
+    return session
+
+
+def require_admin(request: web.Request) -> User:
+    user = current_user(request)
+    if not user.is_admin:
+        logger.warning("console: operator %s tried %s %s", user.name, request.method, request.path)
+        raise json_error(web.HTTPForbidden, "admins only")
+    return user
+
+
+def json_error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    body = json.dumps({"error": message}, ensure_ascii=False)
+    return kind(text=body, content_type="application/json")
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, errors and redirects included."""
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    if not request.path.startswith("/static/"):
+        h.setdefault("Cache-Control", "no-store")
+    if context(request).config.https:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = context(request)
+    if request.method in UNSAFE:
+        _check_same_origin(request, ctx)
+    if request.path in PUBLIC or request.path.startswith("/static/"):
+        return await handler(request)
+    token = request.cookies.get(COOKIE)
+    # the live stream keeps a page open for hours: it is not activity
+    session = ctx.sessions.get(token, touch=not request.path.endswith("/stream"))
+    user = ctx.users.get(session.user) if session is not None else None
+    if session is None or user is None:
+        return _not_logged_in(request, had_cookie=bool(token))
+    if request.method in UNSAFE:
+        await _check_csrf(request, session)
+    request[SESSION] = session
+    request[USER] = user
+    return await handler(request)
+
+
+def _not_logged_in(request: web.Request, *, had_cookie: bool) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        raise json_error(web.HTTPUnauthorized, "not logged in or session expired")
+    raise web.HTTPSeeOther("/login?expired=1" if had_cookie else "/login")
+
+
+def _check_same_origin(request: web.Request, ctx: WebContext) -> None:
+    own = f"{'https' if ctx.config.https else 'http'}://{request.host}"
+    origin = request.headers.get("Origin")
+    referer = request.headers.get("Referer")
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site == "cross-site":
+        _refuse(request, f"Sec-Fetch-Site {fetch_site}")
+    if origin is not None and origin != "null":
+        if origin != own:
+            _refuse(request, f"Origin {origin}")
+        return
+    if referer is not None and (referer == own or referer.startswith(own + "/")):
+        return
+    _refuse(request, "no Origin or Referer of this server")
+
+
+def _refuse(request: web.Request, why: str) -> None:
+    logger.warning("console: refused cross-site %s %s (%s)", request.method, request.path, why)
+    raise json_error(web.HTTPForbidden, "cross-site request refused")
+
+
+async def _check_csrf(request: web.Request, session: Session) -> None:
+    token = request.headers.get("X-CSRF-Token")
+    if token is None and request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        value = form.get("csrf")
+        token = value if isinstance(value, str) else None
+    if token is None or not hmac.compare_digest(token, session.csrf):
+        logger.warning("console: refused %s %s: bad CSRF token", request.method, request.path)
+        raise json_error(web.HTTPForbidden, "missing or wrong CSRF token")
+
+
+def set_session_cookie(response: web.StreamResponse, ctx: WebContext, session: Session) -> None:
+    response.set_cookie(
+        COOKIE,
+        session.token,
+        httponly=True,
+        samesite="Strict",
+        secure=ctx.config.https,
+        path="/",
+        max_age=int(ctx.config.session_max_hours * 3600),
+    )
+
+
+def clear_session_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(COOKIE, path="/")
+
+
+def client_key(request: web.Request) -> str:
+    peer: Any = request.transport.get_extra_info("peername") if request.transport else None
+    return f"addr:{peer[0] if peer else '?'}"
