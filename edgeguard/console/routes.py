@@ -19,7 +19,7 @@ from edgeguard.web.app import make_app
 from edgeguard.web.config import WebConfig
 from edgeguard.web.security import context, current_user, json_error
 from edgeguard.web.sse import stream
-from edgeguard.web.users import User, UserStore
+from edgeguard.web.users import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,6 @@ def _backend(request: web.Request) -> ConsoleBackend:
 
 def _json(data: Any) -> web.Response:
     return web.json_response(data, dumps=lambda v: json.dumps(v, ensure_ascii=False, default=str))
-
-
-def person(user: User) -> str:
-    """How an operator's name goes into the log: their name, and their login if different."""
-    name = user.display_name if user.display_name == user.name else (
-        f"{user.display_name} ({user.name})")  # fmt: skip
-    return name[:100]
 
 
 async def live_stream(request: web.Request) -> web.StreamResponse:
@@ -131,7 +124,7 @@ async def reset_alarm(request: web.Request) -> web.Response:
     user = current_user(request)
     event_id = request.match_info["event_id"]
     try:
-        view = await _backend(request).reset(event_id, person(user))
+        view = await _backend(request).reset(event_id, user.recorded_name)
     except ConsoleError as exc:
         raise json_error(web.HTTPConflict, str(exc)) from exc
     logger.info("console: alarm %s reset by %s", event_id, user.name)
@@ -141,7 +134,7 @@ async def reset_alarm(request: web.Request) -> web.Response:
 async def ack_alarm_locally(request: web.Request) -> web.Response:
     user = current_user(request)
     try:
-        view = await _backend(request).local_ack(request.match_info["event_id"], person(user))
+        view = await _backend(request).local_ack(request.match_info["event_id"], user.recorded_name)
     except ConsoleError as exc:
         raise json_error(web.HTTPNotFound, str(exc)) from exc
     return _json({"alarm": view})

@@ -3,6 +3,7 @@ cookie, the CSRF token from /api/me, and an Origin header on every POST. For tes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -43,7 +44,12 @@ class ConsoleClient:
         return self.http.post(path, json=body or {}, headers=sent)
 
     def events(self, path: str = "/api/stream", timeout: float = 10.0) -> Iterator[dict[str, Any]]:
-        """The live stream's events as dicts ({"type": ..., ...}) until ``timeout`` passes."""
+        """The live stream's events as dicts ({"type": ..., ...}) until ``timeout`` passes or
+        the server closes the stream."""
+        with contextlib.suppress(httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError):
+            yield from self._events(path, timeout)
+
+    def _events(self, path: str, timeout: float) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         with self.http.stream("GET", path, timeout=timeout) as response:
             response.raise_for_status()

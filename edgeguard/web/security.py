@@ -120,7 +120,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _not_logged_in(request: web.Request, *, had_cookie: bool) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or request.method in UNSAFE:
         raise json_error(web.HTTPUnauthorized, "not logged in or session expired")
     raise web.HTTPSeeOther("/login?expired=1" if had_cookie else "/login")
 

@@ -61,6 +61,13 @@ class User:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def recorded_name(self) -> str:
+        """How this user's actions go into logs and acks: the name, and the login if other."""
+        if self.display_name == self.name:
+            return self.name[:100]
+        return f"{self.display_name} ({self.name})"[:100]
+
     def public(self) -> dict[str, str]:
         return {
             "name": self.name,
