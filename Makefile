@@ -44,6 +44,7 @@ bench: venv
 	$(BIN)/python bench/camera_capture.py
 	$(BIN)/python bench/analytics.py
 	$(BIN)/python bench/motion_compare.py
+	$(BIN)/python bench/console_latency.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -19,6 +19,10 @@ packages=(
   gstreamer1.0-plugins-good  # qtdemux, rtph264pay
   gstreamer1.0-plugins-bad   # h264parse
   ffmpeg                     # ffprobe checks snapshots/clips in tests
+  # the consoles' browser tests: Playwright drives Debian's Chromium (never a downloaded one)
+  chromium
+  chromium-driver
+  fonts-wqy-microhei         # Chinese text in the screenshots
 )
 
 missing=()

@@ -110,6 +110,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     # the live stream keeps a page open for hours: it is not activity
     session = ctx.sessions.get(token, touch=not request.path.endswith("/stream"))
     user = ctx.users.get(session.user) if session is not None else None
+    if session is not None and (user is None or user.password_changed_at > session.login_at):
+        ctx.sessions.end(session.token)  # deleted, or the password changed since the login
+        session = None
     if session is None or user is None:
         return _not_logged_in(request, had_cookie=bool(token))
     if request.method in UNSAFE:

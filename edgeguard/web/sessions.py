@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edgeguard.ids import iso_ms, utc_now
+
 Clock = Callable[[], float]
 MAX_SESSIONS = 1000
 MAX_TRACKED_FAILURES = 10_000
@@ -20,6 +22,7 @@ class Session:
     user: str
     created: float
     last_seen: float
+    login_at: str  # UTC, ISO with ms: a password changed after this ends the session
 
 
 @dataclass
@@ -35,7 +38,9 @@ class SessionStore:
             oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
             del self._sessions[oldest.token]
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), user, now, now)
+        session = Session(
+            secrets.token_urlsafe(32), secrets.token_urlsafe(32), user, now, now, iso_ms(utc_now())
+        )
         self._sessions[session.token] = session
         return session
 

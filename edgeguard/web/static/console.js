@@ -55,7 +55,7 @@ const Console = {
     this.sound.set(unacknowledged);
     const badge = document.getElementById("alerting");
     if (badge) {
-      badge.textContent = unacknowledged ? `🔔 ${EG.t("live.alerting")}` : "";
+      badge.textContent = unacknowledged ? `● ${EG.t("live.alerting")}` : "";
       badge.className = unacknowledged ? "alerting-badge" : "";
     }
     if (this.tab === "live") this.renderLive();

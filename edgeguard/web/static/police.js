@@ -68,7 +68,7 @@ const Police = {
     this.sound.set(fresh);
     const badge = document.getElementById("alerting");
     if (badge) {
-      badge.textContent = fresh ? `🔔 ${EG.t("police.new")}` : "";
+      badge.textContent = fresh ? `● ${EG.t("police.new")}` : "";
       badge.className = fresh ? "alerting-badge" : "";
     }
     if (this.tab === "live") this.renderLive();
@@ -84,10 +84,10 @@ const Police = {
     this.sitesBox = EG.el("section", { id: "sites" });
     const open = this.sorted();
     const recent = this.warnings.slice(0, 3).map((w) => this.warningItem(w));
-    this.view.replaceChildren(this.sitesBox,
+    this.view.replaceChildren(...[this.sitesBox,
       recent.length ? EG.el("section", { id: "recent-warnings" }, recent) : null,
       open.length ? EG.el("section", { class: "cards", id: "alarms" }, open.map((a) => this.card(a)))
-        : EG.el("p", { id: "no-alarms", text: EG.t("live.none") }));
+        : EG.el("p", { id: "no-alarms", text: EG.t("live.none") })].filter(Boolean));
     this.renderSites();
   },
 
