@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -16,8 +15,13 @@ from typing import Any
 import yaml
 
 from edgeguard import __version__
+from edgeguard.ledger_csv import EVENT_COLUMNS, write_events_csv
+from edgeguard.user_cli import add_user_commands
 
 DEFAULT_CONFIG = Path(os.environ.get("EDGEGUARD_CONFIG", "/etc/edgeguard/edgeguard.yaml"))
+DEFAULT_POLICE_CONFIG = Path(
+    os.environ.get("EDGEGUARD_POLICE_CONFIG", "/etc/edgeguard/police.yaml")
+)
 EXIT_OK, EXIT_FAIL = 0, 1
 
 
@@ -136,20 +140,6 @@ def cmd_verify_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-EVENT_COLUMNS = [
-    "id",
-    "recorded_at",
-    "occurred_at",
-    "type",
-    "event_id",
-    "kind",
-    "priority",
-    "state",
-    "source",
-    "location",
-    "data",
-    "hash",
-]
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -193,9 +183,7 @@ def _write_csv(rows: list[dict[str, Any]], target: str) -> None:
     else:
         handle = Path(target).open("w", encoding="utf-8-sig", newline="")  # noqa: SIM115
     with handle:
-        writer = csv.DictWriter(handle, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        write_events_csv(rows, handle)
 
 
 # --- the running daemon ----------------------------------------------------------------------
@@ -316,6 +304,12 @@ def cmd_police_ack(args: argparse.Namespace) -> int:
     return send_ack(args)
 
 
+def cmd_police(args: argparse.Namespace) -> int:
+    from edgeguard.police.run import run_police
+
+    return run_police(args.config)
+
+
 # --- parser ----------------------------------------------------------------------------------
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -360,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_commands(sub)
     _add_daemon_commands(sub)
     _add_police_commands(sub)
+    add_user_commands(sub, _config_arg)
     return parser
 
 
@@ -486,6 +481,18 @@ def _add_police_commands(sub: Subparsers) -> None:
     )
     p.add_argument("--by", required=True, help="dispatcher's name or id")
     p.set_defaults(func=cmd_police_ack)
+
+    p = sub.add_parser(
+        "police", help="police receiver: store, supervise and acknowledge every site's alarms"
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_POLICE_CONFIG,
+        help="police config file (default: $EDGEGUARD_POLICE_CONFIG or /etc/edgeguard/police.yaml)",
+    )
+    p.set_defaults(func=cmd_police)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

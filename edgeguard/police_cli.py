@@ -1,5 +1,6 @@
-"""`edgeguard listen` and `edgeguard police-ack`: the police side of the MQTT contract for the
-demo, commissioning and tests (the full police receiver is `edgeguard police`, planned)."""
+"""`edgeguard listen` and `edgeguard police-ack`: the police side of the MQTT contract for
+commissioning, the demo and tests (the police receiver with its store, supervision and
+dashboard is `edgeguard police`: edgeguard/police/)."""
 
 from __future__ import annotations
 

@@ -3,10 +3,12 @@
 Starts a local mosquitto on loopback (TLS with client certificates and the per-site ACL), a
 real RTSP server looping real footage (intel-iot-devkit sample video, CC-BY-4.0; fetched and
 checked by sha256 when ../shared is absent) as the ER's two cameras, the daemon on
-config/demo.yaml, and a police-side subscriber that prints each alarm as a dispatcher reads it,
-with its signature verified, and saves the snapshots that follow it (.demo/police-snapshots/).
-Keys on the keyboard press the simulated buttons, let the police acknowledge, and reset alarms
-in the control room. Ctrl-C (or q) stops everything.
+config/demo.yaml with its control-room console (http://127.0.0.1:18080/), the police receiver
+and dashboard on config/demo-police.yaml (http://127.0.0.1:18090/), and a police-side
+subscriber that prints each alarm as a dispatcher reads it, with its signature verified, and
+saves the snapshots that follow it (.demo/police-snapshots/). Keys on the keyboard press the
+simulated buttons, let the police acknowledge, and reset alarms in the control room; the same
+can be done in the two web pages. Ctrl-C (or q) stops everything.
 
     .venv/bin/python scripts/demo.py            interactive
     .venv/bin/python scripts/demo.py --smoke    press, acknowledge, reset, check, exit (for tests)
@@ -33,7 +35,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / ".demo"
 CONFIG = REPO / "config" / "demo.yaml"
+POLICE_CONFIG = REPO / "config" / "demo-police.yaml"
 PLAIN_PORT, TLS_PORT = 18830, 18883
+CONSOLE_URL = "http://127.0.0.1:18080"  # named in config/demo.yaml
+DASHBOARD_URL = "http://127.0.0.1:18090"  # named in config/demo-police.yaml
+DEMO_PASSWORD = "edgeguard-demo"
+# (login, role, display name): the control room's and the police's demo users
+CONSOLE_USERS: list[tuple[str, Role, str]] = [
+    ("admin", "admin", "值班长 王"),
+    ("operator", "operator", "值班员 李"),
+]
+POLICE_USERS: list[tuple[str, Role, str]] = [("police", "admin", "110 指挥中心 王警官")]
 RTSP_PORT = 18554  # named in config/demo.yaml
 BIN = Path(sys.executable).parent
 EDGEGUARD = str(BIN / "edgeguard")
@@ -44,10 +56,14 @@ from edgeguard.analytics.models import ModelError, find_person_model  # noqa: E4
 from edgeguard.config_loader import load_config  # noqa: E402
 from edgeguard.control import call  # noqa: E402
 from edgeguard.lab.broker import Mosquitto  # noqa: E402
+from edgeguard.lab.consoles import add_user  # noqa: E402
 from edgeguard.lab.footage import FootageError, locate  # noqa: E402
 from edgeguard.lab.pki import DevPKI  # noqa: E402
 from edgeguard.lab.rtsp_server import RtspServer, RtspServerError, available  # noqa: E402
+from edgeguard.lab.web_client import ConsoleClient  # noqa: E402
+from edgeguard.police.config import load_police_config  # noqa: E402
 from edgeguard.signing import generate_keypair  # noqa: E402
+from edgeguard.web.users import Role  # noqa: E402
 
 HELP = """
   Keys:  p  press the ER panic button        r  release it
@@ -69,7 +85,12 @@ def prepare() -> DevPKI:
     if not key.exists():
         generate_keypair(key)
     shutil.copyfile(key.with_suffix(".pub"), DEMO / "police-keys" / "demo-hospital.pub")
-    load_config(CONFIG)  # fail early, with file:line, if the demo config is broken
+    site = load_config(CONFIG)  # fail early, with file:line, if the demo config is broken
+    police = load_police_config(POLICE_CONFIG)
+    for login, role, display in CONSOLE_USERS:
+        add_user(site.console.users_path(site.store.path), login, DEMO_PASSWORD, role, display)
+    for login, role, display in POLICE_USERS:
+        add_user(police.web.users_path(police.database), login, DEMO_PASSWORD, role, display)
     return pki
 
 
@@ -161,6 +182,7 @@ class Demo:
         if not listening.wait(20):
             raise SystemExit(f"the police subscriber did not subscribe; see {self.listen_log}")
         print("police:  edgeguard listen — prints each verified alarm below (persistent session)")
+        self.start_police_receiver()
         log = DEMO / "daemon.log"
         with log.open("ab") as out:
             daemon = subprocess.Popen(
@@ -171,7 +193,27 @@ class Demo:
             )
         self.procs.append(daemon)
         wait_ready(self.socket, daemon, log)
-        print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})\n")
+        print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})")
+        wait_http(CONSOLE_URL, daemon, log)
+        logins = ", ".join(f"{u} / {DEMO_PASSWORD} ({d})" for u, _, d in CONSOLE_USERS)
+        print(f"console: control room  {CONSOLE_URL}/   log in as {logins}")
+        logins = ", ".join(f"{u} / {DEMO_PASSWORD} ({d})" for u, _, d in POLICE_USERS)
+        print(f"console: police desk   {DASHBOARD_URL}/   log in as {logins}\n")
+
+    def start_police_receiver(self) -> None:
+        """`edgeguard police`: the receiver with its own database and the dashboard."""
+        log = DEMO / "police-receiver.log"
+        with log.open("ab") as out:
+            receiver = subprocess.Popen(
+                [EDGEGUARD, "police", "-c", str(POLICE_CONFIG)],
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append(receiver)
+        wait_http(DASHBOARD_URL, receiver, log)
+        where = log.relative_to(REPO)
+        print(f"police:  edgeguard police -c config/demo-police.yaml (log: {where})")
 
     def _relay(
         self, listener: subprocess.Popen[bytes], listening: threading.Event, to_terminal: bool
@@ -202,23 +244,19 @@ class Demo:
         return max(buttons or alarms, key=lambda a: a["occurred_at"]) if alarms else None
 
     def police_ack(self) -> None:
+        """What the dispatcher's 确认接警 button does: through the police dashboard, which
+        records it and publishes the ack to the site."""
         alarm = self.newest_open()
         if alarm is None:
             print("  (no open alarm)")
             return
-        subprocess.run(
-            [
-                EDGEGUARD,
-                "police-ack",
-                alarm["event_id"],
-                "--site",
-                "demo-hospital",
-                "--by",
-                "110 指挥中心 王警官",
-                *police_args(self.pki),
-            ],
-            check=False,
-        )
+        with ConsoleClient(DASHBOARD_URL) as desk:
+            desk.login(POLICE_USERS[0][0], DEMO_PASSWORD)
+            answer = desk.post(f"/api/alarms/{alarm['event_id']}/ack")
+        if answer.status_code != 200:
+            print(f"  !! police ack: {answer.status_code} {answer.text[:200]}")
+            return
+        print(f"  police acknowledged {alarm['event_id']} ({POLICE_USERS[0][2]})")
 
     def reset(self) -> None:
         alarm = self.newest_open()
@@ -317,8 +355,38 @@ def smoke(demo: Demo) -> int:
         expected += ["snapshot cam-er-1: ", "snapshot cam-er-2: ", "EVIDENCE"]
     ok = all(text in log for text in expected) and "SECURITY WARNING" not in log
     print(log)
+    ok = consoles_ok() and ok
     print(json.dumps({"demo_smoke": "ok" if ok else "failed"}))
     return 0 if ok else 1
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+    """Until ``url``/login answers; the process's log when it dies or never answers."""
+    import httpx  # the demo's own check; httpx comes with the dev tools
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[1]} exited; its log:\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer; see {log}")
+
+
+def consoles_ok() -> bool:
+    """The smoke run's check of both web consoles, through their HTTP APIs."""
+    with ConsoleClient(CONSOLE_URL) as room, ConsoleClient(DASHBOARD_URL) as desk:
+        room.login(CONSOLE_USERS[0][0], DEMO_PASSWORD)
+        desk.login(POLICE_USERS[0][0], DEMO_PASSWORD)
+        reset = [a for a in room.get("/api/alarms", kind="panic").json()["alarms"]
+                 if a["state"] == "reset"]  # fmt: skip
+        acked = [a for a in desk.get("/api/alarms").json()["alarms"]
+                 if a["police_state"] == "acknowledged"]  # fmt: skip
+    print(f"consoles: control room shows {len(reset)} reset panic alarm(s), the police "
+          f"dashboard {len(acked)} acknowledged")  # fmt: skip
+    return bool(reset) and bool(acked) and reset[0]["reset_by"] == "值班员 李"
 
 
 def wait_cameras_live(demo: Demo, timeout: float = 20.0) -> None:

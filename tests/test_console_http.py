@@ -54,7 +54,9 @@ def admin(running: tuple[DaemonProcess, str]) -> Iterator[ConsoleClient]:
         yield client
 
 
-def _collect(client: ConsoleClient, events: list[dict[str, Any]], timeout: float) -> threading.Thread:
+def _collect(
+    client: ConsoleClient, events: list[dict[str, Any]], timeout: float
+) -> threading.Thread:
     def read() -> None:
         for event in client.events(timeout=timeout):
             events.append(event)
@@ -86,7 +88,8 @@ def test_press_live_ack_reset_history_and_csv(
     assert alarm["location"]["label"] == "急诊分诊台"
     assert alarm["location"]["building"] == "门诊楼"
     event_id = alarm["event_id"]
-    _wait(lambda: any(e["data"].get("state") == "delivered" for e in events if e["type"] == "alarm"))
+    _wait(lambda: any(e["data"].get("state") == "delivered" for e in events
+                      if e["type"] == "alarm"))  # fmt: skip
 
     acked = admin.post(f"/api/alarms/{event_id}/ack-local")
     assert acked.status_code == 200
@@ -112,15 +115,19 @@ def test_press_live_ack_reset_history_and_csv(
     assert ledger.headers["content-type"].startswith("text/csv")
     text = ledger.content.decode("utf-8")
     assert text.startswith("\ufeffid,recorded_at")
-    assert "alarm.reset" in text and "王主任 (wang)" in text
+    assert "alarm.reset" in text
+    assert "王主任 (wang)" in text
     alarms_csv = admin.get("/api/alarms.csv").content.decode("utf-8")
     assert event_id in alarms_csv
     assert admin.get("/api/alarms", since="yesterday").status_code == 400
 
 
-def test_pages_health_and_language(running: tuple[DaemonProcess, str], admin: ConsoleClient) -> None:
+def test_pages_health_and_language(
+    running: tuple[DaemonProcess, str], admin: ConsoleClient
+) -> None:
     login = admin.http.get("/login")
-    assert 'lang="zh-CN"' in login.text and "安防监控中心" in login.text
+    assert 'lang="zh-CN"' in login.text
+    assert "安防监控中心" in login.text
     assert "Security control room" in admin.http.get("/login?lang=en").text
     page = admin.get("/")
     assert page.status_code == 200
@@ -178,10 +185,13 @@ def test_every_action_refuses_unauthenticated_cross_site_and_tokenless(
     assert [u["name"] for u in admin.get("/api/users").json()["users"]] == [OPERATOR, ADMIN]
 
 
-def test_unauthenticated_pages_redirect_and_api_says_401(running: tuple[DaemonProcess, str]) -> None:
+def test_unauthenticated_pages_redirect_and_api_says_401(
+    running: tuple[DaemonProcess, str],
+) -> None:
     with ConsoleClient(running[1]) as anonymous:
         page = anonymous.get("/")
-        assert page.status_code == 303 and page.headers["location"] == "/login"
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login"
         for path in ("/api/me", "/api/alarms", "/api/ledger.csv", "/api/health", "/api/stream",
                      f"/api/alarms/{SAMPLE_EVENT}", "/api/users"):  # fmt: skip
             assert anonymous.get(path).status_code == 401, path
@@ -189,7 +199,9 @@ def test_unauthenticated_pages_redirect_and_api_says_401(running: tuple[DaemonPr
         assert anonymous.get("/api/me").status_code == 401
 
 
-def test_operator_cannot_manage_users(running: tuple[DaemonProcess, str], admin: ConsoleClient) -> None:
+def test_operator_cannot_manage_users(
+    running: tuple[DaemonProcess, str], admin: ConsoleClient
+) -> None:
     with ConsoleClient(running[1]) as operator:
         assert operator.login(OPERATOR, OPERATOR_PW).status_code == 303
         assert operator.get("/api/users").status_code == 403
@@ -197,7 +209,8 @@ def test_operator_cannot_manage_users(running: tuple[DaemonProcess, str], admin:
         assert operator.post("/api/users", new).status_code == 403
         assert operator.post(f"/api/users/{ADMIN}/delete").status_code == 403
         assert operator.post(f"/api/users/{OPERATOR}/role", {"role": "admin"}).status_code == 403
-        assert operator.post(f"/api/users/{ADMIN}/password", {"password": "taken over!"}).status_code == 403
+        takeover = operator.post(f"/api/users/{ADMIN}/password", {"password": "taken over!"})
+        assert takeover.status_code == 403
         assert operator.get("/api/me").json()["user"]["role"] == "operator"
         # the admin can, and deleting a user ends their session at once
         assert admin.post("/api/users", new).status_code == 200
@@ -233,3 +246,15 @@ def test_sessions_expire(
         assert page.headers["location"] == "/login?expired=1"
         assert "会话已过期" in client.http.get(page.headers["location"]).text
         assert client.post("/api/me/language", {"language": "en"}).status_code == 401
+
+
+def test_a_password_changed_on_the_appliance_ends_open_sessions(
+    running: tuple[DaemonProcess, str], admin: ConsoleClient
+) -> None:
+    """`edgeguard user password` writes the users database directly: the daemon must not let
+    a session opened with the old password go on."""
+    time.sleep(0.01)  # a password change in the same millisecond as the login is not 'after'
+    UserStore(running[0].site.directory / "users.db").set_password(ADMIN, "a brand new one")
+    assert admin.get("/api/me").status_code == 401
+    assert admin.login(ADMIN, ADMIN_PW).status_code == 401
+    assert admin.login(ADMIN, "a brand new one").status_code == 303

@@ -10,6 +10,7 @@ pages go to test-artifacts/."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,6 @@ def _camera(name: str, url: str) -> dict[str, Any]:
 
 
 def _wait_cameras_online(daemon: DaemonProcess, timeout: float = 30.0) -> None:
-    import time  # noqa: PLC0415
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         cameras = daemon.status()["cameras"]

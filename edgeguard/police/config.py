@@ -1,0 +1,189 @@
+"""Configuration of the police receiver, `edgeguard police -c FILE` (pydantic v2, strict:
+unknown keys are errors, every field described)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from edgeguard.config import LoggingConfig, TlsConfig
+from edgeguard.config_loader import (
+    ConfigError,
+    ConfigIssue,
+    KeyPath,
+    _data_path,
+    _nearest_line,
+    format_path,
+    parse_yaml,
+)
+from edgeguard.secrets import Secret
+from edgeguard.web.config import WebConfig
+from edgeguard_drivers.base import Name, StrictModel
+
+MAX_LOST_AFTER_S = 17.0  # docs/mqtt-api.md section 8: 3 x heartbeat interval must stay <= 17 s
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class PoliceMqttConfig(StrictModel):
+    """The receiver's link to the police broker (MQTT 5, persistent session)."""
+
+    host: str = Field(default="localhost", min_length=1, description="Broker host name or IP.")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Broker port; default 8883 with TLS, 1883 without.",
+    )
+    tls: TlsConfig | None = Field(
+        default=None,
+        description="TLS settings; the client certificate's CN is `police` for the broker's ACL "
+        "(docs/mqtt-api.md section 10). Omit for plain TCP.",
+    )
+    username: str | None = Field(default=None, description="Username, when the broker uses them.")
+    password: Secret | None = Field(
+        default=None,
+        description="Password: a string, {env: VAR}, {credential: NAME} or {file: PATH}. "
+        "Never logged or printed.",
+    )
+    keepalive: int = Field(
+        default=8,
+        ge=2,
+        le=8,
+        description="Keepalive seconds: at most 8, so that a dead broker link is noticed within "
+        "the 20 s supervision target.",
+    )
+    session_expiry: int = Field(
+        default=7 * 86400,
+        ge=0,
+        description="MQTT 5 session expiry (s): how long the broker keeps queueing alarms for "
+        "this receiver while it is away.",
+    )
+    reconnect_min: float = Field(
+        default=0.5, gt=0, description="First reconnect delay (s); doubles up to reconnect_max."
+    )
+    reconnect_max: float = Field(default=10.0, gt=0, description="Longest reconnect delay (s).")
+
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+
+class SitePolicy(StrictModel):
+    """What the police side knows about one site out of band."""
+
+    name: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Display name; default: the `site_name` the site sends in its alarms.",
+    )
+    heartbeat_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=MAX_LOST_AFTER_S / 3,
+        description="The site's `mqtt.heartbeat_interval` (s); it is not in the payload. The "
+        "site is lost after 3 x this without a heartbeat (at most 17 s).",
+    )
+
+
+class PoliceConfig(StrictModel):
+    """The whole police receiver configuration file."""
+
+    receiver_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="MQTT client id of this receiver. Must be stable: the broker keeps the "
+        "persistent session (alarms queued while the receiver is down) under it. Two receivers "
+        "must have different ids.",
+    )
+    mqtt: PoliceMqttConfig = Field(
+        default_factory=PoliceMqttConfig, description="The police broker."
+    )
+    shared_group: str | None = Field(
+        default=None,
+        pattern=GROUP_PATTERN,
+        description="MQTT 5 shared subscription group: receivers with the same group share the "
+        "alarm and snapshot load (each message goes to one of them). They must share one "
+        "database file (same host). Status, heartbeats and device states are always "
+        "subscribed by every receiver.",
+    )
+    keys_dir: Path = Field(
+        description="Folder of the sites' public keys, `{site id}.pub` (made by "
+        "`edgeguard keygen` at each site). Messages of a site without a key are rejected."
+    )
+    sites: dict[Name, SitePolicy] = Field(
+        default_factory=dict,
+        description="Per-site settings (display name, heartbeat interval), by site id; sites "
+        "not listed use the defaults and lost_after_s.",
+    )
+    database: Path = Field(
+        default=Path("/var/lib/edgeguard-police/police.db"),
+        description="SQLite database of alarms, sites, police actions and security warnings.",
+    )
+    snapshots_dir: Path | None = Field(
+        default=None,
+        description="Where received snapshots are kept as {site}/{event_id}/{camera}.jpg; "
+        "default: `snapshots/` beside the database.",
+    )
+    lost_after_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=MAX_LOST_AFTER_S,
+        description="A site not listed under `sites` is lost after this many seconds without a "
+        "heartbeat: 3 x its heartbeat interval (5 s by default), at most 17 s.",
+    )
+    web: WebConfig = Field(
+        default_factory=lambda: WebConfig(port=8090), description="The police dashboard."
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="Where and how much the receiver logs."
+    )
+
+    @field_validator("sites")
+    @classmethod
+    def _no_police_site(cls, sites: dict[str, SitePolicy]) -> dict[str, SitePolicy]:
+        if "police" in sites:
+            raise ValueError("site ids must not be `police` (the receiver's broker user)")
+        return sites
+
+    def snapshots_path(self) -> Path:
+        return self.snapshots_dir or self.database.parent / "snapshots"
+
+    def lost_after(self, site: str) -> float:
+        """Seconds without a heartbeat after which ``site`` is lost."""
+        policy = self.sites.get(site)
+        return 3 * policy.heartbeat_interval if policy is not None else self.lost_after_s
+
+
+def _issues(
+    exc: ValidationError, data: Any, lines: dict[KeyPath, int], file: str
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(data, tuple(err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        issues.append(ConfigIssue(file, _nearest_line(lines, path), format_path(path), message))
+    return issues
+
+
+def load_police_config(path: Path | str) -> PoliceConfig:
+    """Read and validate a police config file; raise ConfigError listing every problem with
+    its file:line and key path."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc}")]) from exc
+    data, lines = parse_yaml(text, file)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(file, 1, "", "the file must be a YAML mapping")])
+    try:
+        return PoliceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_issues(exc, data, lines, file)) from exc
+
+
+__all__ = ["ConfigError", "PoliceConfig", "PoliceMqttConfig", "SitePolicy", "load_police_config"]

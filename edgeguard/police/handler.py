@@ -1,0 +1,201 @@
+"""What the receiver does with each message (on the event loop): verify it through
+receiver.Receiver, then store it. Unknown sites, bad signatures and mismatches become security
+warnings, never alarms; malformed input never raises."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.snapshots import save_snapshot
+from edgeguard.police.store import PoliceStore
+from edgeguard.police.tracker import SiteUpdate, Tracker
+from edgeguard.receiver import Received, Receiver
+
+logger = logging.getLogger(__name__)
+
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,69}$")
+WARNING_REPEAT_S = 30.0  # the same warning for the same site at most this often
+MAX_TEXT = 300
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class MessageHandler:
+    def __init__(
+        self,
+        store: PoliceStore,
+        tracker: Tracker,
+        receiver: Receiver,
+        snapshots_dir: Path,
+        names: dict[str, str],
+    ) -> None:
+        self.store = store
+        self.tracker = tracker
+        self.receiver = receiver
+        self.snapshots_dir = snapshots_dir
+        self.names = names  # configured display names
+        self._warned: dict[tuple[str, str, str], float] = {}
+        self._last_counts: dict[str, tuple[int, int]] = {}
+        self._named: dict[str, str] = {}
+
+    def handle(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
+        try:
+            received = self.receiver.handle(topic, body)
+        except Exception as exc:  # noqa: BLE001 - signed but malformed: a warning, not a crash
+            self.warn(topic.split("/")[1] if "/" in topic else "?", topic, f"malformed: {exc!r}")
+            return
+        if received.warning and received.payload is None:
+            self.warn(received.site, topic, received.warning)
+            return
+        kind = received.kind
+        if kind == "snapshot":
+            self._snapshot(received)
+        elif kind in ("alarm", "status", "heartbeat", "device"):
+            self._verified(received, retained, arrived)
+        else:
+            logger.debug("ignored %s message on %s", kind, topic)
+
+    def _verified(self, received: Received, retained: bool, arrived: float) -> None:
+        payload = received.payload or {}
+        parts = received.topic.split("/")
+        if payload.get("type") != received.kind:
+            self.warn(received.site, received.topic, f"a {payload.get('type')!r} message here")
+            return
+        if received.kind == "alarm":
+            self._alarm(received.site, parts, payload)
+        elif received.kind == "status":
+            self._status(received.site, payload, retained, arrived)
+        elif received.kind == "heartbeat":
+            self._heartbeat(received.site, payload, arrived)
+        elif len(parts) == 4 and payload.get("device") == parts[3]:
+            self.store.record_device(received.site, payload)
+        else:
+            self.warn(received.site, received.topic, "device message under another device")
+
+    # --- alarms -----------------------------------------------------------------------------
+    def _alarm(self, site: str, parts: list[str], payload: dict[str, Any]) -> None:
+        topic = "/".join(parts)
+        if len(parts) != 4 or payload.get("source") != parts[3]:
+            self.warn(site, topic, f"alarm of source {payload.get('source')!r} published here")
+            return
+        event_id, seq = payload.get("event_id"), payload.get("seq")
+        if not isinstance(event_id, str) or not ID.match(event_id) or _int(seq, 0) < 1:
+            self.warn(site, topic, "malformed alarm: no valid event_id or seq")
+            return
+        if self.store.record_alarm(site, payload):
+            logger.warning(
+                "ALARM %s P%s %s at %s %s (%s, seq %s)",
+                site,
+                payload.get("priority"),
+                payload.get("kind"),
+                (payload.get("location") or {}).get("label"),
+                payload.get("message"),
+                event_id,
+                seq,
+            )
+            self._name(site, payload.get("site_name"))
+            for camera in self.store.check_evidence(site, event_id, payload.get("evidence")):
+                self.warn(site, topic, f"snapshot of {camera} does not match its sha256")
+        else:
+            logger.info("duplicate alarm message %s seq %s ignored", event_id, seq)
+
+    def _name(self, site: str, site_name: Any) -> None:
+        name = self.names.get(site) or (site_name if isinstance(site_name, str) else None)
+        if name and self._named.get(site) != name:
+            self._named[site] = name  # written once per run
+            self.store.update_site(site, {"name": name})
+
+    # --- snapshots --------------------------------------------------------------------------
+    def _snapshot(self, received: Received) -> None:
+        info, blob = received.payload or {}, received.blob
+        site, event_id, camera = received.site, str(info.get("event_id")), str(info.get("camera"))
+        if blob is None or not all(ID.match(p) for p in (site, event_id, camera)):
+            self.warn(site, received.topic, "snapshot topic with an invalid name: not saved")
+            return
+        path = save_snapshot(self.snapshots_dir, site, event_id, camera, blob)
+        if path is None:
+            self.warn(site, received.topic, "snapshot could not be saved (see the log)")
+            return
+        digest = hashlib.sha256(blob).hexdigest()
+        verified = self.store.record_snapshot(
+            site, event_id, camera, path=path, sha256=digest, size=len(blob)
+        )
+        if verified is False:
+            self.warn(site, received.topic, f"snapshot of {camera} does not match its sha256")
+
+    # --- supervision ------------------------------------------------------------------------
+    def _status(self, site: str, payload: dict[str, Any], retained: bool, arrived: float) -> None:
+        state = payload.get("state")
+        update = self.tracker.on_status(site, str(state), retained=retained, at=arrived)
+        values: dict[str, Any] = {
+            "version": payload.get("version"),
+            "started_at": payload.get("started_at"),
+            "last_status": state,
+            "last_status_at": iso_ms(utc_now()),
+        }
+        self.store.update_site(site, {**values, **self.site_values(update)})
+
+    def _heartbeat(self, site: str, payload: dict[str, Any], arrived: float) -> None:
+        pending, open_alarms = _int(payload.get("outbox_pending")), _int(payload.get("open_alarms"))
+        update = self.tracker.on_heartbeat(site, pending, at=arrived)
+        head = payload.get("log_head")
+        values: dict[str, Any] = {
+            "last_heartbeat_at": iso_ms(utc_now()),
+            "heartbeat_counter": _int(payload.get("counter")),
+            "outbox_pending": pending,
+            "open_alarms": open_alarms,
+            "log_head": None if head is None else json.dumps(head, ensure_ascii=False),
+        }
+        # every heartbeat is written; only a change worth showing is announced
+        announce = update is not None or self._last_counts.get(site) != (pending, open_alarms)
+        self._last_counts[site] = (pending, open_alarms)
+        self.store.update_site(site, {**values, **self.site_values(update)}, announce=announce)
+
+    def apply(self, update: SiteUpdate) -> None:
+        """A state change decided by the tracker (e.g. lost by silence)."""
+        self.store.update_site(update.site, self.site_values(update))
+
+    @staticmethod
+    def site_values(update: SiteUpdate | None) -> dict[str, Any]:
+        if update is None:
+            return {}
+        if update.state == "lost":
+            logger.error("site %s LOST: %s", update.site, update.reason)
+        else:
+            alert = f": {update.alert}" if update.alert else ""
+            logger.info("site %s %s%s", update.site, update.state, alert)
+        return {
+            "state": update.state,
+            "reason": update.reason,
+            "alert": update.alert,
+            "state_since": iso_ms(utc_now()),
+        }
+
+    # --- warnings ---------------------------------------------------------------------------
+    def warn(self, site: str, topic: str, text: str) -> None:
+        """A security warning: stored (rate-limited per site and reason) and logged."""
+        site, topic, text = _clip(site), _clip(topic), _clip(text)
+        kind = topic.split("/")[2] if topic.count("/") >= 2 else ""
+        key, now = (site, kind, ":".join(text.split(":")[:2])), time.monotonic()
+        last = self._warned.get(key)
+        if last is not None and now - last < WARNING_REPEAT_S:
+            logger.debug("repeated warning on %s: %s", topic, text)
+            return
+        self._warned[key] = now
+        if len(self._warned) > 10_000:
+            self._warned.clear()
+        logger.warning("SECURITY WARNING on %s: %s", topic, text)
+        self.store.add_warning(site, topic, text)

@@ -1,0 +1,244 @@
+"""The receiver's MQTT link (paho-mqtt 2.x, MQTT 5): fixed client id, Clean Start = 0 with a
+session expiry (alarms are queued at the broker while the receiver is away), TLS client
+certificate, keepalive <= 8 s, reconnect with exponential back-off (paho's network thread,
+``reconnect_delay_set``).
+
+paho's callbacks run in its network thread: each is handed to the event loop through
+``_to_loop`` (``call_soon_threadsafe``), the one bridge; nothing else runs in that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.config import PoliceConfig
+from edgeguard.uplink import no_delay
+
+logger = logging.getLogger(__name__)
+
+
+class ActionError(Exception):
+    """A police action could not be carried out; the message says why, for the dispatcher."""
+
+
+class LinkHandler(Protocol):
+    """Receives the link's events on the event loop."""
+
+    def on_link(self, connected: bool) -> None: ...
+
+    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None: ...
+
+
+def subscriptions(group: str | None) -> list[str]:
+    """Alarms and snapshots through the shared group; status, heartbeat and device topics
+    never shared: every receiver must see every site's heartbeats, and retained messages are
+    not delivered to shared subscriptions (MQTT 5, 4.8.2)."""
+    if group is None:
+        return ["edgeguard/+/#"]
+    return [
+        f"$share/{group}/edgeguard/+/alarm/#",
+        f"$share/{group}/edgeguard/+/snapshot/#",
+        "edgeguard/+/status",
+        "edgeguard/+/heartbeat",
+        "edgeguard/+/device/#",
+    ]
+
+
+class BrokerLink:
+    def __init__(
+        self, config: PoliceConfig, handler: LinkHandler, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.config = config
+        self.handler = handler
+        self.loop = loop
+        self.connected = False
+        self.since = iso_ms(utc_now())
+        self.last_error: str | None = None
+        self.session_present: bool | None = None
+        self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
+        self._stopping = False
+        self.client = self._make_client()
+
+    @property
+    def broker(self) -> str:
+        return f"{self.config.mqtt.host}:{self.config.mqtt.effective_port()}"
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.receiver_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.enable_logger(logging.getLogger("edgeguard.paho"))
+        if cfg.username is not None:
+            client.username_pw_set(
+                cfg.username, cfg.password.get_secret_value() if cfg.password else None
+            )
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            client.tls_insecure_set(not cfg.tls.check_hostname)
+        client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
+        client.on_socket_open = no_delay
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        cfg = self.config.mqtt
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = cfg.session_expiry
+        self.client.connect_async(
+            cfg.host,
+            cfg.effective_port(),
+            keepalive=cfg.keepalive,
+            clean_start=False,
+            properties=properties,
+        )
+        self.client.loop_start()
+        logger.info(
+            "police: connecting to %s as %s (MQTT 5%s)",
+            self.broker,
+            self.config.receiver_id,
+            ", TLS" if cfg.tls else "",
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+        for future in self._pubacks.values():
+            future.cancel()
+        self._pubacks.clear()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "since": self.since,
+            "last_error": self.last_error,
+            "broker": self.broker,
+            "receiver_id": self.config.receiver_id,
+            "session_present": self.session_present,
+        }
+
+    # --- publishing acks (on the loop) ------------------------------------------------------
+    async def publish(self, topic: str, payload: bytes, timeout: float) -> None:
+        """Publish at QoS 1, not retained, and wait for the broker's PUBACK."""
+        if not self.connected:
+            raise ActionError(f"police broker link down ({self.last_error or 'not connected'})")
+        info = self.client.publish(topic, payload, qos=1, retain=False)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ActionError(f"not sent: {mqtt.error_string(info.rc)}")
+        future: asyncio.Future[ReasonCode] = self.loop.create_future()
+        self._pubacks[info.mid] = future
+        try:
+            reason = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise ActionError(
+                f"no PUBACK from the broker within {timeout:g} s (the ack may still be "
+                "delivered: resending it is safe)"
+            ) from None
+        finally:
+            self._pubacks.pop(info.mid, None)
+        if reason.is_failure:
+            raise ActionError(f"the broker refused the ack: {reason}")
+
+    # --- paho thread: hand everything to the loop -------------------------------------------
+    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed during shutdown
+            logger.debug("event loop closed; dropped %s", getattr(fn, "__name__", fn))
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            self._to_loop(self._set_down, f"refused: {reason}")
+            return
+        client.subscribe([(topic, 1) for topic in subscriptions(self.config.shared_group)])
+        self._to_loop(self._set_up, bool(getattr(flags, "session_present", False)))
+
+    def _on_connect_fail(self, _client: mqtt.Client, _u: Any) -> None:
+        self._to_loop(self._set_down, "connect failed")
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        self._to_loop(self._set_down, str(reason))
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            self._to_loop(logger.error, "police: broker refused subscriptions: %s", refused)
+
+    def _on_publish(
+        self, _client: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
+    ) -> None:
+        self._to_loop(self._puback, mid, reason)
+
+    def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        arrived = time.monotonic()  # supervision times arrival, on this receiver's clock
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker should refuse such a topic
+            topic = "edgeguard/?/invalid-topic"
+        self._to_loop(
+            self.handler.on_message, topic, bytes(message.payload), message.retain, arrived
+        )
+
+    # --- loop side --------------------------------------------------------------------------
+    def _puback(self, mid: int, reason: ReasonCode) -> None:
+        future = self._pubacks.get(mid)
+        if future is not None and not future.done():
+            future.set_result(reason)
+
+    def _set_up(self, session_present: bool) -> None:
+        self.connected = True
+        self.since = iso_ms(utc_now())
+        self.last_error = None
+        self.session_present = session_present
+        logger.info(
+            "police: broker link up (%s, session %s)",
+            self.broker,
+            "resumed" if session_present else "new",
+        )
+        self.handler.on_link(True)
+
+    def _set_down(self, reason: str) -> None:
+        was_up = self.connected
+        self.connected = False
+        self.last_error = reason
+        if self._stopping:
+            logger.info("police: disconnected from the broker (stopping)")
+        elif was_up:
+            logger.error("police: broker link DOWN: %s", reason)
+        else:
+            logger.warning("police: cannot reach the broker %s: %s", self.broker, reason)
+        if was_up:
+            self.since = iso_ms(utc_now())
+            self.handler.on_link(False)

@@ -1,0 +1,205 @@
+"""PoliceService: the receiver on an asyncio loop, and the API the dashboard calls.
+
+Everything runs on the service's loop: paho's callbacks arrive through the link's one bridge
+(``call_soon_threadsafe``), and the store is only ever touched from the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, Literal, get_args
+
+from edgeguard.ids import iso_ms, utc_now
+from edgeguard.payloads import ack_topic
+from edgeguard.police.config import PoliceConfig
+from edgeguard.police.feed import UpdateFeed
+from edgeguard.police.handler import MessageHandler
+from edgeguard.police.link import ActionError, BrokerLink
+from edgeguard.police.store import PoliceStore
+from edgeguard.police.tracker import Tracker
+from edgeguard.receiver import Receiver, load_site_keys
+
+logger = logging.getLogger(__name__)
+
+PoliceState = Literal["acknowledged", "dispatched", "resolved"]
+POLICE_STATES: tuple[str, ...] = get_args(PoliceState)
+ACK_TIMEOUT_S = 5.0
+TICK_S = 1.0
+MAX_BY = 100
+
+__all__ = ["ActionError", "PoliceService", "PoliceState"]
+
+
+class PoliceService:
+    def __init__(self, config: PoliceConfig) -> None:
+        self.config = config
+        self.store = PoliceStore(config.database, receiver=config.receiver_id)
+        self.tracker = Tracker(config.lost_after)
+        self.receiver = Receiver(load_site_keys(config.keys_dir))
+        names = {site: p.name for site, p in config.sites.items() if p.name}
+        self.handler = MessageHandler(
+            self.store, self.tracker, self.receiver, config.snapshots_path(), names
+        )
+        self.feed = UpdateFeed(self.store, self._build_update)
+        self._link: BrokerLink | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._seed_sites()
+        self.store.prune_changes()
+        self.feed.last_id = self.store.last_change_id()
+        self._link = BrokerLink(self.config, self, loop)
+        self._link.start()
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name="police-supervise"),
+            asyncio.create_task(self.feed.run(), name="police-feed"),
+        ]
+        logger.info(
+            "police receiver %s: %d site key(s), database %s%s",
+            self.config.receiver_id,
+            len(self.receiver.keys),
+            self.config.database,
+            f", shared group {self.config.shared_group}" if self.config.shared_group else "",
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._link is not None:
+            await self._link.stop()
+        self.feed.pump()
+        self._stopped = True  # callbacks still queued on the loop are dropped
+        logger.info("police receiver %s stopped", self.config.receiver_id)
+
+    def close(self) -> None:
+        """Close the database (after stop(); the web layer must be done with the store)."""
+        self.store.close()
+
+    def _seed_sites(self) -> None:
+        known = {row["id"]: row for row in self.store.sites()}
+        for site in sorted({*self.receiver.keys, *self.config.sites}):
+            policy = self.config.sites.get(site)
+            if site not in known or (policy and policy.name):
+                self.store.ensure_site(site, policy.name if policy else None)
+        for row in self.store.sites():
+            self.tracker.seed(row["id"], row["state"], row["reason"])
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                for update in self.tracker.tick():
+                    self.handler.apply(update)
+                self.feed.pump()
+            except Exception:
+                logger.exception("site supervision failed this round")
+
+    # --- the link's events (on the loop) ----------------------------------------------------
+    def on_link(self, connected: bool) -> None:
+        if connected:
+            self.tracker.connected()
+        else:
+            self.tracker.disconnected()
+        self._guarded(self.store.note_link)
+
+    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
+        self._guarded(self.handler.handle, topic, body, retained, arrived)
+
+    def _guarded(self, fn: Any, *args: Any) -> None:
+        if self._stopped:
+            return
+        try:
+            fn(*args)
+            self.feed.pump()
+        except Exception:
+            logger.exception("police: failed to handle an event")
+
+    # --- the dashboard's API ----------------------------------------------------------------
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        """Live updates: {"type": "alarm"|"site"|"warning"|"link", "data": {...}}."""
+        return self.feed.subscribe()
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.feed.unsubscribe(queue)
+
+    def link(self) -> dict[str, Any]:
+        """The broker link: connected, since (UTC), last_error, broker, receiver_id."""
+        if self._link is None:
+            return {
+                "connected": False,
+                "since": None,
+                "last_error": "not started",
+                "broker": f"{self.config.mqtt.host}:{self.config.mqtt.effective_port()}",
+                "receiver_id": self.config.receiver_id,
+                "session_present": None,
+            }
+        return self._link.info()
+
+    def sites(self) -> list[dict[str, Any]]:
+        """The store's site rows plus live supervision: heartbeat_age_s, lost_after_s and
+        supervised (False while the broker link is down: states are not current then)."""
+        return [self._live(row) for row in self.store.sites()]
+
+    def site(self, site: str) -> dict[str, Any] | None:
+        row = self.store.site(site)
+        return None if row is None else self._live(row)
+
+    def _live(self, row: dict[str, Any]) -> dict[str, Any]:
+        age = self.tracker.heartbeat_age(row["id"])
+        return {
+            **row,
+            "heartbeat_age_s": None if age is None else round(age, 1),
+            "lost_after_s": self.config.lost_after(row["id"]),
+            "supervised": self.tracker.link_up,
+        }
+
+    async def act(self, event_id: str, state: PoliceState, by: str) -> dict[str, Any]:
+        """Publish the police's ack (docs/mqtt-api.md 4.5) and wait for the broker's PUBACK;
+        record the action and return the updated alarm row. ActionError says what failed."""
+        if state not in POLICE_STATES:
+            raise ActionError(f"state must be one of {', '.join(POLICE_STATES)}")
+        by = by.strip() if isinstance(by, str) else ""
+        if not 1 <= len(by) <= MAX_BY or not by.isprintable():
+            raise ActionError(f"`by` must be 1-{MAX_BY} printable characters")
+        alarm = self.store.alarm_row(event_id) if isinstance(event_id, str) else None
+        if alarm is None:
+            raise ActionError(f"unknown alarm {str(event_id)[:80]!r}")
+        if self._link is None:
+            raise ActionError("the receiver is not started")
+        at = iso_ms(utc_now())
+        ack = {"event_id": event_id, "state": state, "by": by, "at": at}
+        body = json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            await self._link.publish(ack_topic(alarm["site"]), body, ACK_TIMEOUT_S)
+        except ActionError as exc:
+            logger.error("police %s of %s by %s failed: %s", state, event_id, by, exc)
+            self.store.record_action(event_id, state, by, ok=False, error=str(exc), at=at)
+            self.feed.pump()
+            raise
+        logger.info("police %s %s by %s (PUBACK received)", state, event_id, by)
+        self.store.record_action(event_id, state, by, ok=True, at=at)
+        self.feed.pump()
+        row = self.store.alarm_row(event_id)
+        assert row is not None
+        return row
+
+    def _build_update(self, what: str, key: str) -> dict[str, Any] | None:
+        if what == "alarm":
+            return self.store.alarm_row(key)
+        if what == "site":
+            return self.site(key)
+        if what == "warning":
+            return self.store.warning(int(key))
+        if what == "link":
+            return self.link()
+        return None

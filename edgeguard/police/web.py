@@ -1,0 +1,228 @@
+"""The police dashboard, served by `edgeguard police` on the receiver's own loop: every
+hospital's state, open alarms in priority order with their snapshots, acknowledge / dispatch /
+resolve (published to the site's ack topic, see PoliceService.act), history with CSV export,
+and the security warnings. Login, sessions, CSRF and users come from edgeguard/web."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+
+from edgeguard import __version__
+from edgeguard.console.views import FilterError, HistoryFilter
+from edgeguard.ledger_csv import csv_chunks
+from edgeguard.police.config import PoliceConfig
+from edgeguard.police.service import ActionError, PoliceService
+from edgeguard.web.app import make_app
+from edgeguard.web.security import context, current_user, json_error
+from edgeguard.web.server import WebServer
+from edgeguard.web.sse import Update, put_dropping_oldest, stream
+from edgeguard.web.users import UserStore
+
+logger = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("police_service", PoliceService)
+EVENT_ID = r"{event_id:[0-9a-f-]{36}}"
+ACTIONS: dict[str, Literal["acknowledged", "dispatched", "resolved"]] = {
+    "ack": "acknowledged",
+    "dispatch": "dispatched",
+    "resolve": "resolved",
+}
+ALARM_COLUMNS = [
+    "event_id", "site", "site_name", "raised_at", "received_at", "kind", "priority", "source",
+    "where", "site_state", "police_state", "police_by", "police_at",
+]  # fmt: skip
+
+
+def police_app(service: PoliceService, config: PoliceConfig, users: UserStore) -> web.Application:
+    app = make_app(config.web, users, "police", __version__)
+    app[SERVICE] = service
+    r = app.router
+    r.add_get("/api/stream", live_stream)
+    r.add_get("/api/alarms", history)
+    r.add_get("/api/alarms.csv", history_csv)
+    r.add_get(f"/api/alarms/{EVENT_ID}", alarm_detail)
+    r.add_post(f"/api/alarms/{EVENT_ID}/{{action:ack|dispatch|resolve}}", act)
+    r.add_get(f"/api/snapshots/{EVENT_ID}/{{camera:[A-Za-z0-9_.-]{{1,64}}}}", snapshot)
+    r.add_get("/api/sites", sites)
+    r.add_get("/api/warnings", warnings)
+    return app
+
+
+def _service(request: web.Request) -> PoliceService:
+    return request.app[SERVICE]
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, dumps=lambda v: json.dumps(v, ensure_ascii=False, default=str))
+
+
+def with_snapshots(service: PoliceService, alarm: dict[str, Any]) -> dict[str, Any]:
+    """The alarm row plus the URLs of the snapshots received for it."""
+    full = service.store.alarm(alarm["event_id"]) or {}
+    alarm = {k: v for k, v in alarm.items() if k != "payload"}
+    alarm["snapshots"] = [
+        {**s, "url": f"/api/snapshots/{alarm['event_id']}/{s['camera']}"}
+        for s in full.get("snapshots", [])
+    ]
+    alarm["evidence"] = (full.get("payload") or {}).get("evidence") or []
+    return alarm
+
+
+def _state(service: PoliceService) -> Update:
+    return {
+        "type": "state",
+        "data": {
+            "alarms": [with_snapshots(service, a) for a in service.store.open_alarms()],
+            "sites": service.sites(),
+            "warnings": service.store.warnings(50),
+            "link": service.link(),
+        },
+    }
+
+
+async def live_stream(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    ctx = context(request)
+    token = request.cookies.get("eg_session")
+    source = service.subscribe()
+    relay: asyncio.Queue[Update] = asyncio.Queue(500)
+
+    async def enrich() -> None:  # alarm updates get their snapshots, like the first state
+        while True:
+            update = await source.get()
+            if update.get("type") == "alarm" and isinstance(update.get("data"), dict):
+                update = {**update, "data": with_snapshots(service, update["data"])}
+            put_dropping_oldest(relay, update)
+
+    task = asyncio.create_task(enrich())
+    try:
+        allowed = lambda: ctx.sessions.get(token, touch=False) is not None  # noqa: E731
+        return await stream(request, relay, [_state(service)], allowed)
+    finally:
+        task.cancel()
+        service.unsubscribe(source)
+
+
+POLICE_STATES = ("new", *ACTIONS.values())
+
+
+@dataclass(frozen=True)
+class PoliceFilter:
+    common: HistoryFilter  # time, kind, paging
+    site: str | None
+    state: str | None  # the police state
+
+
+def _filter(request: web.Request) -> PoliceFilter:
+    own = ("site", "state")
+    try:
+        common = HistoryFilter.parse({k: v for k, v in request.query.items() if k not in own})
+    except FilterError as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from exc
+    site = request.query.get("site") or None
+    if site is not None and (len(site) > 64 or not site.isprintable()):
+        raise json_error(web.HTTPBadRequest, "site: a site id")
+    state = request.query.get("state") or None
+    if state is not None and state not in POLICE_STATES:
+        raise json_error(web.HTTPBadRequest, f"state is one of {', '.join(POLICE_STATES)}")
+    return PoliceFilter(common, site, state)
+
+
+def _history(service: PoliceService, query: PoliceFilter) -> list[dict[str, Any]]:
+    c = query.common
+    return service.store.history(
+        c.since, c.until, query.site, c.kind, query.state, c.limit, c.offset
+    )
+
+
+async def history(request: web.Request) -> web.Response:
+    rows = _history(_service(request), _filter(request))
+    return _json({"alarms": [{k: v for k, v in r.items() if k != "payload"} for r in rows]})
+
+
+async def history_csv(request: web.Request) -> web.StreamResponse:
+    rows = [
+        {**r, "where": " ".join(str(v) for k, v in (r.get("location") or {}).items() if k != "id")}
+        for r in _history(_service(request), _filter(request))
+    ]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="police-alarms.csv"',
+        }
+    )
+    await response.prepare(request)
+    for chunk in csv_chunks(rows, ALARM_COLUMNS):
+        await response.write(chunk.encode("utf-8"))
+    await response.write_eof()
+    return response
+
+
+async def alarm_detail(request: web.Request) -> web.Response:
+    found = _service(request).store.alarm(request.match_info["event_id"])
+    if found is None:
+        raise json_error(web.HTTPNotFound, "no such alarm")
+    return _json({"alarm": found})
+
+
+async def act(request: web.Request) -> web.Response:
+    user = current_user(request)
+    service = _service(request)
+    event_id = request.match_info["event_id"]
+    state = ACTIONS[request.match_info["action"]]
+    try:
+        row = await service.act(event_id, state, user.recorded_name)
+    except ActionError as exc:
+        raise json_error(web.HTTPConflict, str(exc)) from exc
+    return _json({"alarm": with_snapshots(service, row)})
+
+
+async def snapshot(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    event_id, camera = request.match_info["event_id"], request.match_info["camera"]
+    alarm = service.store.alarm_row(event_id)
+    path = service.store.snapshot_path(alarm["site"], event_id, camera) if alarm else None
+    root = service.config.snapshots_path()
+    checked = await asyncio.to_thread(_inside, root, path) if path is not None else None
+    if checked is None:
+        raise json_error(web.HTTPNotFound, "no such snapshot")
+    return web.FileResponse(checked, headers={"Content-Type": "image/jpeg"})
+
+
+def _inside(root: Path, path: Path) -> Path | None:
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()) or not resolved.is_file():
+        logger.warning("dashboard: snapshot %s is not a file under %s", path, root)
+        return None
+    return resolved
+
+
+async def sites(request: web.Request) -> web.Response:
+    service = _service(request)
+    return _json({"sites": service.sites(), "link": service.link()})
+
+
+async def warnings(request: web.Request) -> web.Response:
+    return _json({"warnings": _service(request).store.warnings(200)})
+
+
+class Dashboard:
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+async def start_dashboard(service: PoliceService, config: PoliceConfig) -> Dashboard:
+    users = await asyncio.to_thread(UserStore, config.web.users_path(config.database))
+    server = WebServer(police_app(service, config, users), config.web, "police")
+    await server.start()
+    return Dashboard(server)
