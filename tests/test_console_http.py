@@ -6,6 +6,7 @@ sessions expire, operators cannot manage users, failed logins lock out."""
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 
 from edgeguard.console.backend import ConsoleBackend
@@ -258,3 +260,40 @@ def test_a_password_changed_on_the_appliance_ends_open_sessions(
     assert admin.get("/api/me").status_code == 401
     assert admin.login(ADMIN, ADMIN_PW).status_code == 401
     assert admin.login(ADMIN, "a brand new one").status_code == 303
+
+
+def test_https_when_a_certificate_is_configured(
+    tmp_path: Path, broker: Mosquitto, daemons: Callable[..., DaemonProcess]
+) -> None:
+    assert broker.pki is not None
+    pair = broker.pki.server()
+    site, url = console_site(
+        tmp_path, broker, tls_cert=str(pair.cert), tls_key=str(pair.key)
+    )
+    daemons(site)
+    secure = url.replace("http://127.0.0.1", "https://localhost")
+    trust = ssl.create_default_context(cafile=str(broker.pki.ca_file))
+    with ConsoleClient(secure, verify=trust) as client:
+        login = client.login(ADMIN, ADMIN_PW)
+        assert login.status_code == 303
+        cookie = login.headers["set-cookie"]
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        me = client.get("/api/me")
+        assert me.status_code == 200
+        assert me.headers["strict-transport-security"].startswith("max-age=")
+    with ConsoleClient(url) as plain:  # no plain HTTP beside HTTPS
+        with pytest.raises(httpx.HTTPError):
+            plain.get("/login")
+
+
+def test_an_open_page_does_not_hold_up_a_stop(
+    running: tuple[DaemonProcess, str], admin: ConsoleClient
+) -> None:
+    """A console page keeps its live stream open for hours: SIGTERM must still stop the daemon
+    cleanly (exit 0) well within the stop timeout, not wait for the browser."""
+    events: list[dict[str, Any]] = []
+    _collect(admin, events, timeout=60)
+    _wait(lambda: any(e["type"] == "state" for e in events))
+    assert running[0].stop(timeout=15) == 0  # after 15 s it would be SIGKILLed: -9

@@ -86,7 +86,11 @@ def test_a_shift_in_both_consoles(
     daemons: Callable[..., DaemonProcess],
 ) -> None:
     console_port = free_port()
-    site = make_site(tmp_path / "site", broker, console_port=console_port)
+    inputs = [
+        {"type": "simulated", "name": "er-button", "location": "er"},
+        {"type": "simulated", "name": "cashier-door", "location": "cashier", "kind": "intrusion"},
+    ]
+    site = make_site(tmp_path / "site", broker, console_port=console_port, inputs=inputs)
     site.data["cameras"] = [_camera("cam-er-1", rtsp.url), _camera("cam-er-2", rtsp.url)]
     site.write()
     add_user(site.directory / "users.db", *OPERATOR[:2], "admin", OPERATOR[2])
@@ -114,15 +118,26 @@ def _shift(
     expect(room.locator("#no-alarms")).to_be_visible()
     expect(desk.locator('[data-site="hosp-01"]')).to_have_attribute("data-state", "online")
 
-    # a guard presses the ER button
+    # an intrusion at the cashier (P2), then a guard presses the ER panic button (P1)
+    daemon.press("cashier-door")
+    expect(room.locator(".card[data-event-id]")).to_have_count(1)
+    intrusion_id = room.locator(".card[data-event-id]").get_attribute("data-event-id")
     daemon.press("er-button")
-    card = room.locator(".card[data-event-id]")
-    expect(card).to_have_count(1)
-    event_id = card.get_attribute("data-event-id")
-    assert event_id
+    cards = room.locator(".card[data-event-id]")
+    expect(cards).to_have_count(2)
+    card = cards.first  # the most urgent first
     expect(card).to_contain_text("紧急求助")
     expect(card).to_contain_text("门诊楼 · 1F · 急诊分诊台")
-    expect(room.locator("#featured")).to_contain_text("第 1 / 1 条")
+    expect(cards.nth(1)).to_contain_text("入侵报警")
+    event_id = card.get_attribute("data-event-id")
+    assert event_id
+    assert event_id != intrusion_id
+    card = room.locator(f'.card[data-event-id="{event_id}"]')
+    # both are shown in turn in the featured panel (GB 50394), every 5 s
+    featured = room.locator("#featured")
+    expect(featured).to_contain_text("/ 2 条")
+    expect(featured).to_have_attribute("data-event-id", str(intrusion_id), timeout=12_000)
+    expect(featured).to_have_attribute("data-event-id", event_id, timeout=12_000)
     assert room.evaluate("document.body.dataset.alerting") == "true"  # the alarm sounds
     police_card = desk.locator(f'.card[data-event-id="{event_id}"]')
     expect(police_card).to_contain_text("市第一人民医院")
@@ -140,13 +155,32 @@ def _shift(
     # the operator silences the sound, then resets once the button is released
     card.locator("[data-action=ack-local]").click()
     expect(card).to_contain_text("已本地确认")
-    room.wait_for_function("document.body.dataset.alerting === 'false'")
+    assert room.evaluate("document.body.dataset.alerting") == "true"  # the intrusion still sounds
+    intrusion = room.locator(f'.card[data-event-id="{intrusion_id}"]')
+    intrusion.locator("[data-action=ack-local]").click()
+    room.wait_for_function("() => document.body.dataset.alerting === 'false'")
     daemon.release("er-button")
     expect(card.locator("[data-role=state]")).to_contain_text("已恢复，待复位")
     card.locator("[data-action=reset]").click()
+    expect(card).to_have_count(0)
+    daemon.release("cashier-door")
+    daemon.control({"cmd": "reset", "event_id": intrusion_id, "by": "值班员 李"})
     expect(room.locator("#no-alarms")).to_be_visible()
-    history = daemon.control({"cmd": "status"})["open_alarms"]
-    assert history == []
+    assert daemon.control({"cmd": "status"})["open_alarms"] == []
+
+    # the history shows both, the timeline the operator's name; health shows link and cameras
+    room.click("[data-tab=history]")
+    expect(room.locator(f'#history tr[data-event-id="{event_id}"]')).to_contain_text("王主任")
+    room.click(f'#history tr[data-event-id="{event_id}"]')
+    expect(room.locator('#timeline tr[data-type="alarm.local_ack"]')).to_contain_text("本地确认")
+    expect(room.locator("#timeline")).to_contain_text("王主任 (wang)")
+    shot(room, "control-room-history")
+    room.keyboard.press("Escape")
+    room.click("[data-tab=health]")
+    expect(room.locator("#police-link")).to_contain_text("正常")
+    expect(room.locator('#cameras tr[data-camera="cam-er-1"]')).to_contain_text("在线")
+    expect(room.locator("#coverage")).to_contain_text("已覆盖")
+    shot(room, "control-room-health")
 
     # a forged alarm: a security warning on the dashboard, not an alarm
     forged = publish_forged_alarm(broker, "hosp-01", tmp_path)

@@ -15,6 +15,7 @@ from edgeguard.web.config import WebConfig
 logger = logging.getLogger(__name__)
 
 RETRY_S = 30.0
+SHUTDOWN_S = 1.0  # open live streams never end by themselves: do not hold a stop for them
 
 
 def ssl_context(config: WebConfig) -> ssl.SSLContext | None:
@@ -44,7 +45,9 @@ class WebServer:
         return False
 
     async def _try_start(self) -> bool:
-        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_S
+        )
         try:
             await runner.setup()
             site = web.TCPSite(

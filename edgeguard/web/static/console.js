@@ -130,7 +130,8 @@ const Console = {
       const { alarm } = await EG.api(`/api/alarms/${eventId}`);
       const rows = alarm.timeline.map((row) => {
         const data = JSON.parse(row.data || "{}");
-        return EG.el("tr", {}, EG.el("td", { text: EG.time(row.recorded_at) }), EG.el("td", { text: row.type }),
+        return EG.el("tr", { "data-type": row.type }, EG.el("td", { text: EG.time(row.recorded_at) }),
+          EG.el("td", { text: EG.text[`ledger.${row.type}`] || row.type }),
           EG.el("td", { text: row.state || "" }), EG.el("td", { text: data.by || "" }));
       });
       const evidence = (alarm.evidence_files || []).map((e) => EG.el("li", {},
@@ -209,7 +210,7 @@ const Console = {
       EG.el("p", { id: "police-link" }, `${EG.t("health.police_link")}: `, yes(link.connected, "health.up", "health.down"),
         ` ${link.broker || ""} · ${EG.time(link.since)}${link.last_error ? ` · ${link.last_error}` : ""}`),
       EG.el("p", { id: "heartbeat", text: `${EG.t("health.last_heartbeat")}: ${EG.time(heartbeat.last_at)} (#${heartbeat.count || 0})` }),
-      EG.el("h3", { text: EG.t("health.cameras") }), table("cameras", [EG.t("health.cameras"), EG.t("alarm.state"), "fps", "age", "reconnects"], cameras),
+      EG.el("h3", { text: EG.t("health.cameras") }), table("cameras", [EG.t("health.cameras"), EG.t("alarm.state"), EG.t("health.fps"), EG.t("health.frame_age"), EG.t("health.reconnects")], cameras),
       EG.el("h3", { text: EG.t("health.devices") }), table("devices", [EG.t("health.devices"), EG.t("alarm.state"), EG.t("alarm.when")], devices),
       EG.el("h3", { text: EG.t("health.coverage") }), table("coverage", [EG.t("health.coverage"), EG.t("health.cameras"), ""], coverage));
   },
