@@ -18,7 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import cpu_s, emit, machine, rss_mb
 
+from edgeguard.lab.broker import free_port
+from edgeguard.lab.consoles import add_user
 from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, lab_broker, make_site
+from edgeguard.lab.web_client import ConsoleClient
 
 PRESSES = 1000
 IDLE_S = 30.0
@@ -28,9 +31,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="eg-footprint-") as tmp:
         broker = lab_broker(Path(tmp) / "lab")
         inputs = [{"type": "simulated", "name": f"b{i}", "location": "er"} for i in range(10)]
+        port = free_port()  # the control-room console on, as by default in production
         site = make_site(
-            Path(tmp) / "site", broker, inputs=inputs, mqtt_extra={"heartbeat_interval": 5.0}
-        )
+            Path(tmp) / "site", broker, inputs=inputs, mqtt_extra={"heartbeat_interval": 5.0},
+            console_port=port,
+        )  # fmt: skip
+        add_user(site.directory / "users.db", "bench", "bench password", "admin")
         daemon = DaemonProcess(site)
         try:
             daemon.start()
@@ -47,12 +53,17 @@ def main() -> None:
                     daemon.press(name)
                     daemon.release(name)
                 police.wait_for(lambda p: len(p.alarms()) >= 10, timeout=30)
+            with ConsoleClient(f"http://127.0.0.1:{port}") as console:  # a page's requests
+                console.login("bench", "bench password")
+                for path in ("/api/health", "/api/alarms", "/api/ledger.csv"):
+                    console.get(path).raise_for_status()
             after = rss_mb(pid)
         finally:
             daemon.stop()
             broker.stop()
     print(
-        f"daemon RSS idle {idle:.1f} MB, after {PRESSES} presses {after:.1f} MB "
+        f"daemon RSS (console on) idle {idle:.1f} MB, after {PRESSES} presses and a console "
+        f"session {after:.1f} MB "
         f"(target <= 80 MB); CPU idle {idle_cpu:.2f} % of one core"
     )
     emit(

@@ -33,13 +33,15 @@ def write_events_csv(rows: Iterable[dict[str, Any]], handle: TextIO) -> None:
 
 
 def csv_chunks(
-    rows: Iterable[dict[str, Any]], columns: list[str], *, every: int = 500
+    rows: Iterable[dict[str, Any]], columns: list[str], *, every: int = 500, header: bool = True
 ) -> Iterator[str]:
-    """The CSV text in pieces of ``every`` rows, BOM first: for streaming a large export."""
+    """The CSV text in pieces of ``every`` rows, BOM and header first unless ``header`` is
+    False (the next page of a long export)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    buffer.write(BOM)
-    writer.writeheader()
+    if header:
+        buffer.write(BOM)
+        writer.writeheader()
     for count, row in enumerate(rows, 1):
         writer.writerow(row)
         if count % every == 0:

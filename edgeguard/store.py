@@ -396,10 +396,12 @@ class Store:
         location: str | None = None,
         event_id: str | None = None,
         limit: int | None = None,
+        after_id: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         clauses: list[str] = []
         args: list[Any] = []
         for column, op, value in (
+            ("id", ">", after_id),
             ("recorded_at", ">=", since),
             ("recorded_at", "<", until),
             ("source", "=", source),

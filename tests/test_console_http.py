@@ -5,6 +5,7 @@ sessions expire, operators cannot manage users, failed logins lock out."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
 import threading
@@ -22,6 +23,7 @@ from edgeguard.console.routes import console_app
 from edgeguard.lab.broker import Mosquitto, free_port
 from edgeguard.lab.harness import DaemonProcess, Site, make_site
 from edgeguard.lab.web_client import ConsoleClient
+from edgeguard.store import Store
 from edgeguard.web.config import WebConfig
 from edgeguard.web.users import UserStore
 
@@ -297,3 +299,22 @@ def test_an_open_page_does_not_hold_up_a_stop(
     _collect(admin, events, timeout=60)
     _wait(lambda: any(e["type"] == "state" for e in events))
     assert running[0].stop(timeout=15) == 0  # after 15 s it would be SIGKILLed: -9
+
+
+def test_the_ledger_export_reads_page_by_page(tmp_path: Path) -> None:
+    """A year of events must not be held in the daemon's memory: pages, in id order, complete."""
+    store = Store(tmp_path / "edgeguard.db")
+    with store.transaction():
+        for n in range(5):
+            store.append_event("test.row", data={"n": n})
+    store.close()
+    daemon = SimpleNamespace(
+        config=SimpleNamespace(store=SimpleNamespace(path=tmp_path / "edgeguard.db")),
+        service=SimpleNamespace(listeners=[]),
+    )
+    backend = ConsoleBackend(daemon)  # type: ignore[arg-type]
+
+    async def pages() -> list[list[int]]:
+        return [[r["id"] for r in page] async for page in backend.ledger_pages(None, None, 2)]
+
+    assert asyncio.run(pages()) == [[1, 2], [3, 4], [5]]

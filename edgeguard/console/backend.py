@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,13 @@ from edgeguard.writer import StoreWriter
 logger = logging.getLogger(__name__)
 
 LOCAL_ACK = "alarm.local_ack"
+LEDGER_PAGE = 2000  # rows read at a time for the CSV export
+
+
+def _ledger_page(
+    store: Store, *, since: str | None, until: str | None, after: int, page: int
+) -> list[dict[str, Any]]:
+    return list(store.query_events(since=since, until=until, after_id=after, limit=page))
 
 
 class DaemonView(Protocol):
@@ -105,11 +113,20 @@ class ConsoleBackend:
         matching = [r for r in rows if r.get("camera") == camera and r.get("kind") == kind]
         return matching[-1] if matching else None
 
-    async def ledger_rows(self, since: str | None, until: str | None) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._read(
-            lambda s: list(s.query_events(since=since, until=until))
-        )
-        return rows
+    async def ledger_pages(
+        self, since: str | None, until: str | None, page: int = LEDGER_PAGE
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The ledger in pages of ``page`` rows, each read in a worker thread: a year of
+        events is exported without holding it in memory."""
+        after = 0
+        while True:
+            rows: list[dict[str, Any]] = await self._read(
+                partial(_ledger_page, since=since, until=until, after=after, page=page)
+            )
+            if not rows:
+                return
+            yield rows
+            after = int(rows[-1]["id"])
 
     async def reset(self, event_id: str, by: str) -> dict[str, Any]:
         try:

@@ -84,15 +84,19 @@ async def history(request: web.Request) -> web.Response:
     return _json({"alarms": await _backend(request).history(_filter(request))})
 
 
-async def _csv_response(
-    request: web.Request, rows: list[dict[str, Any]], columns: list[str], name: str
-) -> web.StreamResponse:
-    response = web.StreamResponse(
+def _csv_stream(name: str) -> web.StreamResponse:
+    return web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{name}"',
         }
     )
+
+
+async def _csv_response(
+    request: web.Request, rows: list[dict[str, Any]], columns: list[str], name: str
+) -> web.StreamResponse:
+    response = _csv_stream(name)
     await response.prepare(request)
     for chunk in csv_chunks(rows, columns):
         await response.write(chunk.encode("utf-8"))
@@ -108,9 +112,18 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
 
 async def ledger_csv(request: web.Request) -> web.StreamResponse:
     query = _filter(request)
-    rows = await _backend(request).ledger_rows(query.since, query.until)
-    logger.info("console: %s exported the ledger (%d rows)", current_user(request).name, len(rows))
-    return await _csv_response(request, rows, EVENT_COLUMNS, "edgeguard-ledger.csv")
+    response = _csv_stream("edgeguard-ledger.csv")
+    await response.prepare(request)
+    count, header = 0, True
+    async for rows in _backend(request).ledger_pages(query.since, query.until):
+        for chunk in csv_chunks(rows, EVENT_COLUMNS, header=header):
+            await response.write(chunk.encode("utf-8"))
+        count, header = count + len(rows), False
+    if header:  # no rows: the header alone
+        await response.write("".join(csv_chunks([], EVENT_COLUMNS)).encode("utf-8"))
+    await response.write_eof()
+    logger.info("console: %s exported the ledger (%d rows)", current_user(request).name, count)
+    return response
 
 
 async def alarm_detail(request: web.Request) -> web.Response:
