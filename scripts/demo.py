@@ -57,6 +57,7 @@ from edgeguard.config_loader import load_config  # noqa: E402
 from edgeguard.control import call  # noqa: E402
 from edgeguard.lab.broker import Mosquitto  # noqa: E402
 from edgeguard.lab.consoles import add_user  # noqa: E402
+from edgeguard.lab.consoles import wait_http as wait_for_page  # noqa: E402
 from edgeguard.lab.footage import FootageError, locate  # noqa: E402
 from edgeguard.lab.pki import DevPKI  # noqa: E402
 from edgeguard.lab.rtsp_server import RtspServer, RtspServerError, available  # noqa: E402
@@ -184,14 +185,7 @@ class Demo:
         print("police:  edgeguard listen — prints each verified alarm below (persistent session)")
         self.start_police_receiver()
         log = DEMO / "daemon.log"
-        with log.open("ab") as out:
-            daemon = subprocess.Popen(
-                [EDGEGUARD, "run", "-c", str(CONFIG)],
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(daemon)
+        daemon = self.launch(["run", "-c", str(CONFIG)], log)
         wait_ready(self.socket, daemon, log)
         print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})")
         wait_http(CONSOLE_URL, daemon, log)
@@ -200,17 +194,19 @@ class Demo:
         logins = ", ".join(f"{u} / {DEMO_PASSWORD} ({d})" for u, _, d in POLICE_USERS)
         print(f"console: police desk   {DASHBOARD_URL}/   log in as {logins}\n")
 
+    def launch(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """`edgeguard ARGS` in the repository, its output appended to ``log``."""
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [EDGEGUARD, *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        return proc
+
     def start_police_receiver(self) -> None:
         """`edgeguard police`: the receiver with its own database and the dashboard."""
         log = DEMO / "police-receiver.log"
-        with log.open("ab") as out:
-            receiver = subprocess.Popen(
-                [EDGEGUARD, "police", "-c", str(POLICE_CONFIG)],
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(receiver)
+        receiver = self.launch(["police", "-c", str(POLICE_CONFIG)], log)
         wait_http(DASHBOARD_URL, receiver, log)
         where = log.relative_to(REPO)
         print(f"police:  edgeguard police -c config/demo-police.yaml (log: {where})")
@@ -360,19 +356,11 @@ def smoke(demo: Demo) -> int:
     return 0 if ok else 1
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
-    """Until ``url``/login answers; the process's log when it dies or never answers."""
-    import httpx  # the demo's own check; httpx comes with the dev tools
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[1]} exited; its log:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer; see {log}")
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    try:
+        wait_for_page(url, proc, log)
+    except (RuntimeError, TimeoutError) as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def consoles_ok() -> bool:

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +15,7 @@ from edgeguard.console.views import FilterError, HistoryFilter
 from edgeguard.ledger_csv import EVENT_COLUMNS, csv_chunks
 from edgeguard.web.app import make_app
 from edgeguard.web.config import WebConfig
+from edgeguard.web.responses import csv_response, csv_stream, json_response
 from edgeguard.web.security import context, current_user, json_error
 from edgeguard.web.sse import stream
 from edgeguard.web.users import UserStore
@@ -54,10 +53,6 @@ def _backend(request: web.Request) -> ConsoleBackend:
     return request.app[BACKEND]
 
 
-def _json(data: Any) -> web.Response:
-    return web.json_response(data, dumps=lambda v: json.dumps(v, ensure_ascii=False, default=str))
-
-
 async def live_stream(request: web.Request) -> web.StreamResponse:
     backend = _backend(request)
     ctx = context(request)
@@ -81,38 +76,18 @@ def _filter(request: web.Request) -> HistoryFilter:
 
 
 async def history(request: web.Request) -> web.Response:
-    return _json({"alarms": await _backend(request).history(_filter(request))})
-
-
-def _csv_stream(name: str) -> web.StreamResponse:
-    return web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{name}"',
-        }
-    )
-
-
-async def _csv_response(
-    request: web.Request, rows: list[dict[str, Any]], columns: list[str], name: str
-) -> web.StreamResponse:
-    response = _csv_stream(name)
-    await response.prepare(request)
-    for chunk in csv_chunks(rows, columns):
-        await response.write(chunk.encode("utf-8"))
-    await response.write_eof()
-    return response
+    return json_response({"alarms": await _backend(request).history(_filter(request))})
 
 
 async def history_csv(request: web.Request) -> web.StreamResponse:
     query = _filter(request)
     rows = await _backend(request).history(query)
-    return await _csv_response(request, rows, ALARM_COLUMNS, "edgeguard-alarms.csv")
+    return await csv_response(request, rows, ALARM_COLUMNS, "edgeguard-alarms.csv")
 
 
 async def ledger_csv(request: web.Request) -> web.StreamResponse:
     query = _filter(request)
-    response = _csv_stream("edgeguard-ledger.csv")
+    response = csv_stream("edgeguard-ledger.csv")
     await response.prepare(request)
     count, header = 0, True
     async for rows in _backend(request).ledger_pages(query.since, query.until):
@@ -130,7 +105,7 @@ async def alarm_detail(request: web.Request) -> web.Response:
     found = await _backend(request).alarm(request.match_info["event_id"])
     if found is None:
         raise json_error(web.HTTPNotFound, "no such alarm")
-    return _json({"alarm": found})
+    return json_response({"alarm": found})
 
 
 async def reset_alarm(request: web.Request) -> web.Response:
@@ -141,7 +116,7 @@ async def reset_alarm(request: web.Request) -> web.Response:
     except ConsoleError as exc:
         raise json_error(web.HTTPConflict, str(exc)) from exc
     logger.info("console: alarm %s reset by %s", event_id, user.name)
-    return _json({"alarm": view})
+    return json_response({"alarm": view})
 
 
 async def ack_alarm_locally(request: web.Request) -> web.Response:
@@ -150,7 +125,7 @@ async def ack_alarm_locally(request: web.Request) -> web.Response:
         view = await _backend(request).local_ack(request.match_info["event_id"], user.recorded_name)
     except ConsoleError as exc:
         raise json_error(web.HTTPNotFound, str(exc)) from exc
-    return _json({"alarm": view})
+    return json_response({"alarm": view})
 
 
 async def evidence_file(request: web.Request) -> web.StreamResponse:
@@ -176,4 +151,4 @@ def _evidence_path(root: Path, recorded: str) -> Path | None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return _json(await _backend(request).health())
+    return json_response(await _backend(request).health())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import yaml
 
 from edgeguard.lab.broker import Mosquitto, free_port
+from edgeguard.lab.procs import stop_process
 from edgeguard.web.users import Role, UserStore
 
 
@@ -96,29 +96,29 @@ class PoliceReceiver:
                 [str(exe), "police", "-c", str(self.config_path)],
                 stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
             )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"police receiver exited {code}:\n{self.log_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/login", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"police dashboard not up:\n{self.log_text()}")
+        wait_http(self.url, self.proc, self.log, timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
 
     def log_text(self) -> str:
         return self.log.read_text("utf-8", errors="replace") if self.log.exists() else ""
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+    """Until ``url``/login answers; RuntimeError with the process's log if it exits first,
+    TimeoutError if it never answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text("utf-8", errors="replace") if log.exists() else ""
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{text}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s; see {log}")
 
 
 def publish_forged_alarm(broker: Mosquitto, site_id: str, workdir: Path) -> str:

@@ -27,6 +27,7 @@ from edgeguard.daemon import Daemon
 from edgeguard.ids import utc_now
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.pki import DevPKI
+from edgeguard.lab.procs import stop_process
 from edgeguard.model import Action, AlarmKind, InputSignal
 from edgeguard.receiver import Received, Receiver
 from edgeguard.signing import generate_keypair, load_public_key
@@ -163,14 +164,7 @@ class DaemonProcess:
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         """kill -9: no chance to flush anything."""

@@ -6,7 +6,6 @@ and the security warnings. Login, sessions, CSRF and users come from edgeguard/w
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,10 @@ from aiohttp import web
 
 from edgeguard import __version__
 from edgeguard.console.views import FilterError, HistoryFilter
-from edgeguard.ledger_csv import csv_chunks
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.service import ActionError, PoliceService
 from edgeguard.web.app import make_app
+from edgeguard.web.responses import csv_response, json_response
 from edgeguard.web.security import context, current_user, json_error
 from edgeguard.web.server import WebServer
 from edgeguard.web.sse import Update, put_dropping_oldest, stream
@@ -57,10 +56,6 @@ def police_app(service: PoliceService, config: PoliceConfig, users: UserStore) -
 
 def _service(request: web.Request) -> PoliceService:
     return request.app[SERVICE]
-
-
-def _json(data: Any) -> web.Response:
-    return web.json_response(data, dumps=lambda v: json.dumps(v, ensure_ascii=False, default=str))
 
 
 def with_snapshots(service: PoliceService, alarm: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +139,7 @@ def _history(service: PoliceService, query: PoliceFilter) -> list[dict[str, Any]
 
 async def history(request: web.Request) -> web.Response:
     rows = _history(_service(request), _filter(request))
-    return _json({"alarms": [{k: v for k, v in r.items() if k != "payload"} for r in rows]})
+    return json_response({"alarms": [{k: v for k, v in r.items() if k != "payload"} for r in rows]})
 
 
 async def history_csv(request: web.Request) -> web.StreamResponse:
@@ -152,24 +147,14 @@ async def history_csv(request: web.Request) -> web.StreamResponse:
         {**r, "where": " ".join(str(v) for k, v in (r.get("location") or {}).items() if k != "id")}
         for r in _history(_service(request), _filter(request))
     ]
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": 'attachment; filename="police-alarms.csv"',
-        }
-    )
-    await response.prepare(request)
-    for chunk in csv_chunks(rows, ALARM_COLUMNS):
-        await response.write(chunk.encode("utf-8"))
-    await response.write_eof()
-    return response
+    return await csv_response(request, rows, ALARM_COLUMNS, "police-alarms.csv")
 
 
 async def alarm_detail(request: web.Request) -> web.Response:
     found = _service(request).store.alarm(request.match_info["event_id"])
     if found is None:
         raise json_error(web.HTTPNotFound, "no such alarm")
-    return _json({"alarm": found})
+    return json_response({"alarm": found})
 
 
 async def act(request: web.Request) -> web.Response:
@@ -181,7 +166,7 @@ async def act(request: web.Request) -> web.Response:
         row = await service.act(event_id, state, user.recorded_name)
     except ActionError as exc:
         raise json_error(web.HTTPConflict, str(exc)) from exc
-    return _json({"alarm": with_snapshots(service, row)})
+    return json_response({"alarm": with_snapshots(service, row)})
 
 
 async def snapshot(request: web.Request) -> web.StreamResponse:
@@ -206,11 +191,11 @@ def _inside(root: Path, path: Path) -> Path | None:
 
 async def sites(request: web.Request) -> web.Response:
     service = _service(request)
-    return _json({"sites": service.sites(), "link": service.link()})
+    return json_response({"sites": service.sites(), "link": service.link()})
 
 
 async def warnings(request: web.Request) -> web.Response:
-    return _json({"warnings": _service(request).store.warnings(200)})
+    return json_response({"warnings": _service(request).store.warnings(200)})
 
 
 class Dashboard:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from edgeguard.web.config import LANGUAGES, Language, WebConfig
 from edgeguard.web.i18n import TEXT, text
+from edgeguard.web.responses import json_response
 from edgeguard.web.security import (
     CONTEXT,
     WebContext,
@@ -164,20 +165,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def me(request: web.Request) -> web.Response:
     ctx = context(request)
     user = current_user(request)
-    return web.json_response(
+    return json_response(
         {
             "user": user.public(),
             "csrf": current_session(request).csrf,
             "text": TEXT[user.language],
             "app": ctx.app_name,
             "version": ctx.version,
-        },
-        dumps=_dumps,
+        }
     )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -212,7 +208,7 @@ async def set_language(request: web.Request) -> web.Response:
     user = current_user(request)
     language = _field(await read_json(request), "language")
     updated = await _user_call(context(request).users.set_language, user.name, language)
-    return web.json_response({"user": updated.public()}, dumps=_dumps)
+    return json_response({"user": updated.public()})
 
 
 async def change_password(request: web.Request) -> web.Response:
@@ -230,7 +226,7 @@ async def change_password(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     require_admin(request)
     users = await asyncio.to_thread(context(request).users.all)
-    return web.json_response({"users": [u.public() for u in users]}, dumps=_dumps)
+    return json_response({"users": [u.public() for u in users]})
 
 
 async def add_user(request: web.Request) -> web.Response:
@@ -246,7 +242,7 @@ async def add_user(request: web.Request) -> web.Response:
         language=cast(Language, body.get("language") or ctx.config.language),
     )
     logger.info("console: %s added user %s (%s)", admin.name, user.name, user.role)
-    return web.json_response({"user": user.public()}, dumps=_dumps)
+    return json_response({"user": user.public()})
 
 
 async def delete_user(request: web.Request) -> web.Response:
@@ -267,7 +263,7 @@ async def set_role(request: web.Request) -> web.Response:
     user = await _user_call(ctx.users.set_role, name, role)
     ctx.sessions.end_user(name, keep=current_session(request).token)
     logger.info("console: %s made %s %s", admin.name, name, role)
-    return web.json_response({"user": user.public()}, dumps=_dumps)
+    return json_response({"user": user.public()})
 
 
 async def reset_password(request: web.Request) -> web.Response:

@@ -119,6 +119,27 @@ const EG = {
     return source;
   },
 
+  /* The frame of a console page: header, link banner, sound button, view; on `page`. */
+  mount(page, tabs) {
+    if (EG.me.user.role === "admin") tabs.push(["users", "nav.users"]);
+    page.tabs = tabs;
+    page.banner = EG.el("div", { class: "banner hidden", id: "offline" });
+    page.soundButton = EG.el("button", { class: "banner sound hidden", id: "sound-on", text: EG.t("live.sound_off") });
+    page.view = EG.el("main", { class: "view", id: "view" });
+    document.getElementById("app").append(EG.el("div", { id: "header" }), page.banner, page.soundButton, page.view);
+    page.sound = new EG.Sound(page.soundButton);
+  },
+
+  /* The alarm sound and the header's blinking badge, on or off. */
+  alerting(page, on, key) {
+    page.sound.set(on);
+    const badge = document.getElementById("alerting");
+    if (badge) {
+      badge.textContent = on ? `● ${EG.t(key)}` : "";
+      badge.className = on ? "alerting-badge" : "";
+    }
+  },
+
   showError(error) {
     window.alert(`${EG.t("error.generic")}: ${error.message || error}`);
   },

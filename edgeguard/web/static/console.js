@@ -11,15 +11,7 @@ const Console = {
 
   async start() {
     await EG.init();
-    const app = document.getElementById("app");
-    this.banner = EG.el("div", { class: "banner hidden", id: "offline" });
-    this.soundButton = EG.el("button", { class: "banner sound hidden", id: "sound-on", text: EG.t("live.sound_off") });
-    this.view = EG.el("main", { class: "view", id: "view" });
-    const tabs = [["live", "nav.live"], ["history", "nav.history"], ["health", "nav.health"]];
-    if (EG.me.user.role === "admin") tabs.push(["users", "nav.users"]);
-    this.tabs = tabs;
-    app.append(EG.el("div", { id: "header" }), this.banner, this.soundButton, this.view);
-    this.sound = new EG.Sound(this.soundButton);
+    EG.mount(this, [["live", "nav.live"], ["history", "nav.history"], ["health", "nav.health"]]);
     this.select("live");
     EG.live("/api/stream", {
       state: (u) => { this.alarms = new Map(u.data.alarms.map((a) => [a.event_id, a])); this.changed(); },
@@ -51,13 +43,7 @@ const Console = {
 
   changed() {
     const open = this.sorted();
-    const unacknowledged = open.some((a) => !a.local_ack);
-    this.sound.set(unacknowledged);
-    const badge = document.getElementById("alerting");
-    if (badge) {
-      badge.textContent = unacknowledged ? `● ${EG.t("live.alerting")}` : "";
-      badge.className = unacknowledged ? "alerting-badge" : "";
-    }
+    EG.alerting(this, open.some((a) => !a.local_ack), "live.alerting");
     if (this.tab === "live") this.renderLive();
   },
 

@@ -13,15 +13,7 @@ const Police = {
 
   async start() {
     await EG.init();
-    const app = document.getElementById("app");
-    this.banner = EG.el("div", { class: "banner hidden", id: "offline" });
-    this.soundButton = EG.el("button", { class: "banner sound hidden", id: "sound-on", text: EG.t("live.sound_off") });
-    this.view = EG.el("main", { class: "view", id: "view" });
-    const tabs = [["live", "nav.live"], ["history", "nav.history"], ["warnings", "nav.warnings"]];
-    if (EG.me.user.role === "admin") tabs.push(["users", "nav.users"]);
-    this.tabs = tabs;
-    app.append(EG.el("div", { id: "header" }), this.banner, this.soundButton, this.view);
-    this.sound = new EG.Sound(this.soundButton);
+    EG.mount(this, [["live", "nav.live"], ["history", "nav.history"], ["warnings", "nav.warnings"]]);
     this.select("live");
     EG.live("/api/stream", {
       state: (u) => {
@@ -64,13 +56,7 @@ const Police = {
   },
 
   changed() {
-    const fresh = [...this.alarms.values()].some((a) => a.police_state === "new");
-    this.sound.set(fresh);
-    const badge = document.getElementById("alerting");
-    if (badge) {
-      badge.textContent = fresh ? `● ${EG.t("police.new")}` : "";
-      badge.className = fresh ? "alerting-badge" : "";
-    }
+    EG.alerting(this, [...this.alarms.values()].some((a) => a.police_state === "new"), "police.new");
     if (this.tab === "live") this.renderLive();
     if (this.tab === "warnings") this.renderWarnings();
   },
