@@ -16,8 +16,10 @@ from edgeguard.web.config import WebConfig
 from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
 from edgeguard_drivers.contact_id import ContactIdInputConfig
 from edgeguard_drivers.gpio import GpioInputConfig
+from edgeguard_drivers.gsm_modem_config import SmsConfig
 from edgeguard_drivers.modbus import ModbusInputConfig
 from edgeguard_drivers.serial_box import SerialInputConfig
+from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
 from edgeguard_drivers.simulated import SimulatedInputConfig
 
 FAULT_SUFFIX = "-fault"  # a device's fault alarm has the source f"{device}-fault"
@@ -67,8 +69,8 @@ class TlsConfig(StrictModel):
         return self
 
 
-class MqttConfig(StrictModel):
-    """The link to the police station's broker."""
+class BrokerConfig(StrictModel):
+    """A link to a police broker (the primary `mqtt`, or `mqtt.secondary`)."""
 
     host: str = Field(default="localhost", min_length=1, description="Broker host name or IP.")
     port: int | None = Field(
@@ -127,6 +129,37 @@ class MqttConfig(StrictModel):
         if self.port is not None:
             return self.port
         return 8883 if self.tls is not None else 1883
+
+
+class SecondaryMqttConfig(BrokerConfig):
+    """The second transmission path (EN 50136-1 dual path): another police broker, with its
+    own session, Will, status and heartbeats (docs/transmission-paths.md). Heartbeats go to
+    both brokers at the primary's `heartbeat_interval`/`heartbeat_qos`: those two keys are not
+    used here."""
+
+    failover_after_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="A message the primary broker has not PUBACKed within this many seconds "
+        "(or any message while the primary link is down) is also sent on this broker; the "
+        "primary link down this long is reported as the `uplink-primary` device fault.",
+    )
+
+
+class MqttConfig(BrokerConfig):
+    """The link to the police station's broker (the primary path)."""
+
+    secondary: SecondaryMqttConfig | None = Field(
+        default=None,
+        description="A second police broker used when the primary fails "
+        "(docs/transmission-paths.md); omit for a single path.",
+    )
+    paths_location: Name | None = Field(
+        default=None,
+        description="Location key given to the device_fault alarms of the transmission paths "
+        "(`uplink-primary`, `uplink-secondary`, `sms-modem`); default `transmission`.",
+    )
 
 
 class SigningConfig(StrictModel):
@@ -218,7 +251,8 @@ InputConfig = Annotated[
     | SerialInputConfig
     | SimulatedInputConfig
     | ModbusInputConfig
-    | ContactIdInputConfig,
+    | ContactIdInputConfig
+    | SiaDc09InputConfig,
     Field(discriminator="type"),
 ]
 
@@ -253,6 +287,11 @@ class EdgeguardConfig(StrictModel):
         default_factory=WebConfig,
         description="The control-room web console served by `edgeguard run` (live alarms, "
         "reset, history, health); by default on http://127.0.0.1:8080/ only.",
+    )
+    sms: SmsConfig | None = Field(
+        default=None,
+        description="A GSM/4G modem that texts alarms (P1 by default) when no police broker "
+        "has them within the failover time (docs/transmission-paths.md); omit for none.",
     )
 
     @model_validator(mode="after")

@@ -24,9 +24,11 @@ from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
 from edgeguard.outbox import Outbox
 from edgeguard.outputs import OutputController
+from edgeguard.paths import several_paths
 from edgeguard.payloads import device_payload, device_topic, heartbeat_payload, heartbeat_topic
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
+from edgeguard.transmission import Transmission
 from edgeguard.uplink import NotConnectedError, Uplink
 from edgeguard.writer import StoreWriter
 from edgeguard_drivers.base import DriverError
@@ -66,6 +68,11 @@ class Daemon:
         self.outbox = Outbox(config.mqtt.inflight_window, self._mark_delivered)
         self.service = AlarmService(self.writer, self.book, self.outbox)
         self.uplink: Uplink | None = None
+        self.paths: Transmission | None = None
+        if several_paths(config):
+            self.paths = Transmission(
+                config, self.signer, self.outbox, self.service, self.started_at
+            )
         self.inputs: InputManager | None = None
         self.bridge: Bridge | None = None
         self.control: ControlServer | None = None
@@ -100,9 +107,13 @@ class Daemon:
             )
         )
         self.book.seq.load(await self.writer.run(lambda s: s.current_seq()))
+        if self.paths is not None:
+            self.paths.prepare()
         self.outbox.load(await self.writer.run(lambda s: s.undelivered()))
         self.bridge = Bridge(loop, self.service.handle_signal, self.service.handle_status)
         self._start_uplink(loop)
+        if self.paths is not None:
+            self.paths.start(loop)
         self.inputs = InputManager(self.bridge, self.pin_factory)
         await self.inputs.start_all(list(self.config.inputs))
         await self._start_outputs()
@@ -188,7 +199,7 @@ class Daemon:
             await self.control.stop()
         if self.console is not None:
             await self.console.stop()
-        if self.uplink is not None and self.uplink.connected:
+        if self.outbox.connected():
             delivered = await self.outbox.drain(STOP_FLUSH_S)
             if not delivered:
                 logger.warning(
@@ -201,6 +212,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.writer.run(lambda s: s.append_event("system.stop", data={}))
+        if self.paths is not None:
+            await self.paths.stop()
         if self.uplink is not None:
             await self.uplink.stop()
         await asyncio.to_thread(self.writer.stop)
@@ -209,9 +222,15 @@ class Daemon:
     # --- uplink events (UplinkHandler) ------------------------------------------------------
     def on_connected(self) -> None:
         self.outbox.on_connected()
+        if self.paths is not None:
+            self.paths.on_primary(True)
 
     def on_disconnected(self, reason: str) -> None:
-        """Nothing to undo: paho keeps its in-flight messages and resends them on reconnect."""
+        """Nothing to undo: paho keeps its in-flight messages and resends them on reconnect.
+        With a second path, what waits moves on to it (edgeguard/failover.py)."""
+        self.outbox.on_disconnected()
+        if self.paths is not None:
+            self.paths.on_primary(False, reason)
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
         self.outbox.on_puback(mid, ok, reason)
@@ -233,7 +252,7 @@ class Daemon:
 
     async def _heartbeat(self) -> None:
         uplink = self.uplink
-        if uplink is None or not uplink.connected:
+        if not self.outbox.connected():
             return
         head, open_count = await self.writer.run(lambda s: (s.head(), len(s.open_alarms())))
         self.heartbeats += 1
@@ -245,14 +264,13 @@ class Daemon:
             pending=len(self.outbox.pending),
             log_head=head,
         )
-        with contextlib.suppress(NotConnectedError):
-            uplink.publish(
-                heartbeat_topic(self.config.site.id),
-                self.signer.encode(payload),
-                self.config.mqtt.heartbeat_qos,
-                False,
-            )
-            self.last_heartbeat_at = iso_ms(utc_now())
+        body, topic = self.signer.encode(payload), heartbeat_topic(self.config.site.id)
+        if self.paths is not None:
+            self.paths.publish_heartbeat(topic, body, self.config.mqtt.heartbeat_qos)
+        if uplink is not None and uplink.connected:
+            with contextlib.suppress(NotConnectedError):
+                uplink.publish(topic, body, self.config.mqtt.heartbeat_qos, False)
+        self.last_heartbeat_at = iso_ms(utc_now())
 
     async def _watchdog_loop(self) -> None:
         interval = sysd.watchdog_interval()
@@ -367,6 +385,8 @@ class Daemon:
         if uplink is not None:
             logger.info("reload: MQTT settings changed, reconnecting")
             await self._replace_uplink(uplink)
+        if self.paths is not None:
+            await self.paths.reload(new, signer)
         await self.writer.run(lambda s: s.append_event("config.reload", data={}))
         logger.info("config reloaded from %s", self.config_path)
 
@@ -447,6 +467,7 @@ class Daemon:
             "link": link,
             "heartbeat": {"count": self.heartbeats, "last_at": self.last_heartbeat_at},
             "outbox": self.outbox.stats(),
+            **({"paths": self.paths.status()} if self.paths is not None else {}),
             **snapshot,
         }
 

@@ -14,6 +14,7 @@ from edgeguard_drivers.contact_id import ContactIdInput
 from edgeguard_drivers.gpio import GpioButton
 from edgeguard_drivers.modbus import ModbusInput
 from edgeguard_drivers.serial_box import SerialButtonBox
+from edgeguard_drivers.sia_dc09 import SiaDc09Input
 from edgeguard_drivers.simulated import SimulatedButton
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ DRIVER_CLASSES: dict[str, type[InputDriver[Any]]] = {
     "simulated": SimulatedButton,
     "modbus": ModbusInput,
     "contact_id": ContactIdInput,
+    "sia_dc09": SiaDc09Input,
 }
 RETRY_MIN_S = 2.0
 RETRY_MAX_S = 60.0

@@ -6,59 +6,119 @@ back from the store at start-up) and never drops one. On reconnect paho itself r
 messages it had in flight (same packet ids); everything not yet sent follows in order. A row
 the broker refuses (negative PUBACK) waits with its own back-off, so it never holds up the
 alarms behind it.
+
+With a second transmission path (docs/transmission-paths.md) every row goes to the primary
+broker's lane first; a row the primary has not PUBACKed in time, or any row while the primary
+is down, is also put on the secondary broker's lane (edgeguard/failover.py decides when). A
+row is delivered when either broker PUBACKs it; each lane keeps the rows' order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from edgeguard.failover import Failover
+from edgeguard.lane import STALE_INFLIGHT_S, Lane, in_order
 from edgeguard.store import OutboxRow
-from edgeguard.uplink import NotConnectedError, Uplink
+from edgeguard.uplink import Uplink
 
 logger = logging.getLogger(__name__)
 
-STALE_INFLIGHT_S = 30.0
-RETRY_MIN_S = 1.0
-RETRY_MAX_S = 60.0
+__all__ = ["STALE_INFLIGHT_S", "Outbox"]
+
+Overdue = Callable[[list[OutboxRow]], None]
 
 
 class Outbox:
     def __init__(self, window: int, mark_delivered: Callable[[list[int]], Awaitable[None]]) -> None:
-        self.window = window
         self._mark_delivered = mark_delivered
-        self.uplink: Uplink | None = None
         self.pending: dict[int, OutboxRow] = {}
-        self._unsent: deque[int] = deque()
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
-        self._refusals: dict[int, int] = {}  # row id -> negative PUBACKs so far
+        self.primary = Lane("primary", window, self.pending)
+        self.secondary: Lane | None = None
+        self.failover: Failover | None = None
+        self.on_overdue: Overdue | None = None
         self._delivered: list[int] = []
         self._flushing: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._volatile_ids = 0
-        self.published = 0
-        self.acked = 0
+
+    # --- the primary lane, as the rest of the daemon knew the outbox ------------------------
+    @property
+    def window(self) -> int:
+        return self.primary.window
+
+    @window.setter
+    def window(self, value: int) -> None:
+        self.primary.window = value
+
+    @property
+    def uplink(self) -> Uplink | None:
+        return self.primary.uplink
+
+    @property
+    def _unsent(self) -> deque[int]:
+        return self.primary.unsent
+
+    def connected(self) -> bool:
+        """At least one broker link is up."""
+        return self.primary.connected or (self.secondary is not None and self.secondary.connected)
+
+    # --- paths ------------------------------------------------------------------------------
+    def enable_failover(
+        self, after_s: float, secondary_window: int | None, on_overdue: Overdue | None
+    ) -> None:
+        """A second broker (``secondary_window`` given) and/or an SMS path (``on_overdue``):
+        rows the primary does not deliver in time move on (edgeguard/failover.py)."""
+        if secondary_window is not None and self.secondary is None:
+            self.secondary = Lane("secondary", secondary_window, self.pending)
+        self.on_overdue = on_overdue
+        secondary = self.secondary
+        self.failover = Failover(
+            after_s,
+            primary_ok=lambda: self.primary.ok(after_s),
+            secondary_ok=None if secondary is None else lambda: secondary.ok(after_s),
+            to_secondary=self._to_secondary,
+            overdue=self._overdue,
+        )
+        self.failover.track(in_order(self.pending))
+
+    def _to_secondary(self, row_ids: list[int]) -> None:
+        if self.secondary is not None:
+            self.secondary.requeue(row_ids)
+
+    def _overdue(self, row_ids: list[int]) -> None:
+        rows = [self.pending[row_id] for row_id in row_ids if row_id in self.pending]
+        if rows and self.on_overdue is not None:
+            try:
+                self.on_overdue(rows)
+            except Exception:
+                logger.exception("outbox: the overdue-message handler failed")
 
     # --- feeding ----------------------------------------------------------------------------
     def load(self, rows: list[OutboxRow]) -> None:
         """Take the undelivered rows found in the store at start-up."""
         for row in rows:
             self.pending.setdefault(row.id, row)
-        self._unsent = deque(_in_order(self.pending))
+        self.primary.unsent = deque(in_order(self.pending))
         if rows:
             logger.info("outbox: %d message(s) from before the restart to deliver", len(rows))
-        self.pump()
+        self.primary.pump()
+        if self.failover is not None:
+            self.failover.track(in_order(self.pending))
 
     def add(self, rows: list[OutboxRow]) -> None:
         """Rows just committed, in commit (id) order."""
+        new = []
         for row in rows:
             if row.id not in self.pending:
                 self.pending[row.id] = row
-                self._unsent.append(row.id)
-        self.pump()
+                new.append(row.id)
+        self.primary.append(new)
+        if self.failover is not None:
+            self.failover.track(new)
 
     def add_volatile(self, topic: str, payload: bytes, event_id: str) -> None:
         """A message that could not be stored (the store is failing): sent all the same, first
@@ -66,96 +126,63 @@ class Outbox:
         self._volatile_ids -= 1
         row = OutboxRow(self._volatile_ids, topic, payload, 1, False, event_id, "unrecorded")
         self.pending[row.id] = row
-        self._requeue({row.id})
+        self.primary.requeue({row.id})
+        if self.failover is not None:
+            self.failover.track([row.id])
 
     # --- link events ------------------------------------------------------------------------
     def attach(self, uplink: Uplink) -> None:
         """Use a new uplink (start-up, or a reload that changed the MQTT settings). Whatever the
         previous client had in flight is sent again through the new one: its PUBACKs will
         never come, and its packet ids mean nothing to the new client."""
-        self.uplink = uplink
-        if self._inflight:
-            requeued = {row_id for row_id, _ in self._inflight.values()}
-            self._inflight.clear()
-            self._requeue(requeued)
+        self.primary.attach(uplink)
+
+    def attach_secondary(self, uplink: Uplink) -> None:
+        assert self.secondary is not None
+        self.secondary.attach(uplink)
 
     def on_connected(self) -> None:
-        # paho resends what was in flight on this (re)connect: time them from now, or the
-        # stale check would send every one of them again after a long outage.
-        now = time.monotonic()
-        self._inflight = {mid: (row_id, now) for mid, (row_id, _) in self._inflight.items()}
-        self.pump()
+        self.primary.on_connected()
+
+    def on_disconnected(self) -> None:
+        """Either link went down: rows waiting on it move on to the next path now."""
+        if self.failover is not None:
+            self.failover.advance()
+
+    def on_secondary_connected(self) -> None:
+        if self.secondary is not None:
+            self.secondary.on_connected()
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
-        entry = self._inflight.pop(mid, None)
-        if entry is None:
-            return
-        row_id = entry[0]
-        if ok:
-            self.acked += 1
-            self._refusals.pop(row_id, None)
-            if self.pending.pop(row_id, None) is not None and row_id > 0:
+        self._delivered_by(self.primary, mid, ok, reason)
+
+    def on_secondary_puback(self, mid: int, ok: bool, reason: str) -> None:
+        if self.secondary is not None:
+            self._delivered_by(self.secondary, mid, ok, reason)
+
+    def _delivered_by(self, lane: Lane, mid: int, ok: bool, reason: str) -> None:
+        row_id = lane.on_puback(mid, ok, reason)
+        if row_id is not None:
+            self.pending.pop(row_id, None)
+            if self.failover is not None:
+                self.failover.forget(row_id)
+            if row_id > 0:
                 self._delivered.append(row_id)
                 self._schedule_flush()
-        elif row_id in self.pending:
-            self._refused(row_id, reason)
-        self.pump()
+        lane.pump()
         self._check_drained()
-
-    def _refused(self, row_id: int, reason: str) -> None:
-        refusals = self._refusals.get(row_id, 0) + 1
-        self._refusals[row_id] = refusals
-        delay = min(RETRY_MIN_S * 2 ** (refusals - 1), RETRY_MAX_S)
-        logger.error(
-            "outbox: broker refused message %d on %s: %s (attempt %d, again in %.0f s)",
-            row_id,
-            self.pending[row_id].topic,
-            reason,
-            refusals,
-            delay,
-        )
-        asyncio.get_running_loop().call_later(delay, self._requeue, {row_id})
-
-    def _requeue(self, row_ids: set[int]) -> None:
-        """Put rows back in line, in order (see ``_in_order``)."""
-        waiting = {row_id for row_id in row_ids if row_id in self.pending}
-        if waiting:
-            self._unsent = deque(_in_order(waiting | set(self._unsent)))
-            self.pump()
 
     # --- sending ----------------------------------------------------------------------------
     def pump(self) -> None:
-        uplink = self.uplink
-        if uplink is None or not uplink.connected:
-            return
-        while self._unsent and len(self._inflight) < self.window:
-            row_id = self._unsent[0]
-            row = self.pending.get(row_id)
-            if row is None:
-                self._unsent.popleft()
-                continue
-            try:
-                mid = uplink.publish(row.topic, row.payload, row.qos, row.retain)
-            except NotConnectedError:
-                return
-            self._unsent.popleft()
-            self.published += 1
-            self._inflight[mid] = (row_id, time.monotonic())
+        self.primary.pump()
+        if self.secondary is not None:
+            self.secondary.pump()
 
     def check_stale(self) -> None:
         """Safety net: a message without PUBACK for long while connected is sent again."""
-        if self.uplink is None or not self.uplink.connected:
-            return
-        now = time.monotonic()
-        stale = {mid for mid, (_, sent) in self._inflight.items() if now - sent > STALE_INFLIGHT_S}
-        rows = {self._inflight.pop(mid)[0] for mid in stale}
-        for row_id in rows:
-            logger.warning(
-                "outbox: no PUBACK for message %d after %.0f s; sending again",
-                row_id,
-                STALE_INFLIGHT_S,
-            )
-        self._requeue(rows)
+        self.primary.check_stale()
+        if self.secondary is not None:
+            self.secondary.check_stale()
 
     # --- recording deliveries ---------------------------------------------------------------
     def _schedule_flush(self) -> None:
@@ -191,16 +218,16 @@ class Outbox:
         else:
             self._drained.clear()
 
+    def close(self) -> None:
+        if self.failover is not None:
+            self.failover.close()
+
     def stats(self) -> dict[str, int]:
-        return {
-            "pending": len(self.pending),
-            "inflight": len(self._inflight),
-            "published": self.published,
-            "acked": self.acked,
-        }
-
-
-def _in_order(row_ids: set[int] | dict[int, OutboxRow]) -> list[int]:
-    """Sending order: messages sent from memory while the store failed (negative ids, -1 the
-    oldest) first, in the order they were made, then stored rows by id."""
-    return sorted(row_ids, key=lambda row_id: (row_id > 0, abs(row_id)))
+        primary = self.primary.stats()
+        out = {"pending": len(self.pending), **primary}
+        if self.secondary is not None:
+            out.update({f"secondary_{k}": v for k, v in self.secondary.stats().items()})
+        if self.failover is not None:
+            out["handed_over"] = self.failover.handed_over
+            out["overdue"] = self.failover.overdue_rows
+        return out

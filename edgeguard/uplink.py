@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edgeguard.config import EdgeguardConfig, MqttProtocol
+from edgeguard.config import BrokerConfig, EdgeguardConfig, MqttProtocol
 from edgeguard.payloads import ack_topic, status_payload, status_topic
 from edgeguard.signing import Signer
 
@@ -63,8 +63,15 @@ class Uplink:
         handler: UplinkHandler,
         loop: asyncio.AbstractEventLoop,
         started_at: datetime,
+        *,
+        broker: BrokerConfig | None = None,
+        path: str = "primary",
     ) -> None:
+        """``broker``: the broker of this path (default ``config.mqtt``, the primary);
+        ``path`` names it in logs and in the daemon's status."""
         self.config = config
+        self.broker = broker if broker is not None else config.mqtt
+        self.path = path
         self.signer = signer
         self.handler = handler
         self.loop = loop
@@ -82,13 +89,21 @@ class Uplink:
     def site(self) -> str:
         return self.config.site.id
 
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"edgeguard-{self.site}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.broker.host}:{self.broker.effective_port()}"
+
     # --- setup ------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        cfg = self.config.mqtt
+        cfg = self.broker
         v5 = cfg.protocol is MqttProtocol.V5
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id(),
+            client_id=self.client_id,
             clean_session=None if v5 else False,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
@@ -125,7 +140,7 @@ class Uplink:
         return self.signer.encode(status_payload(self.site, state, self.started_at, uptime))  # type: ignore[arg-type]
 
     def start(self) -> None:
-        cfg = self.config.mqtt
+        cfg = self.broker
         properties = None
         if cfg.protocol is MqttProtocol.V5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -141,10 +156,11 @@ class Uplink:
         )
         self.client.loop_start()
         logger.info(
-            "mqtt: connecting to %s:%d as %s (MQTT %s%s)",
+            "mqtt %s: connecting to %s:%d as %s (MQTT %s%s)",
+            self.path,
             cfg.host,
             cfg.effective_port(),
-            self.config.client_id(),
+            self.client_id,
             cfg.protocol.value,
             ", TLS" if cfg.tls else "",
         )
@@ -195,7 +211,7 @@ class Uplink:
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         if reason.is_failure:
-            logger.error("mqtt: broker refused the connection: %s", reason)
+            logger.error("mqtt %s: broker refused the connection: %s", self.path, reason)
             self._to_loop(self._set_down, f"refused: {reason}")
             return
         client.subscribe(ack_topic(self.site), qos=1)
@@ -229,9 +245,7 @@ class Uplink:
         self.connects += 1
         self.last_change = time.time()
         self.last_error = None
-        logger.info(
-            "mqtt: police link up (%s:%d)", self.config.mqtt.host, self.config.mqtt.effective_port()
-        )
+        logger.info("mqtt %s: police link up (%s)", self.path, self.address)
         self.handler.on_connected()
 
     def _set_down(self, reason: str) -> None:
@@ -239,11 +253,11 @@ class Uplink:
         self.connected = False
         self.last_error = reason
         if self._stopping:
-            logger.info("mqtt: disconnected from the police broker (stopping)")
+            logger.info("mqtt %s: disconnected from the police broker (stopping)", self.path)
         elif was_up:
-            logger.error("mqtt: police link DOWN: %s", reason)
+            logger.error("mqtt %s: police link DOWN: %s", self.path, reason)
         else:
-            logger.warning("mqtt: cannot reach the police broker: %s", reason)
+            logger.warning("mqtt %s: cannot reach the police broker: %s", self.path, reason)
         if was_up:
             self.last_change = time.time()
             self.handler.on_disconnected(reason)

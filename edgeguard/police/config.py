@@ -102,6 +102,12 @@ class PoliceConfig(StrictModel):
     mqtt: PoliceMqttConfig = Field(
         default_factory=PoliceMqttConfig, description="The police broker."
     )
+    mqtt_secondary: PoliceMqttConfig | None = Field(
+        default=None,
+        description="A second police broker, for sites with a second transmission path "
+        "(docs/transmission-paths.md): a second link into the same handler, so an alarm sent "
+        "on both paths is stored and shown once (dedupe by site, event_id, seq).",
+    )
     shared_group: str | None = Field(
         default=None,
         pattern=GROUP_PATTERN,

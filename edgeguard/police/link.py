@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.ids import iso_ms, utc_now
-from edgeguard.police.config import PoliceConfig
+from edgeguard.police.config import PoliceConfig, PoliceMqttConfig
 from edgeguard.uplink import no_delay
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,18 @@ def subscriptions(group: str | None) -> list[str]:
 
 class BrokerLink:
     def __init__(
-        self, config: PoliceConfig, handler: LinkHandler, loop: asyncio.AbstractEventLoop
+        self,
+        config: PoliceConfig,
+        handler: LinkHandler,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        mqtt: PoliceMqttConfig | None = None,
+        name: str = "primary",
     ) -> None:
+        """``mqtt``: the broker of this link (default ``config.mqtt``); ``name`` for logs."""
         self.config = config
+        self.mqtt = mqtt if mqtt is not None else config.mqtt
+        self.name = name
         self.handler = handler
         self.loop = loop
         self.connected = False
@@ -73,10 +82,10 @@ class BrokerLink:
 
     @property
     def broker(self) -> str:
-        return f"{self.config.mqtt.host}:{self.config.mqtt.effective_port()}"
+        return f"{self.mqtt.host}:{self.mqtt.effective_port()}"
 
     def _make_client(self) -> mqtt.Client:
-        cfg = self.config.mqtt
+        cfg = self.mqtt
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.config.receiver_id,
@@ -107,7 +116,7 @@ class BrokerLink:
         return client
 
     def start(self) -> None:
-        cfg = self.config.mqtt
+        cfg = self.mqtt
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = cfg.session_expiry
         self.client.connect_async(
@@ -141,6 +150,7 @@ class BrokerLink:
             "broker": self.broker,
             "receiver_id": self.config.receiver_id,
             "session_present": self.session_present,
+            "name": self.name,
         }
 
     # --- publishing acks (on the loop) ------------------------------------------------------

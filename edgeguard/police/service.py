@@ -44,7 +44,9 @@ class PoliceService:
             self.store, self.tracker, self.receiver, config.snapshots_path(), names
         )
         self.feed = UpdateFeed(self.store, self._build_update)
-        self._link: BrokerLink | None = None
+        self._link: BrokerLink | None = None  # the primary broker's link
+        self._links: list[BrokerLink] = []  # with the secondary's, when configured
+        self._up: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
 
@@ -54,8 +56,16 @@ class PoliceService:
         self._seed_sites()
         self.store.prune_changes()
         self.feed.last_id = self.store.last_change_id()
-        self._link = BrokerLink(self.config, self, loop)
-        self._link.start()
+        self._link = BrokerLink(self.config, _LinkEvents(self, "primary"), loop)
+        self._links = [self._link]
+        if self.config.mqtt_secondary is not None:
+            events = _LinkEvents(self, "secondary")
+            secondary = self.config.mqtt_secondary
+            self._links.append(
+                BrokerLink(self.config, events, loop, mqtt=secondary, name="secondary")
+            )
+        for link in self._links:
+            link.start()
         self._tasks = [
             asyncio.create_task(self._supervise(), name="police-supervise"),
             asyncio.create_task(self.feed.run(), name="police-feed"),
@@ -75,8 +85,8 @@ class PoliceService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._link is not None:
-            await self._link.stop()
+        for link in self._links:
+            await link.stop()
         self.feed.pump()
         self._stopped = True  # callbacks still queued on the loop are dropped
         logger.info("police receiver %s stopped", self.config.receiver_id)
@@ -105,10 +115,17 @@ class PoliceService:
                 logger.exception("site supervision failed this round")
 
     # --- the link's events (on the loop) ----------------------------------------------------
-    def on_link(self, connected: bool) -> None:
+    def on_link(self, connected: bool, name: str = "primary") -> None:
+        """Supervision runs while at least one broker link is up: the first link up gives
+        every site a full timeout, the last link down suspends it."""
+        was_up = bool(self._up)
         if connected:
-            self.tracker.connected()
+            self._up.add(name)
         else:
+            self._up.discard(name)
+        if self._up and not was_up:
+            self.tracker.connected()
+        elif was_up and not self._up:
             self.tracker.disconnected()
         self._guarded(self.store.note_link)
 
@@ -133,7 +150,13 @@ class PoliceService:
         self.feed.unsubscribe(queue)
 
     def link(self) -> dict[str, Any]:
-        """The broker link: connected, since (UTC), last_error, broker, receiver_id."""
+        """The broker link: connected, since (UTC), last_error, broker, receiver_id; with a
+        second broker, the first link that is up (the primary if none is) and ``links``:
+        every link's own."""
+        if len(self._links) > 1:
+            infos = [link.info() for link in self._links]
+            shown = next((info for info in infos if info["connected"]), infos[0])
+            return {**shown, "links": infos}
         if self._link is None:
             return {
                 "connected": False,
@@ -174,13 +197,14 @@ class PoliceService:
         alarm = self.store.alarm_row(event_id) if isinstance(event_id, str) else None
         if alarm is None:
             raise ActionError(f"unknown alarm {str(event_id)[:80]!r}")
-        if self._link is None:
+        link = next((ln for ln in self._links if ln.connected), self._link)
+        if link is None:
             raise ActionError("the receiver is not started")
         at = iso_ms(utc_now())
         ack = {"event_id": event_id, "state": state, "by": by, "at": at}
         body = json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            await self._link.publish(ack_topic(alarm["site"]), body, ACK_TIMEOUT_S)
+            await link.publish(ack_topic(alarm["site"]), body, ACK_TIMEOUT_S)
         except ActionError as exc:
             logger.error("police %s of %s by %s failed: %s", state, event_id, by, exc)
             self.store.record_action(event_id, state, by, ok=False, error=str(exc), at=at)
@@ -203,3 +227,17 @@ class PoliceService:
         if what == "link":
             return self.link()
         return None
+
+
+class _LinkEvents:
+    """One broker link's events, named, into the service (the LinkHandler of that link)."""
+
+    def __init__(self, service: PoliceService, name: str) -> None:
+        self.service = service
+        self.name = name
+
+    def on_link(self, connected: bool) -> None:
+        self.service.on_link(connected, self.name)
+
+    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
+        self.service.on_message(topic, body, retained, arrived)

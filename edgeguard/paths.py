@@ -1,0 +1,165 @@
+"""Supervision of the transmission paths (docs/transmission-paths.md): the primary broker link,
+the secondary broker link and the SMS modem are each a device with a retained status on
+``edgeguard/{site}/device/{device}``; a path lost while another works raises a ``device_fault``
+alarm that reaches the police over the remaining path, restored when the path is back.
+
+A broker link counts as lost when it has been down for ``grace`` seconds (the failover time):
+a reconnect within that time is not reported. Runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from edgeguard.config import FAULT_SUFFIX, EdgeguardConfig
+from edgeguard.ids import utc_now
+from edgeguard.model import (
+    DEFAULT_PRIORITY,
+    Action,
+    AlarmKind,
+    DeviceState,
+    DeviceStatus,
+    InputSignal,
+)
+from edgeguard.outbox import Outbox
+from edgeguard.service import AlarmService
+
+logger = logging.getLogger(__name__)
+
+PRIMARY_DEVICE = "uplink-primary"
+SECONDARY_DEVICE = "uplink-secondary"
+MODEM_DEVICE = "sms-modem"
+DEFAULT_LOCATION = "transmission"
+DEVICES = {"primary": PRIMARY_DEVICE, "secondary": SECONDARY_DEVICE, "sms": MODEM_DEVICE}
+
+
+def several_paths(config: EdgeguardConfig) -> bool:
+    return config.mqtt.secondary is not None or config.sms is not None
+
+
+def failover_after(config: EdgeguardConfig) -> float:
+    secondary = config.mqtt.secondary
+    return secondary.failover_after_s if secondary is not None else 5.0
+
+
+class PathSupervisor:
+    def __init__(self, config: EdgeguardConfig, service: AlarmService) -> None:
+        self.config = config
+        self.service = service
+        self.grace = failover_after(config)
+        self.location = config.mqtt.paths_location or DEFAULT_LOCATION
+        self.states: dict[str, tuple[DeviceState, dict[str, Any]]] = {}
+        self._reported: dict[str, DeviceState] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        """Links not up within the grace time after start-up are reported lost."""
+        self.link_down("primary", "not connected since start-up", initial=True)
+        if self.config.mqtt.secondary is not None:
+            self.link_down("secondary", "not connected since start-up", initial=True)
+
+    # --- events (on the loop) ---------------------------------------------------------------
+    def link_up(self, path: str) -> None:
+        timer = self._timers.pop(path, None)
+        if timer is not None:
+            timer.cancel()
+        self._set(path, DeviceState.ONLINE, {"path": path, "broker": self._broker(path)})
+
+    def link_down(self, path: str, reason: str, *, initial: bool = False) -> None:
+        if path in self._timers:
+            return
+        detail = {"path": path, "broker": self._broker(path), "reason": reason[:200]}
+        if not initial:
+            self.states[path] = (DeviceState.OFFLINE, detail)
+        loop = asyncio.get_running_loop()
+        self._timers[path] = loop.call_later(self.grace, self._lost, path, detail)
+
+    def modem_state(self, state: DeviceState, detail: dict[str, Any]) -> None:
+        self._set("sms", state, {"path": "sms", **detail})
+
+    def _lost(self, path: str, detail: dict[str, Any]) -> None:
+        self._timers.pop(path, None)
+        self._set(path, DeviceState.OFFLINE, detail)
+
+    # --- reporting --------------------------------------------------------------------------
+    def _broker(self, path: str) -> str | None:
+        broker = self.config.mqtt if path == "primary" else self.config.mqtt.secondary
+        return None if broker is None else f"{broker.host}:{broker.effective_port()}"
+
+    def _set(self, path: str, state: DeviceState, detail: dict[str, Any]) -> None:
+        self.states[path] = (state, detail)
+        if self._reported.get(path) is state:
+            return
+        first = path not in self._reported
+        self._reported[path] = state
+        level = logging.INFO if state is DeviceState.ONLINE else logging.ERROR
+        logger.log(level, "transmission path %s: %s (%s)", path, state.value, detail)
+        task = asyncio.get_running_loop().create_task(self._report(path, state, detail, first))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report(
+        self, path: str, state: DeviceState, detail: dict[str, Any], first: bool
+    ) -> None:
+        device = DEVICES[path]
+        async with self._lock:  # one report after the other, in the order they happened
+            await self.service.handle_status(DeviceStatus(device, state, detail))
+            if first and state is DeviceState.ONLINE:
+                return  # nothing to restore (a fault left from before a restart stays open)
+            await self.service.handle_signal(self._fault_signal(device, state, detail))
+
+    def _fault_signal(self, device: str, state: DeviceState, detail: dict[str, Any]) -> InputSignal:
+        action = Action.NORMAL if state is DeviceState.ONLINE else Action.ACTIVE
+        return InputSignal(
+            source=f"{device}{FAULT_SUFFIX}",
+            action=action,
+            kind=AlarmKind.DEVICE_FAULT,
+            priority=DEFAULT_PRIORITY[AlarmKind.DEVICE_FAULT],
+            location=self.location,
+            occurred_at=utc_now(),
+            detail={"device": device, "state": state.value, **detail},
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            path: {"device": DEVICES[path], "state": state.value, **detail}
+            for path, (state, detail) in self.states.items()
+        }
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class SecondaryEvents:
+    """The UplinkHandler of the secondary broker's uplink."""
+
+    def __init__(self, outbox: Outbox, paths: PathSupervisor, service: AlarmService) -> None:
+        self.outbox = outbox
+        self.paths = paths
+        self.service = service
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_connected(self) -> None:
+        self.outbox.on_secondary_connected()
+        self.paths.link_up("secondary")
+
+    def on_disconnected(self, reason: str) -> None:
+        self.outbox.on_disconnected()
+        self.paths.link_down("secondary", reason)
+
+    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
+        self.outbox.on_secondary_puback(mid, ok, reason)
+
+    def on_ack_message(self, payload: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self.service.handle_police_ack(payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,137 @@
+"""The extra transmission paths of the daemon (docs/transmission-paths.md): the secondary
+broker's uplink, the SMS modem, and the supervision of every path. The primary uplink stays
+the daemon's own (``Daemon.uplink``); this object is only built when a second path is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from edgeguard.config import EdgeguardConfig
+from edgeguard.model import DeviceState
+from edgeguard.outbox import Outbox
+from edgeguard.paths import PathSupervisor, SecondaryEvents, failover_after
+from edgeguard.service import AlarmService
+from edgeguard.signing import Signer
+from edgeguard.sms import SmsNotifier
+from edgeguard.uplink import NotConnectedError, Uplink
+from edgeguard_drivers.gsm_modem import GsmModem
+
+logger = logging.getLogger(__name__)
+
+
+class Transmission:
+    def __init__(
+        self,
+        config: EdgeguardConfig,
+        signer: Signer,
+        outbox: Outbox,
+        service: AlarmService,
+        started_at: datetime,
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self.outbox = outbox
+        self.service = service
+        self.started_at = started_at
+        self.paths = PathSupervisor(config, service)
+        self.secondary: Uplink | None = None
+        self.modem: GsmModem | None = None
+        self.notifier: SmsNotifier | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def prepare(self) -> None:
+        """Before the outbox loads its rows (on the loop): set up the failover."""
+        secondary = self.config.mqtt.secondary
+        if self.config.sms is not None:
+            self.modem = GsmModem(self.config.sms, self._modem_state)
+            self.notifier = SmsNotifier(self.config.sms, self.modem)
+        self.outbox.enable_failover(
+            failover_after(self.config),
+            secondary.inflight_window if secondary is not None else None,
+            self.notifier.on_overdue if self.notifier is not None else None,
+        )
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.paths.start()
+        if self.config.mqtt.secondary is not None:
+            self.secondary = self._make_secondary(self.config, self.signer, loop)
+            self.outbox.attach_secondary(self.secondary)
+            self.secondary.start()
+        if self.modem is not None:
+            self.modem.start()
+
+    def _make_secondary(
+        self, config: EdgeguardConfig, signer: Signer, loop: asyncio.AbstractEventLoop
+    ) -> Uplink:
+        events = SecondaryEvents(self.outbox, self.paths, self.service)
+        broker = config.mqtt.secondary
+        return Uplink(
+            config, signer, events, loop, self.started_at, broker=broker, path="secondary"
+        )
+
+    def _modem_state(self, state: DeviceState, detail: dict[str, Any]) -> None:
+        """From the modem's thread: handed to the loop."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(self.paths.modem_state, state, detail)
+
+    # --- the daemon's hooks -----------------------------------------------------------------
+    def on_primary(self, connected: bool, reason: str = "") -> None:
+        if connected:
+            self.paths.link_up("primary")
+        else:
+            self.paths.link_down("primary", reason)
+
+    def publish_heartbeat(self, topic: str, payload: bytes, qos: int) -> None:
+        uplink = self.secondary
+        if uplink is not None and uplink.connected:
+            with contextlib.suppress(NotConnectedError):
+                uplink.publish(topic, payload, qos, False)
+
+    async def reload(self, new: EdgeguardConfig, signer: Signer) -> None:
+        """A changed secondary broker reconnects; adding or removing a path needs a restart."""
+        old, self.config, self.signer = self.config, new, signer
+        self.paths.config = new
+        if (old.mqtt.secondary is None) != (new.mqtt.secondary is None) or old.sms != new.sms:
+            logger.warning("reload: adding or removing a transmission path takes a restart")
+            return
+        unchanged = (old.mqtt.secondary, old.site, old.signing) == (
+            new.mqtt.secondary,
+            new.site,
+            new.signing,
+        )
+        if self.secondary is None or unchanged:
+            return
+        assert self._loop is not None
+        uplink = self._make_secondary(new, signer, self._loop)
+        previous, self.secondary = self.secondary, uplink
+        self.outbox.attach_secondary(uplink)
+        await previous.stop()
+        uplink.start()
+
+    async def stop(self) -> None:
+        self.outbox.close()
+        await self.paths.close()
+        if self.secondary is not None:
+            await self.secondary.stop()
+        if self.modem is not None:
+            await asyncio.to_thread(self.modem.stop)
+
+    def status(self) -> dict[str, Any]:
+        uplink = self.secondary
+        out: dict[str, Any] = {"supervision": self.paths.status()}
+        if uplink is not None:
+            out["secondary"] = {
+                "connected": uplink.connected,
+                "broker": uplink.address,
+                "last_error": uplink.last_error,
+            }
+        if self.modem is not None:
+            out["sms"] = {"sent": self.modem.sent, "failed": self.modem.failed}
+        return out
