@@ -3,6 +3,11 @@
 A press fires on the first edge: there is no debounce delay on the alarm path. After an
 edge the line is ignored for ``lockout`` seconds (contact bounce), then re-read, so a release
 that happened during the lockout is still reported.
+
+With ``supervision_pin`` the button's cable carries a second, normally closed loop (through the
+button box's tamper switch, or a wire pair looped at the button). While that loop reads open
+(cable cut, box opened) the button is reported `fault`, which raises a `device_fault` alarm at
+its location; the loop closing again reports it `online` and restores the fault.
 """
 
 from __future__ import annotations
@@ -62,6 +67,17 @@ class GpioInputConfig(DriverConfig, PointConfig):
         description="Seconds after an edge during which further edges are ignored (bounce). "
         "The first edge is reported at once.",
     )
+    supervision_pin: int | str | None = Field(
+        default=None,
+        description="A second pin on a normally closed supervision loop run with the button's "
+        "cable (or its box's tamper switch): while it reads open the button is reported "
+        "faulted (a `device_fault` alarm at its location) until the loop is closed again. "
+        "Default: none.",
+    )
+    supervision_pull: Pull = Field(
+        default=Pull.UP,
+        description="Bias of the supervision pin, as `pull` (the loop closes to ground with `up`).",
+    )
 
 
 class GpioButton(InputDriver[GpioInputConfig]):
@@ -77,6 +93,8 @@ class GpioButton(InputDriver[GpioInputConfig]):
         self._reported_pressed = False
         self._lockout_timer: threading.Timer | None = None
         self._stopped = threading.Event()
+        self._loop: Any = None  # the supervision loop's input device, when configured
+        self._loop_closed: bool | None = None
 
     def points(self) -> dict[str, PointConfig]:
         return {self.name: self.config}
@@ -110,7 +128,8 @@ class GpioButton(InputDriver[GpioInputConfig]):
         self._device = device
         device.when_activated = self._on_edge
         device.when_deactivated = self._on_edge
-        self.report(DeviceState.ONLINE, driver="gpio", pin=str(cfg.pin), contact=cfg.contact.value)
+        self._loop = self._open_supervision()
+        self._report_loop()
         with self._lock:
             # Report the state found at start, pressed or not: a button released while the
             # daemon was down must end its input's alarm, or that alarm could never be reset.
@@ -119,15 +138,67 @@ class GpioButton(InputDriver[GpioInputConfig]):
                 logger.warning("gpio %s: pressed at start-up", cfg.name)
             self._emit(pressed=self._reported_pressed)
 
+    def _open_supervision(self) -> Any:
+        from gpiozero import DigitalInputDevice
+        from gpiozero.exc import GPIOZeroError
+
+        cfg = self.config
+        if cfg.supervision_pin is None:
+            return None
+        pull_up = {Pull.UP: True, Pull.DOWN: False, Pull.NONE: None}[cfg.supervision_pull]
+        try:
+            loop = DigitalInputDevice(
+                cfg.supervision_pin,
+                pull_up=pull_up,
+                active_state=None if pull_up is not None else True,
+                bounce_time=None,
+                pin_factory=self._pin_factory,
+            )
+        except (GPIOZeroError, OSError, ValueError) as exc:
+            self._device.close()
+            self._device = None
+            self.report(DeviceState.FAULT, error=str(exc))
+            raise DriverError(
+                f"gpio {cfg.name}: cannot open supervision pin {cfg.supervision_pin}: {exc}"
+            ) from exc
+        loop.when_activated = self._report_loop
+        loop.when_deactivated = self._report_loop
+        return loop
+
+    def _report_loop(self) -> None:
+        """The button's health: online, or fault while its supervision loop is open. Runs at
+        start and on gpiozero's callback thread for every edge of the loop."""
+        cfg = self.config
+        detail: dict[str, Any] = {
+            "driver": "gpio", "pin": str(cfg.pin), "contact": cfg.contact.value
+        }  # fmt: skip
+        loop = self._loop
+        if loop is None:
+            self.report(DeviceState.ONLINE, **detail)
+            return
+        closed = bool(loop.is_active)
+        with self._lock:
+            if closed == self._loop_closed or self._stopped.is_set():
+                return
+            self._loop_closed = closed
+        detail["supervision_pin"] = str(cfg.supervision_pin)
+        if closed:
+            self.report(DeviceState.ONLINE, **detail)
+        else:
+            logger.warning("gpio %s: supervision loop open (cable cut or box opened)", cfg.name)
+            self.report(DeviceState.FAULT, reason="supervision loop open", **detail)
+
     def stop(self) -> None:
         self._stopped.set()
         with self._lock:
             if self._lockout_timer is not None:
                 self._lockout_timer.cancel()
                 self._lockout_timer = None
-        if self._device is not None:
-            self._device.close()
-            self._device = None
+        for device in (self._device, self._loop):
+            if device is not None:
+                device.close()
+        self._device = self._loop = None
+        self._loop_closed = None
 
     def _pressed_now(self) -> bool:
         closed = bool(self._device.is_active)

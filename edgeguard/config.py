@@ -110,13 +110,6 @@ class BrokerConfig(StrictModel):
         description="MQTT 5 session expiry (s): how long the broker "
         "keeps our session and queued acks while we are away.",
     )
-    heartbeat_interval: float = Field(
-        default=5.0,
-        gt=0,
-        le=60,
-        description="Seconds between heartbeats on `edgeguard/{site}/heartbeat`.",
-    )
-    heartbeat_qos: Literal[0, 1] = Field(default=0, description="QoS of heartbeats.")
     reconnect_min: float = Field(
         default=0.5, gt=0, description="First reconnect delay (s); doubles up to reconnect_max."
     )
@@ -134,8 +127,7 @@ class BrokerConfig(StrictModel):
 class SecondaryMqttConfig(BrokerConfig):
     """The second transmission path (EN 50136-1 dual path): another police broker, with its
     own session, Will, status and heartbeats (docs/transmission-paths.md). Heartbeats go to
-    both brokers at the primary's `heartbeat_interval`/`heartbeat_qos`: those two keys are not
-    used here."""
+    both brokers at the primary's `heartbeat_interval` and `heartbeat_qos`."""
 
     failover_after_s: float = Field(
         default=5.0,
@@ -150,6 +142,13 @@ class SecondaryMqttConfig(BrokerConfig):
 class MqttConfig(BrokerConfig):
     """The link to the police station's broker (the primary path)."""
 
+    heartbeat_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds between heartbeats on `edgeguard/{site}/heartbeat`.",
+    )
+    heartbeat_qos: Literal[0, 1] = Field(default=0, description="QoS of heartbeats.")
     secondary: SecondaryMqttConfig | None = Field(
         default=None,
         description="A second police broker used when the primary fails "

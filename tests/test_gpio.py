@@ -14,6 +14,7 @@ from gpiozero.pins.mock import MockFactory
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, make_site
 from edgeguard.model import Action, DeviceStatus, InputSignal
+from edgeguard_drivers.base import DriverError
 from edgeguard_drivers.gpio import GpioButton, GpioInputConfig
 
 
@@ -118,3 +119,50 @@ def test_press_through_daemon_to_police(
         time.sleep(0.05)
         factory.pin(17).drive_high()
         assert police.wait_alarms(2)[1]["message"] == "restored"
+
+
+def test_supervision_loop_reports_a_cut_cable(factory: MockFactory) -> None:
+    """A second pin on a normally closed loop: open (cut, box opened) → fault; closed → online.
+    The button itself keeps working while the loop is open."""
+    sink = Sink()
+    button = _button(factory, sink, supervision_pin=27, lockout=0)
+    loop = factory.pin(27)
+    assert sink.statuses[-1].state.value == "fault"  # pulled up, nothing wired: open
+    assert sink.statuses[-1].detail["reason"] == "supervision loop open"
+    loop.drive_low()  # the loop is closed (to ground)
+    assert sink.statuses[-1].state.value == "online"
+    count = len(sink.statuses)
+    loop.drive_low()  # no edge, no report
+    assert len(sink.statuses) == count
+    loop.drive_high()  # cut
+    assert sink.statuses[-1].state.value == "fault"
+    factory.pin(17).drive_low()  # the button still fires
+    assert sink.actions() == [Action.NORMAL, Action.ACTIVE]
+    button.stop()
+
+
+def test_bad_supervision_pin_is_a_driver_error(factory: MockFactory) -> None:
+    sink = Sink()
+    with pytest.raises(DriverError, match="supervision pin"):
+        _button(factory, sink, supervision_pin=17)  # the button's own pin, already in use
+    assert sink.statuses[-1].state.value == "fault"
+
+
+def test_cut_supervision_loop_reaches_the_police_as_device_fault(
+    tmp_path: Path, broker: Mosquitto, factory: MockFactory
+) -> None:
+    button = {"type": "gpio", "name": "er-button", "pin": 17, "location": "er",
+              "supervision_pin": 27, "lockout": 0.01}  # fmt: skip
+    site = make_site(tmp_path / "gpio", broker, inputs=[button])
+    factory.pin(27).drive_low()  # wired and closed before the daemon starts
+    with (
+        PoliceSubscriber(broker, {site.site_id: site.public_key}) as police,
+        InProcessDaemon(site.config(), pin_factory=factory) as daemon,
+    ):
+        daemon.wait_connected()
+        factory.pin(27).drive_high()  # the cable is cut
+        (fault,) = police.wait_alarms(1)
+        assert (fault["kind"], fault["source"]) == ("device_fault", "er-button-fault")
+        assert fault["location"]["label"] == "急诊分诊台"
+        factory.pin(27).drive_low()  # repaired
+        assert police.wait_alarms(2)[1]["message"] in ("restored", "reset")
