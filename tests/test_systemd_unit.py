@@ -35,8 +35,12 @@ CREDENTIALS = {
     "mqtt-password": "/etc/edgeguard/credentials/mqtt-password",
     "mqtt-client-key": "/etc/edgeguard/credentials/client.key",
     "camera-password": "/etc/edgeguard/credentials/camera-password",
+    "dc09-key": "/etc/edgeguard/credentials/dc09.key",
+    "console-key": "/etc/edgeguard/credentials/console.key",
 }
-OPTIONAL_CREDENTIALS = {"mqtt-password", "mqtt-client-key", "camera-password"}
+OPTIONAL_CREDENTIALS = {
+    "mqtt-password", "mqtt-client-key", "camera-password", "dc09-key", "console-key"
+}  # fmt: skip
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:
