@@ -24,23 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, line, machine, percentiles
 
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, make_site
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, make_site, tls_mqtt
 from edgeguard.lab.pki import DevPKI
 
 KILL_CYCLES = 8
 HUNG_CYCLES = 3
 FAILOVER_S = 2.0
-
-
-def _tls(broker: Mosquitto, cn: str) -> dict[str, Any]:
-    assert broker.pki is not None
-    pair = broker.pki.client(cn)
-    return {
-        "host": "localhost",
-        "port": broker.tls_port,
-        "tls": {"ca_file": str(broker.pki.ca_file), "cert_file": str(pair.cert),
-                "key_file": str(pair.key)},
-    }  # fmt: skip
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:
@@ -95,7 +84,7 @@ def main() -> None:
         secondary.start()
         buttons = [f"k{i}" for i in range(KILL_CYCLES)] + [f"h{i}" for i in range(HUNG_CYCLES)]
         inputs = [{"type": "simulated", "name": b, "location": "er"} for b in buttons]
-        second = {**_tls(secondary, "hosp-01"), "keepalive": 5, "reconnect_min": 0.2,
+        second = {**tls_mqtt(secondary, "hosp-01"), "keepalive": 5, "reconnect_min": 0.2,
                   "reconnect_max": 1.0, "failover_after_s": FAILOVER_S}  # fmt: skip
         site = make_site(root / "site", primary, inputs=inputs, mqtt_extra={"secondary": second})
         site.data["logging"]["level"] = "WARNING"

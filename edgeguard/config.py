@@ -69,8 +69,9 @@ class TlsConfig(StrictModel):
         return self
 
 
-class BrokerConfig(StrictModel):
-    """A link to a police broker (the primary `mqtt`, or `mqtt.secondary`)."""
+class BrokerEndpoint(StrictModel):
+    """Where a broker is and how to log in: shared by the site's links and the police
+    receiver's."""
 
     host: str = Field(default="localhost", min_length=1, description="Broker host name or IP.")
     port: int | None = Field(
@@ -79,6 +80,32 @@ class BrokerConfig(StrictModel):
         le=65535,
         description="Broker port; default 8883 with TLS, 1883 without.",
     )
+    username: str | None = Field(default=None, description="Username, when the broker uses them.")
+    password: Secret | None = Field(
+        default=None,
+        description="Password: a string, {env: VAR}, {credential: NAME} or "
+        "{file: PATH}. Never logged or printed.",
+    )
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
+    session_expiry: int = Field(
+        default=7 * 86400,
+        ge=0,
+        description="MQTT 5 session expiry (s): how long the broker keeps this client's "
+        "session, and the messages queued for it, while it is away.",
+    )
+    reconnect_min: float = Field(
+        default=0.5, gt=0, description="First reconnect delay (s); doubles up to reconnect_max."
+    )
+
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+
+class BrokerConfig(BrokerEndpoint):
+    """A link to a police broker (the primary `mqtt`, or `mqtt.secondary`)."""
+
     protocol: Annotated[MqttProtocol, BeforeValidator(str)] = Field(
         default=MqttProtocol.V5,
         description="MQTT version: `5` (default) or `3.1.1` for brokers that speak only 3.1.1.",
@@ -89,13 +116,6 @@ class BrokerConfig(StrictModel):
         description="MQTT client id; default `edgeguard-{site id}`. "
         "Must be stable: the persistent session is keyed on it.",
     )
-    username: str | None = Field(default=None, description="Username, when the broker uses them.")
-    password: Secret | None = Field(
-        default=None,
-        description="Password: a string, {env: VAR}, {credential: NAME} or "
-        "{file: PATH}. Never logged or printed.",
-    )
-    tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
     keepalive: int = Field(
         default=8,
         ge=2,
@@ -104,24 +124,10 @@ class BrokerConfig(StrictModel):
         "after 1.5x this, the site sees a dead link within 2x: 8 keeps both under 20 s "
         "(EN 50136-1 SP6).",
     )
-    session_expiry: int = Field(
-        default=7 * 86400,
-        ge=0,
-        description="MQTT 5 session expiry (s): how long the broker "
-        "keeps our session and queued acks while we are away.",
-    )
-    reconnect_min: float = Field(
-        default=0.5, gt=0, description="First reconnect delay (s); doubles up to reconnect_max."
-    )
     reconnect_max: float = Field(default=15.0, gt=0, description="Longest reconnect delay (s).")
     inflight_window: int = Field(
         default=100, ge=1, le=1000, description="Outbox messages published ahead of their PUBACKs."
     )
-
-    def effective_port(self) -> int:
-        if self.port is not None:
-            return self.port
-        return 8883 if self.tls is not None else 1883
 
 
 class SecondaryMqttConfig(BrokerConfig):

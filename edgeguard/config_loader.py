@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edgeguard.config import EdgeguardConfig, ReferenceProblemsError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 KeyPath = tuple[str | int, ...]
 
@@ -108,11 +110,14 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     return data, lines
 
 
-def validate(data: Any, lines: dict[KeyPath, int], file: str) -> EdgeguardConfig:
+def validate_model(
+    model: type[ModelT], data: Any, lines: dict[KeyPath, int], file: str
+) -> ModelT:
+    """``data`` validated as ``model``; ConfigError with file:line for every problem."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the file must be a YAML mapping")])
     try:
-        return EdgeguardConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         issues: list[ConfigIssue] = []
         for err in exc.errors(include_url=False):
@@ -129,15 +134,24 @@ def validate(data: Any, lines: dict[KeyPath, int], file: str) -> EdgeguardConfig
         raise ConfigError(issues) from exc
 
 
-def load_config(path: Path | str) -> EdgeguardConfig:
-    """Read and validate a config file; raise ConfigError listing every problem."""
+def validate(data: Any, lines: dict[KeyPath, int], file: str) -> EdgeguardConfig:
+    return validate_model(EdgeguardConfig, data, lines, file)
+
+
+def load_model(model: type[ModelT], path: Path | str) -> ModelT:
+    """Read a YAML config file as ``model``; raise ConfigError listing every problem."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc}")]) from exc
     data, lines = parse_yaml(text, file)
-    return validate(data, lines, file)
+    return validate_model(model, data, lines, file)
+
+
+def load_config(path: Path | str) -> EdgeguardConfig:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    return load_model(EdgeguardConfig, path)
 
 
 def masked_dump(config: EdgeguardConfig) -> dict[str, Any]:

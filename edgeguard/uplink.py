@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edgeguard.config import BrokerConfig, EdgeguardConfig, MqttProtocol
+from edgeguard.config import BrokerConfig, BrokerEndpoint, EdgeguardConfig, MqttProtocol
 from edgeguard.payloads import ack_topic, status_payload, status_topic
 from edgeguard.signing import Signer
 
@@ -53,6 +53,24 @@ def no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     small packet waits for the peer's delayed ACK — 40 ms on Linux (measured in bench/)."""
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def apply_login(client: mqtt.Client, broker: BrokerEndpoint) -> None:
+    """Username/password and TLS (CA, client certificate, host-name check) of ``broker``."""
+    if broker.username is not None:
+        client.username_pw_set(
+            broker.username, broker.password.get_secret_value() if broker.password else None
+        )
+    tls = broker.tls
+    if tls is not None:
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.tls_insecure_set(not tls.check_hostname)
 
 
 class Uplink:
@@ -108,19 +126,7 @@ class Uplink:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
         client.enable_logger(logging.getLogger("edgeguard.paho"))
-        if cfg.username is not None:
-            client.username_pw_set(
-                cfg.username, cfg.password.get_secret_value() if cfg.password else None
-            )
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            client.tls_insecure_set(not cfg.tls.check_hostname)
+        apply_login(client, cfg)
         will = self._status_message("offline")
         client.will_set(status_topic(self.site), will, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]

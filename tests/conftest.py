@@ -3,6 +3,8 @@ daemons and a police subscriber."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,3 +65,15 @@ def daemons() -> Iterator[Callable[..., DaemonProcess]]:
 def police(broker: Mosquitto, site: Site) -> Iterator[PoliceSubscriber]:
     with PoliceSubscriber(broker, {site.site_id: site.public_key}) as subscriber:
         yield subscriber
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs, to fill (edgeguard.lab.harness.fill_disk) and see a full disk."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)

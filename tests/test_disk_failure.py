@@ -4,38 +4,12 @@ memory, flagged as unrecorded, and once space is back alarms are recorded again.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, make_site
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    ballast = directory / "ballast"
-    with contextlib.suppress(OSError), ballast.open("wb") as handle:
-        while True:
-            handle.write(b"\0" * 4096)
-            handle.flush()
-    return ballast
-
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, fill_disk, make_site
 
 BUTTONS = 40
 
@@ -65,7 +39,7 @@ def test_full_disk_alarm_still_reaches_police(
     site = _site_on_small_disk(tmp_path / "site", broker, small_disk)
     with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
         daemon = daemons(site)
-        ballast = _fill(small_disk)
+        ballast = fill_disk(small_disk)
         failed = _press_until_a_write_fails(daemon)
         assert police.wait_for(lambda p: any(a["source"] == failed for a in p.alarms()))
         alarm = next(a for a in police.alarms() if a["source"] == failed)
@@ -98,7 +72,7 @@ def test_alarm_pressed_and_released_while_disk_full_is_recorded_later(
     site = _site_on_small_disk(tmp_path / "site2", broker, small_disk)
     with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
         daemon = daemons(site)
-        ballast = _fill(small_disk)
+        ballast = fill_disk(small_disk)
         failed = _press_until_a_write_fails(daemon)
         assert not daemon.control({"cmd": "release", "input": failed})["ok"]
         assert police.wait_for(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, make_site
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, make_site, tls_mqtt
 from edgeguard.lab.pki import DevPKI
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.service import PoliceService
@@ -43,20 +43,9 @@ def brokers(tmp_path: Path) -> Iterator[tuple[Mosquitto, Mosquitto]]:
         broker.stop()
 
 
-def tls_for(broker: Mosquitto, cn: str) -> dict[str, Any]:
-    assert broker.pki is not None
-    pair = broker.pki.client(cn)
-    return {
-        "host": "localhost",
-        "port": broker.tls_port,
-        "tls": {"ca_file": str(broker.pki.ca_file), "cert_file": str(pair.cert),
-                "key_file": str(pair.key)},
-    }  # fmt: skip
-
-
 def dual_site(tmp_path: Path, primary: Mosquitto, secondary: Mosquitto) -> Site:
     inputs = [{"type": "simulated", "name": b, "location": "er"} for b in BUTTONS]
-    second = {**tls_for(secondary, "hosp-01"), "keepalive": 5, "reconnect_min": 0.2,
+    second = {**tls_mqtt(secondary, "hosp-01"), "keepalive": 5, "reconnect_min": 0.2,
               "reconnect_max": 1.0, "failover_after_s": FAILOVER_S}  # fmt: skip
     return make_site(tmp_path / "site", primary, inputs=inputs, mqtt_extra={"secondary": second})
 
@@ -68,8 +57,8 @@ def police_config(tmp_path: Path, site: Site, primary: Mosquitto, secondary: Mos
     fast = {"reconnect_min": 0.2, "reconnect_max": 1.0}
     return PoliceConfig.model_validate({
         "receiver_id": "police-dual",
-        "mqtt": {**tls_for(primary, "police"), **fast},
-        "mqtt_secondary": {**tls_for(secondary, "police"), **fast},
+        "mqtt": {**tls_mqtt(primary, "police"), **fast},
+        "mqtt_secondary": {**tls_mqtt(secondary, "police"), **fast},
         "keys_dir": str(keys), "database": str(tmp_path / "police.db"),
         "sites": {site.site_id: {"heartbeat_interval": 1.0}}, "web": {"enabled": False},
     })  # fmt: skip

@@ -7,11 +7,9 @@ communicator gets no ACK until the alarm is on disk."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.dc09 import Dc09Transmitter
-from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, make_site
+from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, fill_disk, make_site
 from edgeguard_drivers.sia_dc09_protocol import format_time, wrap
 
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F")
@@ -93,26 +91,6 @@ def test_communicators_reach_police(tmp_path: Path, broker: Mosquitto,
         assert KEY.hex() not in daemon.log_text().lower()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    ballast = directory / "ballast"
-    with contextlib.suppress(OSError), ballast.open("wb") as handle:
-        while True:
-            handle.write(b"\0" * 4096)
-            handle.flush()
-    return ballast
-
-
 def test_no_ack_until_recorded(tmp_path: Path, broker: Mosquitto, small_disk: Path,
                                daemons: Callable[..., DaemonProcess]) -> None:
     port = free_port()
@@ -121,7 +99,7 @@ def test_no_ack_until_recorded(tmp_path: Path, broker: Mosquitto, small_disk: Pa
     site.write()
     with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
         daemon = daemons(site, env={"EG_TEST_DC09_KEY": KEY.hex()})
-        ballast = _fill(small_disk)
+        ballast = fill_disk(small_disk)
         with _tx(port) as tx:
             for zone in range(100, 160):  # SQLite may reuse WAL space for the first writes
                 frame = tx.sia_frame("PA", zone)

@@ -59,6 +59,29 @@ class Site:
         return EdgeguardConfig.model_validate(self.data)
 
 
+def tls_mqtt(broker: Mosquitto, common_name: str) -> dict[str, Any]:
+    """The `mqtt` settings to reach ``broker``'s TLS listener with a client certificate whose
+    CN is ``common_name`` (the site id, or `police`)."""
+    assert broker.pki is not None
+    pair = broker.pki.client(common_name)
+    return {
+        "host": "localhost",
+        "port": broker.tls_port,
+        "tls": {"ca_file": str(broker.pki.ca_file), "cert_file": str(pair.cert),
+                "key_file": str(pair.key)},
+    }  # fmt: skip
+
+
+def fill_disk(directory: Path) -> Path:
+    """Fill the file system of ``directory`` with a ballast file (returned) until it is full."""
+    ballast = directory / "ballast"
+    with contextlib.suppress(OSError), ballast.open("wb") as handle:
+        while True:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+    return ballast
+
+
 def make_site(
     directory: Path,
     broker: Mosquitto,
@@ -83,16 +106,7 @@ def make_site(
         "reconnect_max": 1.0,
     }
     if tls and broker.pki is not None:
-        pair = broker.pki.client(site_id)
-        mqtt_cfg.update(
-            host="localhost",
-            port=broker.tls_port,
-            tls={
-                "ca_file": str(broker.pki.ca_file),
-                "cert_file": str(pair.cert),
-                "key_file": str(pair.key),
-            },
-        )
+        mqtt_cfg.update(tls_mqtt(broker, site_id))
     mqtt_cfg.update(mqtt_extra or {})
     data = {
         "site": {"id": site_id, "name": "市第一人民医院"},

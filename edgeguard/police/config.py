@@ -4,21 +4,11 @@ unknown keys are errors, every field described)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from edgeguard.config import LoggingConfig, TlsConfig
-from edgeguard.config_loader import (
-    ConfigError,
-    ConfigIssue,
-    KeyPath,
-    _data_path,
-    _nearest_line,
-    format_path,
-    parse_yaml,
-)
-from edgeguard.secrets import Secret
+from edgeguard.config import BrokerEndpoint, LoggingConfig
+from edgeguard.config_loader import ConfigError, load_model
 from edgeguard.web.config import WebConfig
 from edgeguard_drivers.base import Name, StrictModel
 
@@ -26,27 +16,10 @@ MAX_LOST_AFTER_S = 17.0  # docs/mqtt-api.md section 8: 3 x heartbeat interval mu
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
-class PoliceMqttConfig(StrictModel):
-    """The receiver's link to the police broker (MQTT 5, persistent session)."""
+class PoliceMqttConfig(BrokerEndpoint):
+    """The receiver's link to the police broker (MQTT 5, persistent session). Its TLS client
+    certificate's CN is `police` for the broker's ACL (docs/mqtt-api.md section 10)."""
 
-    host: str = Field(default="localhost", min_length=1, description="Broker host name or IP.")
-    port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        description="Broker port; default 8883 with TLS, 1883 without.",
-    )
-    tls: TlsConfig | None = Field(
-        default=None,
-        description="TLS settings; the client certificate's CN is `police` for the broker's ACL "
-        "(docs/mqtt-api.md section 10). Omit for plain TCP.",
-    )
-    username: str | None = Field(default=None, description="Username, when the broker uses them.")
-    password: Secret | None = Field(
-        default=None,
-        description="Password: a string, {env: VAR}, {credential: NAME} or {file: PATH}. "
-        "Never logged or printed.",
-    )
     keepalive: int = Field(
         default=8,
         ge=2,
@@ -54,21 +27,7 @@ class PoliceMqttConfig(StrictModel):
         description="Keepalive seconds: at most 8, so that a dead broker link is noticed within "
         "the 20 s supervision target.",
     )
-    session_expiry: int = Field(
-        default=7 * 86400,
-        ge=0,
-        description="MQTT 5 session expiry (s): how long the broker keeps queueing alarms for "
-        "this receiver while it is away.",
-    )
-    reconnect_min: float = Field(
-        default=0.5, gt=0, description="First reconnect delay (s); doubles up to reconnect_max."
-    )
     reconnect_max: float = Field(default=10.0, gt=0, description="Longest reconnect delay (s).")
-
-    def effective_port(self) -> int:
-        if self.port is not None:
-            return self.port
-        return 8883 if self.tls is not None else 1883
 
 
 class SitePolicy(StrictModel):
@@ -164,32 +123,10 @@ class PoliceConfig(StrictModel):
         return 3 * policy.heartbeat_interval if policy is not None else self.lost_after_s
 
 
-def _issues(
-    exc: ValidationError, data: Any, lines: dict[KeyPath, int], file: str
-) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    for err in exc.errors(include_url=False):
-        path = _data_path(data, tuple(err["loc"]))
-        message = err["msg"].removeprefix("Value error, ")
-        issues.append(ConfigIssue(file, _nearest_line(lines, path), format_path(path), message))
-    return issues
-
-
 def load_police_config(path: Path | str) -> PoliceConfig:
     """Read and validate a police config file; raise ConfigError listing every problem with
     its file:line and key path."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc}")]) from exc
-    data, lines = parse_yaml(text, file)
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(file, 1, "", "the file must be a YAML mapping")])
-    try:
-        return PoliceConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_issues(exc, data, lines, file)) from exc
+    return load_model(PoliceConfig, path)
 
 
 __all__ = ["ConfigError", "PoliceConfig", "PoliceMqttConfig", "SitePolicy", "load_police_config"]

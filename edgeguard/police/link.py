@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -24,7 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.config import PoliceConfig, PoliceMqttConfig
-from edgeguard.uplink import no_delay
+from edgeguard.uplink import apply_login, no_delay
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +91,7 @@ class BrokerLink:
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         client.enable_logger(logging.getLogger("edgeguard.paho"))
-        if cfg.username is not None:
-            client.username_pw_set(
-                cfg.username, cfg.password.get_secret_value() if cfg.password else None
-            )
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            client.tls_insecure_set(not cfg.tls.check_hostname)
+        apply_login(client, cfg)
         client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
         client.on_socket_open = no_delay
         client.on_connect = self._on_connect
