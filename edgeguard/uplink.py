@@ -73,6 +73,26 @@ def apply_login(client: mqtt.Client, broker: BrokerEndpoint) -> None:
         client.tls_insecure_set(not tls.check_hostname)
 
 
+def connect_persistent(
+    client: mqtt.Client, broker: BrokerEndpoint, keepalive: int, *, v5: bool = True
+) -> None:
+    """Connect in the background and start paho's network thread, keeping the broker's session:
+    Clean Start 0 on the very first connect too (the broker may hold our session, and messages
+    queued in it, from before a restart), with the endpoint's session expiry on MQTT 5."""
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = broker.session_expiry
+    client.connect_async(
+        broker.host,
+        broker.effective_port(),
+        keepalive=keepalive,
+        clean_start=False,
+        properties=properties,
+    )
+    client.loop_start()
+
+
 class Uplink:
     def __init__(
         self,
@@ -147,20 +167,7 @@ class Uplink:
 
     def start(self) -> None:
         cfg = self.broker
-        properties = None
-        if cfg.protocol is MqttProtocol.V5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = cfg.session_expiry
-        # clean_start=False on the very first connect too: the broker may hold our session
-        # (and police acks queued in it) from before a restart.
-        self.client.connect_async(
-            cfg.host,
-            cfg.effective_port(),
-            keepalive=cfg.keepalive,
-            clean_start=False,
-            properties=properties,
-        )
-        self.client.loop_start()
+        connect_persistent(self.client, cfg, cfg.keepalive, v5=cfg.protocol is MqttProtocol.V5)
         logger.info(
             "mqtt %s: connecting to %s:%d as %s (MQTT %s%s)",
             self.path,

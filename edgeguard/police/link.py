@@ -17,13 +17,11 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.config import PoliceConfig, PoliceMqttConfig
-from edgeguard.uplink import apply_login, no_delay
+from edgeguard.uplink import apply_login, connect_persistent, no_delay
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +102,7 @@ class BrokerLink:
 
     def start(self) -> None:
         cfg = self.mqtt
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = cfg.session_expiry
-        self.client.connect_async(
-            cfg.host,
-            cfg.effective_port(),
-            keepalive=cfg.keepalive,
-            clean_start=False,
-            properties=properties,
-        )
-        self.client.loop_start()
+        connect_persistent(self.client, cfg, cfg.keepalive)
         logger.info(
             "police: connecting to %s as %s (MQTT 5%s)",
             self.broker,
