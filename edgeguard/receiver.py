@@ -149,10 +149,8 @@ def render_alarm(p: dict[str, Any]) -> str:
     if p.get("cameras"):
         lines.append(f"  cameras: {', '.join(p['cameras'])}")
     for item in p.get("evidence") or []:
-        got = (
-            item.get("error") or f"{item.get('bytes')} bytes, sha256 {str(item.get('sha256'))[:12]}"
-        )
-        lines.append(f"  snapshot {item.get('camera')}: {got}")
+        kind = "clip" if item.get("kind") == "clip" else "snapshot"
+        lines.append(f"  {kind} {item.get('camera')}: {_evidence_text(item)}")
     return "\n".join(lines)
 
 

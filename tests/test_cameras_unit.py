@@ -405,3 +405,23 @@ def test_detector_socket_path_fits_a_unix_socket() -> None:
     assert len(os.fsencode(long_one)) < 108
     assert long_one != detector_socket_path(Path("/var/lib/" + "y" * 120) / "control.sock")
 
+
+
+def test_listen_names_each_evidence_item_by_its_kind() -> None:
+    """`edgeguard listen` shows snapshots as snapshots and clips as clips kept at the site."""
+    from edgeguard.receiver import render_alarm
+
+    payload = {
+        "site": "hosp-01", "site_name": "医院", "kind": "panic", "message": "evidence",
+        "priority": 1, "location": {"label": "急诊分诊台"}, "event_id": "x", "seq": 3,
+        "evidence": [
+            {"kind": "snapshot", "camera": "cam-er-1", "bytes": 36318, "sha256": "d3597dc4ac5c9"},
+            {"kind": "clip", "camera": "cam-er-1", "bytes": 996946, "sha256": "b62f90a6d04f1",
+             "duration_s": 40.2},
+            {"kind": "snapshot", "camera": "cam-er-2", "error": "camera offline"},
+        ],
+    }  # fmt: skip
+    text = render_alarm(payload)
+    assert "snapshot cam-er-1: 36318 bytes, sha256 d3597dc4ac5c" in text
+    assert "clip cam-er-1: 40.2 s kept at the site, 996946 bytes" in text
+    assert "snapshot cam-er-2: camera offline" in text
