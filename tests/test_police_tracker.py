@@ -128,3 +128,33 @@ def test_outbox_pending_briefly_is_normal(tracker: Tracker, clock: Clock) -> Non
     for pending in (3, 1, 0, 2, 0):
         tracker.on_heartbeat("hosp-01", pending)
         assert _run(tracker, clock, 5) == []
+
+
+def test_two_paths_a_will_on_one_is_an_alert_not_a_loss(tracker: Tracker) -> None:
+    """A site on two brokers (dual path): its Will on one broker means that path is gone; the
+    site is lost only when every broker it was seen on says offline."""
+    tracker.on_heartbeat("hosp-01", 0, link="primary")
+    tracker.on_heartbeat("hosp-01", 0, link="secondary")
+    update = tracker.on_status("hosp-01", "offline", link="secondary")
+    assert update is not None
+    assert update.state == "online"
+    assert update.alert == "transmission path lost: offline on the secondary broker (Will)"
+    back = tracker.on_heartbeat("hosp-01", 0, link="secondary")  # the path works again
+    assert back == SiteUpdate("hosp-01", "online", None, None)
+    tracker.on_status("hosp-01", "offline", link="secondary")
+    lost = tracker.on_status("hosp-01", "offline", link="primary")  # killed: both Wills
+    assert lost is not None
+    assert (lost.state, lost.reason, lost.alert) == (
+        "lost", "site went offline (Will or clean stop)", None
+    )
+
+
+def test_a_single_path_site_is_lost_at_its_will_on_a_two_broker_receiver(
+    tracker: Tracker,
+) -> None:
+    """A site that only uses the primary broker: the receiver's second link never hears it,
+    so its Will on the primary is the whole story."""
+    tracker.on_heartbeat("hosp-02", 0, link="primary")
+    lost = tracker.on_status("hosp-02", "offline", link="primary")
+    assert lost is not None
+    assert lost.state == "lost"

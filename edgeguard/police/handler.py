@@ -51,7 +51,9 @@ class MessageHandler:
         self._last_counts: dict[str, tuple[int, int]] = {}
         self._named: dict[str, str] = {}
 
-    def handle(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
+    def handle(
+        self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
+    ) -> None:
         try:
             received = self.receiver.handle(topic, body)
         except Exception as exc:  # noqa: BLE001 - signed but malformed: a warning, not a crash
@@ -64,11 +66,13 @@ class MessageHandler:
         if kind == "snapshot":
             self._snapshot(received)
         elif kind in ("alarm", "status", "heartbeat", "device"):
-            self._verified(received, retained, arrived)
+            self._verified(received, retained, arrived, link)
         else:
             logger.debug("ignored %s message on %s", kind, topic)
 
-    def _verified(self, received: Received, retained: bool, arrived: float) -> None:
+    def _verified(
+        self, received: Received, retained: bool, arrived: float, link: str = "primary"
+    ) -> None:
         payload = received.payload or {}
         parts = received.topic.split("/")
         if payload.get("type") != received.kind:
@@ -77,9 +81,9 @@ class MessageHandler:
         if received.kind == "alarm":
             self._alarm(received.site, parts, payload)
         elif received.kind == "status":
-            self._status(received.site, payload, retained, arrived)
+            self._status(received.site, payload, retained, arrived, link)
         elif received.kind == "heartbeat":
-            self._heartbeat(received.site, payload, arrived)
+            self._heartbeat(received.site, payload, arrived, link)
         elif len(parts) == 4 and payload.get("device") == parts[3]:
             self.store.record_device(received.site, payload)
         else:
@@ -137,9 +141,13 @@ class MessageHandler:
             self.warn(site, received.topic, f"snapshot of {camera} does not match its sha256")
 
     # --- supervision ------------------------------------------------------------------------
-    def _status(self, site: str, payload: dict[str, Any], retained: bool, arrived: float) -> None:
+    def _status(
+        self, site: str, payload: dict[str, Any], retained: bool, arrived: float, link: str
+    ) -> None:
         state = payload.get("state")
-        update = self.tracker.on_status(site, str(state), retained=retained, at=arrived)
+        update = self.tracker.on_status(
+            site, str(state), retained=retained, at=arrived, link=link
+        )
         values: dict[str, Any] = {
             "version": payload.get("version"),
             "started_at": payload.get("started_at"),
@@ -148,9 +156,9 @@ class MessageHandler:
         }
         self.store.update_site(site, {**values, **self.site_values(update)})
 
-    def _heartbeat(self, site: str, payload: dict[str, Any], arrived: float) -> None:
+    def _heartbeat(self, site: str, payload: dict[str, Any], arrived: float, link: str) -> None:
         pending, open_alarms = _int(payload.get("outbox_pending")), _int(payload.get("open_alarms"))
-        update = self.tracker.on_heartbeat(site, pending, at=arrived)
+        update = self.tracker.on_heartbeat(site, pending, at=arrived, link=link)
         head = payload.get("log_head")
         values: dict[str, Any] = {
             "last_heartbeat_at": iso_ms(utc_now()),

@@ -129,8 +129,10 @@ class PoliceService:
             self.tracker.disconnected()
         self._guarded(self.store.note_link)
 
-    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
-        self._guarded(self.handler.handle, topic, body, retained, arrived)
+    def on_message(
+        self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
+    ) -> None:
+        self._guarded(self.handler.handle, topic, body, retained, arrived, link)
 
     def _guarded(self, fn: Any, *args: Any) -> None:
         if self._stopped:
@@ -240,4 +242,4 @@ class _LinkEvents:
         self.service.on_link(connected, self.name)
 
     def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
-        self.service.on_message(topic, body, retained, arrived)
+        self.service.on_message(topic, body, retained, arrived, self.name)

@@ -4,7 +4,10 @@ A site is **lost** as soon as its status becomes ``offline`` (Will or clean stop
 heartbeat (or fresh ``online`` status) has arrived for its timeout (3 x its heartbeat interval),
 timed from arrival on this receiver's clock. While the receiver's own broker link is down,
 nothing is declared lost (the receiver knows nothing: the dashboard shows "broker link down"),
-and after reconnecting every site gets one full timeout. Heartbeats reporting
+and after reconnecting every site gets one full timeout. With two broker links (a site on two
+transmission paths) a Will counts per link: the site is lost when every link it has been seen
+on reports it offline; one path lost while another still carries it is an alert, not a loss.
+Heartbeats reporting
 ``outbox_pending > 0`` for over a minute raise an alert on the site: alive, but its alarms are
 not getting through the broker (ACL, certificate).
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 OUTBOX_ALERT_AFTER_S = 60.0
 
@@ -36,6 +39,8 @@ class _Watch:
     last_sign: float | None = None  # last heartbeat or fresh online status (monotonic)
     last_heartbeat: float | None = None
     pending_since: float | None = None
+    seen_on: set[str] = field(default_factory=set)  # broker links the site has spoken on
+    offline_on: set[str] = field(default_factory=set)  # links whose status says offline
 
 
 class Tracker:
@@ -81,26 +86,43 @@ class Tracker:
 
     # --- messages (verified) ----------------------------------------------------------------
     def on_status(
-        self, site: str, state: str, *, retained: bool = False, at: float | None = None
+        self,
+        site: str,
+        state: str,
+        *,
+        retained: bool = False,
+        at: float | None = None,
+        link: str = "primary",
     ) -> SiteUpdate | None:
         watch = self._sites.setdefault(site, _Watch())
         now = self.clock() if at is None else at
+        watch.seen_on.add(link)
         if state == "offline":
-            reason = "site went offline (Will or clean stop)"
-            return self._set(site, watch, "lost", reason)
+            watch.offline_on.add(link)
+            if watch.offline_on >= watch.seen_on:
+                reason = "site went offline (Will or clean stop)"
+                return self._set(site, watch, "lost", reason)
+            return self._set(site, watch, watch.state, watch.reason, force=True)  # path alert
         if state != "online":
             return None
+        path_back = link in watch.offline_on
+        watch.offline_on.discard(link)
         watch.last_sign = now
         if retained:  # said online when it last spoke: not proof of life (section 4.2)
             return None
-        return self._set(site, watch, "online", None)
+        update = self._set(site, watch, "online", None)
+        return update or (self._set(site, watch, "online", None, force=True) if path_back else None)
 
     def on_heartbeat(
-        self, site: str, outbox_pending: int, *, at: float | None = None
+        self, site: str, outbox_pending: int, *, at: float | None = None, link: str = "primary"
     ) -> SiteUpdate | None:
         watch = self._sites.setdefault(site, _Watch())
         now = self.clock() if at is None else at
         watch.last_sign = watch.last_heartbeat = now
+        watch.seen_on.add(link)
+        if link in watch.offline_on:  # the path works again
+            watch.offline_on.discard(link)
+            return self._set(site, watch, "online", None, force=True)
         if outbox_pending > 0:
             if watch.pending_since is None:
                 watch.pending_since = now
@@ -151,4 +173,13 @@ class Tracker:
         if not force and (watch.state, watch.reason) == (state, reason):
             return None
         watch.state, watch.reason = state, reason
-        return SiteUpdate(site, state, reason, watch.alert)
+        return SiteUpdate(site, state, reason, _alert(watch))
+
+
+def _alert(watch: _Watch) -> str | None:
+    """The outbox alert and, while the site is still reachable, the paths it lost."""
+    alerts = [watch.alert] if watch.alert else []
+    if watch.state != "lost" and watch.offline_on:
+        links = ", ".join(sorted(watch.offline_on))
+        alerts.append(f"transmission path lost: offline on the {links} broker (Will)")
+    return "; ".join(alerts) or None
