@@ -23,13 +23,26 @@ EVENT_COLUMNS = [
     "hash",
 ]
 BOM = "\ufeff"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula (CSV injection: a location label, a name or a
+    forged message starting with `=`, `+`, `-`, `@`) gets a leading `'`; everything else as is."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _safe(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: spreadsheet_safe(value) for key, value in row.items()}
 
 
 def write_events_csv(rows: Iterable[dict[str, Any]], handle: TextIO) -> None:
     """Header and rows to ``handle`` (opened with encoding utf-8-sig and newline='')."""
     writer = csv.DictWriter(handle, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(_safe(row) for row in rows)
 
 
 def csv_chunks(
@@ -43,7 +56,7 @@ def csv_chunks(
         buffer.write(BOM)
         writer.writeheader()
     for count, row in enumerate(rows, 1):
-        writer.writerow(row)
+        writer.writerow(_safe(row))
         if count % every == 0:
             yield buffer.getvalue()
             buffer.seek(0)

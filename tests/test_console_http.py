@@ -318,3 +318,16 @@ def test_the_ledger_export_reads_page_by_page(tmp_path: Path) -> None:
         return [[r["id"] for r in page] async for page in backend.ledger_pages(None, None, 2)]
 
     assert asyncio.run(pages()) == [[1, 2], [3, 4], [5]]
+
+
+def test_csv_exports_never_hand_a_spreadsheet_a_formula() -> None:
+    """A label or a name like `=HYPERLINK(...)` must reach Excel as text (CSV injection)."""
+    from edgeguard.ledger_csv import csv_chunks
+
+    rows = [{"location": "=HYPERLINK(\"http://evil\")", "by": "@SUM(A1)", "n": -3, "ok": "急诊"}]
+    text = "".join(csv_chunks(rows, ["location", "by", "n", "ok"]))
+    assert text.startswith("\ufefflocation,by,n,ok")
+    assert "'=HYPERLINK" in text
+    assert "'@SUM(A1)" in text
+    assert ",-3," in text  # numbers stay numbers
+    assert "急诊" in text

@@ -182,6 +182,14 @@ def _shift(
     expect(room.locator("#coverage")).to_contain_text("已覆盖")
     shot(room, "control-room-health")
 
+    # the dashboard's CSV export, with the page's session
+    export = desk.request.get(f"{police.url}/api/alarms.csv")
+    assert export.ok
+    csv_text = export.body().decode("utf-8")
+    assert csv_text.startswith("\ufeffevent_id,")
+    assert event_id in csv_text
+    assert "急诊分诊台" in csv_text
+
     # a forged alarm: a security warning on the dashboard, not an alarm
     forged = publish_forged_alarm(broker, "hosp-01", tmp_path)
     expect(desk.locator("#recent-warnings")).to_contain_text("安全警告")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edgeguard.ids import iso_ms
+from edgeguard.ledger_csv import spreadsheet_safe
 
 ALARM_COLUMNS = (
     "event_id, site, site_name, source, kind, priority, location, raised_at, received_at, "
@@ -22,7 +23,6 @@ CSV_FIELDS = [
     "zone", "label", "raised_at", "received_at", "site_state", "police_state", "police_by",
     "police_at", "reset_by", "reset_at",
 ]  # fmt: skip
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 PAGE = 500
 
 
@@ -44,12 +44,6 @@ def _bound(value: str | datetime | None) -> str | None:
         return value
     return iso_ms(value)
 
-
-def _cell(value: Any) -> Any:
-    """Neutralise text that a spreadsheet would run as a formula (CSV injection)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 class StoreQueries:
@@ -173,7 +167,7 @@ class StoreQueries:
             for alarm in page:
                 buffer.seek(0)
                 buffer.truncate()
-                writer.writerow({k: _cell(v) for k, v in self._csv_row(alarm).items()})
+                writer.writerow({k: spreadsheet_safe(v) for k, v in self._csv_row(alarm).items()})
                 yield buffer.getvalue()
             if len(page) < PAGE:
                 return

@@ -18,7 +18,7 @@ from edgeguard.console.views import FilterError, HistoryFilter
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.service import ActionError, PoliceService
 from edgeguard.web.app import make_app
-from edgeguard.web.responses import csv_response, json_response
+from edgeguard.web.responses import csv_stream, json_response
 from edgeguard.web.security import context, current_user, json_error
 from edgeguard.web.server import WebServer
 from edgeguard.web.sse import Update, put_dropping_oldest, stream
@@ -33,10 +33,6 @@ ACTIONS: dict[str, Literal["acknowledged", "dispatched", "resolved"]] = {
     "dispatch": "dispatched",
     "resolve": "resolved",
 }
-ALARM_COLUMNS = [
-    "event_id", "site", "site_name", "raised_at", "received_at", "kind", "priority", "source",
-    "where", "site_state", "police_state", "police_by", "police_at",
-]  # fmt: skip
 
 
 def police_app(service: PoliceService, config: PoliceConfig, users: UserStore) -> web.Application:
@@ -143,11 +139,16 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def history_csv(request: web.Request) -> web.StreamResponse:
-    rows = [
-        {**r, "where": " ".join(str(v) for k, v in (r.get("location") or {}).items() if k != "id")}
-        for r in _history(_service(request), _filter(request))
-    ]
-    return await csv_response(request, rows, ALARM_COLUMNS, "police-alarms.csv")
+    """The store's own export (paged, spreadsheet-safe, BOM first) with the page's filters."""
+    query = _filter(request)
+    c = query.common
+    lines = _service(request).store.export_csv(c.since, c.until, query.site, c.kind, query.state)
+    response = csv_stream("police-alarms.csv")
+    await response.prepare(request)
+    for line in lines:
+        await response.write(line.encode("utf-8"))
+    await response.write_eof()
+    return response
 
 
 async def alarm_detail(request: web.Request) -> web.Response:
