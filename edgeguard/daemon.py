@@ -28,6 +28,7 @@ from edgeguard.paths import several_paths
 from edgeguard.payloads import device_payload, device_topic, heartbeat_payload, heartbeat_topic
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
+from edgeguard.sms import texted_alarms
 from edgeguard.transmission import Transmission
 from edgeguard.uplink import NotConnectedError, Uplink
 from edgeguard.writer import StoreWriter
@@ -108,7 +109,7 @@ class Daemon:
         )
         self.book.seq.load(await self.writer.run(lambda s: s.current_seq()))
         if self.paths is not None:
-            self.paths.prepare()
+            self.paths.prepare(await self.writer.run(texted_alarms))
         self.outbox.load(await self.writer.run(lambda s: s.undelivered()))
         self.bridge = Bridge(loop, self.service.handle_signal, self.service.handle_status)
         self._start_uplink(loop)

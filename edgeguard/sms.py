@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from edgeguard.store import OutboxRow
+from edgeguard.store import OutboxRow, Store
 from edgeguard_drivers.gsm_modem import GsmModem
 from edgeguard_drivers.gsm_modem_config import SmsConfig
 
@@ -28,6 +28,22 @@ KIND_NAMES = {
     "test": "测试",
 }
 MAX_TEXTED = 10_000  # event ids remembered (one SMS per alarm)
+SMS_SENT, SMS_FAILED = "sms.sent", "sms.failed"  # ledger event types, one per recipient
+
+
+def mask_number(number: str) -> str:
+    """A phone number as the ledger keeps it: enough to tell duty phones apart."""
+    digits = number.strip()
+    return digits if len(digits) <= 7 else f"{digits[:3]}****{digits[-4:]}"
+
+
+def texted_alarms(store: Store, limit: int = MAX_TEXTED) -> list[str]:
+    """Event ids of the alarms texted (successfully, to anyone) before, oldest first."""
+    rows = store.conn.execute(
+        "SELECT DISTINCT event_id FROM events WHERE type = ? ORDER BY id DESC LIMIT ?",
+        (SMS_SENT, limit),
+    ).fetchall()
+    return [str(row[0]) for row in reversed(rows) if row[0]]
 
 
 def sms_text(payload: dict[str, Any]) -> str:
@@ -55,10 +71,10 @@ def _local_time(value: Any) -> str:
 
 
 class SmsNotifier:
-    def __init__(self, config: SmsConfig, modem: GsmModem) -> None:
+    def __init__(self, config: SmsConfig, modem: GsmModem, texted: list[str] | None = None) -> None:
         self.config = config
         self.modem = modem
-        self._texted: dict[str, None] = {}  # event ids, oldest first
+        self._texted: dict[str, None] = dict.fromkeys(texted or [])  # event ids, oldest first
 
     def on_overdue(self, rows: list[OutboxRow]) -> None:
         """Rows no broker took in time (on the loop; only queues work for the modem)."""

@@ -16,7 +16,7 @@ from edgeguard.outbox import Outbox
 from edgeguard.paths import PathSupervisor, SecondaryEvents, failover_after
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
-from edgeguard.sms import SmsNotifier
+from edgeguard.sms import SMS_FAILED, SMS_SENT, SmsNotifier, mask_number
 from edgeguard.uplink import NotConnectedError, Uplink
 from edgeguard_drivers.gsm_modem import GsmModem
 
@@ -43,12 +43,13 @@ class Transmission:
         self.notifier: SmsNotifier | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def prepare(self) -> None:
-        """Before the outbox loads its rows (on the loop): set up the failover."""
+    def prepare(self, texted: list[str] | None = None) -> None:
+        """Before the outbox loads its rows (on the loop): set up the failover. ``texted``: the
+        alarms already texted before a restart (from the ledger), not texted again."""
         secondary = self.config.mqtt.secondary
         if self.config.sms is not None:
-            self.modem = GsmModem(self.config.sms, self._modem_state)
-            self.notifier = SmsNotifier(self.config.sms, self.modem)
+            self.modem = GsmModem(self.config.sms, self._modem_state, self._sms_result)
+            self.notifier = SmsNotifier(self.config.sms, self.modem, texted or [])
         self.outbox.enable_failover(
             failover_after(self.config),
             secondary.inflight_window if secondary is not None else None,
@@ -80,6 +81,22 @@ class Transmission:
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 loop.call_soon_threadsafe(self.paths.modem_state, state, detail)
+
+    def _sms_result(self, event_id: str, number: str, mr: int | None, error: str | None) -> None:
+        """From the modem's thread: each SMS, sent or not, goes into the ledger (evidence that
+        the police were, or were not, told this way; and no second SMS after a restart)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(self._record_sms, event_id, number, mr, error)
+
+    def _record_sms(self, event_id: str, number: str, mr: int | None, error: str | None) -> None:
+        kind = SMS_FAILED if error else SMS_SENT
+        data = {"to": mask_number(number), "mr": mr, **({"error": error} if error else {})}
+        task = asyncio.ensure_future(
+            self.service.writer.run(lambda s: s.append_event(kind, event_id=event_id, data=data))
+        )
+        task.add_done_callback(_log_record_failure)
 
     # --- the daemon's hooks -----------------------------------------------------------------
     def on_primary(self, connected: bool, reason: str = "") -> None:
@@ -135,3 +152,8 @@ class Transmission:
         if self.modem is not None:
             out["sms"] = {"sent": self.modem.sent, "failed": self.modem.failed}
         return out
+
+
+def _log_record_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("sms: could not record the result in the ledger: %s", task.exception())
