@@ -15,7 +15,7 @@ import yaml
 
 from edgeguard.config_loader import ConfigError
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import Site
+from edgeguard.lab.harness import Site, tls_mqtt
 from edgeguard.police.config import PoliceConfig, load_police_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,18 +87,9 @@ def test_cli_runs_and_stops_on_sigterm(tmp_path: Path, broker: Mosquitto, site: 
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "hosp-01.pub").write_bytes(site.public_key.read_bytes())
-    pair = broker.pki.client("police")
     config = {
         "receiver_id": "police-cli",
-        "mqtt": {
-            "host": "localhost",
-            "port": broker.tls_port,
-            "tls": {
-                "ca_file": str(broker.pki.ca_file),
-                "cert_file": str(pair.cert),
-                "key_file": str(pair.key),
-            },
-        },
+        "mqtt": tls_mqtt(broker, "police"),
         "keys_dir": str(keys),
         "database": str(tmp_path / "police.db"),
         "web": {"enabled": False},

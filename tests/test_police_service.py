@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import DaemonProcess, Site, make_site
+from edgeguard.lab.harness import DaemonProcess, Site, make_site, tls_mqtt
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.link import ActionError
 from edgeguard.police.service import PoliceService
@@ -44,19 +44,12 @@ def police_config(
     keys.mkdir(exist_ok=True)
     shutil.copy(site.public_key, keys / f"{site.site_id}.pub")
     assert broker.pki is not None
-    pair = broker.pki.client("police")
     sites = {} if heartbeat_interval is None else {site.site_id: {"heartbeat_interval": 1.0}}
     return PoliceConfig.model_validate(
         {
             "receiver_id": receiver_id,
             "mqtt": {
-                "host": "localhost",
-                "port": broker.tls_port,
-                "tls": {
-                    "ca_file": str(broker.pki.ca_file),
-                    "cert_file": str(pair.cert),
-                    "key_file": str(pair.key),
-                },
+                **tls_mqtt(broker, "police"),
                 "reconnect_min": 0.2,
                 "reconnect_max": 1.0,
             },
