@@ -13,7 +13,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeguard.config import FAULT_SUFFIX, EdgeguardConfig, input_points
+from edgeguard.config import (
+    DEFAULT_PATHS_LOCATION,
+    FAULT_SUFFIX,
+    PATH_DEVICES,
+    EdgeguardConfig,
+    input_points,
+)
 from edgeguard.ids import iso_ms, utc_now, uuid7
 from edgeguard.model import (
     DEFAULT_PRIORITY,
@@ -395,6 +401,8 @@ class AlarmBook:
         )
 
     def _device_location(self, device: str) -> str | None:
+        if device in PATH_DEVICES.values():
+            return self.config.mqtt.paths_location or DEFAULT_PATHS_LOCATION
         for item in self.config.inputs:
             if item.name != device:
                 continue

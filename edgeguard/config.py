@@ -23,6 +23,9 @@ from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
 from edgeguard_drivers.simulated import SimulatedInputConfig
 
 FAULT_SUFFIX = "-fault"  # a device's fault alarm has the source f"{device}-fault"
+# the transmission paths as devices (docs/transmission-paths.md), by path
+PATH_DEVICES = {"primary": "uplink-primary", "secondary": "uplink-secondary", "sms": "sms-modem"}
+DEFAULT_PATHS_LOCATION = "transmission"
 
 
 class MqttProtocol(StrEnum):

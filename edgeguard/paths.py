@@ -13,26 +13,16 @@ import asyncio
 import logging
 from typing import Any
 
-from edgeguard.config import FAULT_SUFFIX, EdgeguardConfig
-from edgeguard.ids import utc_now
+from edgeguard.config import PATH_DEVICES, EdgeguardConfig
 from edgeguard.model import (
-    DEFAULT_PRIORITY,
-    Action,
-    AlarmKind,
     DeviceState,
     DeviceStatus,
-    InputSignal,
 )
 from edgeguard.outbox import Outbox
 from edgeguard.service import AlarmService
 
 logger = logging.getLogger(__name__)
 
-PRIMARY_DEVICE = "uplink-primary"
-SECONDARY_DEVICE = "uplink-secondary"
-MODEM_DEVICE = "sms-modem"
-DEFAULT_LOCATION = "transmission"
-DEVICES = {"primary": PRIMARY_DEVICE, "secondary": SECONDARY_DEVICE, "sms": MODEM_DEVICE}
 
 
 def several_paths(config: EdgeguardConfig) -> bool:
@@ -49,7 +39,6 @@ class PathSupervisor:
         self.config = config
         self.service = service
         self.grace = failover_after(config)
-        self.location = config.mqtt.paths_location or DEFAULT_LOCATION
         self.states: dict[str, tuple[DeviceState, dict[str, Any]]] = {}
         self._reported: dict[str, DeviceState] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -94,39 +83,21 @@ class PathSupervisor:
         self.states[path] = (state, detail)
         if self._reported.get(path) is state:
             return
-        first = path not in self._reported
         self._reported[path] = state
         level = logging.INFO if state is DeviceState.ONLINE else logging.ERROR
         logger.log(level, "transmission path %s: %s (%s)", path, state.value, detail)
-        task = asyncio.get_running_loop().create_task(self._report(path, state, detail, first))
+        task = asyncio.get_running_loop().create_task(self._report(path, state, detail))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _report(
-        self, path: str, state: DeviceState, detail: dict[str, Any], first: bool
-    ) -> None:
-        device = DEVICES[path]
+    async def _report(self, path: str, state: DeviceState, detail: dict[str, Any]) -> None:
+        """The path's device status: the alarm book raises or restores its device_fault."""
         async with self._lock:  # one report after the other, in the order they happened
-            await self.service.handle_status(DeviceStatus(device, state, detail))
-            if first and state is DeviceState.ONLINE:
-                return  # nothing to restore (a fault left from before a restart stays open)
-            await self.service.handle_signal(self._fault_signal(device, state, detail))
-
-    def _fault_signal(self, device: str, state: DeviceState, detail: dict[str, Any]) -> InputSignal:
-        action = Action.NORMAL if state is DeviceState.ONLINE else Action.ACTIVE
-        return InputSignal(
-            source=f"{device}{FAULT_SUFFIX}",
-            action=action,
-            kind=AlarmKind.DEVICE_FAULT,
-            priority=DEFAULT_PRIORITY[AlarmKind.DEVICE_FAULT],
-            location=self.location,
-            occurred_at=utc_now(),
-            detail={"device": device, "state": state.value, **detail},
-        )
+            await self.service.handle_status(DeviceStatus(PATH_DEVICES[path], state, detail))
 
     def status(self) -> dict[str, Any]:
         return {
-            path: {"device": DEVICES[path], "state": state.value, **detail}
+            path: {"device": PATH_DEVICES[path], "state": state.value, **detail}
             for path, (state, detail) in self.states.items()
         }
 
