@@ -62,8 +62,8 @@ class ConsoleBackend:
 
     def _on_change(self, what: str, record: AlarmRecord | None) -> None:
         """Runs on the loop right after the change is durably recorded."""
-        if record is None:
-            return
+        if record is None or not self.hub.subscribers:
+            return  # no page open: nothing to build on the alarm path
         self.hub.publish({"type": "alarm", "what": what, "data": alarm_view(record)})
 
     async def _read(self, fn: Callable[[Store], Any]) -> Any:

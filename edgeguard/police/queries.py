@@ -125,10 +125,10 @@ class StoreQueries:
                 (event_id,),
             )
         ]
-        out["snapshots"] = self._snapshots(event_id)
+        out["snapshots"] = self.snapshots(event_id)
         return out
 
-    def _snapshots(self, event_id: str) -> list[dict[str, Any]]:
+    def snapshots(self, event_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT camera, sha256, bytes, received_at, verified FROM snapshots "
             "WHERE event_id = ? ORDER BY camera",

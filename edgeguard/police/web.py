@@ -55,15 +55,16 @@ def _service(request: web.Request) -> PoliceService:
 
 
 def with_snapshots(service: PoliceService, alarm: dict[str, Any]) -> dict[str, Any]:
-    """The alarm row plus the URLs of the snapshots received for it."""
-    full = service.store.alarm(alarm["event_id"]) or {}
-    alarm = {k: v for k, v in alarm.items() if k != "payload"}
-    alarm["snapshots"] = [
-        {**s, "url": f"/api/snapshots/{alarm['event_id']}/{s['camera']}"}
-        for s in full.get("snapshots", [])
+    """The alarm row (its payload's evidence list kept) plus the URLs of its snapshots."""
+    event_id = alarm["event_id"]
+    payload = alarm.get("payload") if isinstance(alarm.get("payload"), dict) else {}
+    shown = {k: v for k, v in alarm.items() if k != "payload"}
+    shown["snapshots"] = [
+        {**s, "url": f"/api/snapshots/{event_id}/{s['camera']}"}
+        for s in service.store.snapshots(event_id)
     ]
-    alarm["evidence"] = (full.get("payload") or {}).get("evidence") or []
-    return alarm
+    shown["evidence"] = (payload or {}).get("evidence") or []
+    return shown
 
 
 def _state(service: PoliceService) -> Update:
