@@ -253,6 +253,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _conditions(*tests: tuple[str, str, Any]) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) for the (column, operator, value) tests whose value
+    is given; the columns and operators are this module's own text, never input."""
+    given = [(column, op, value) for column, op, value in tests if value is not None]
+    return [f"{column} {op} ?" for column, op, _ in given], [value for _, _, value in given]
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -398,25 +405,46 @@ class Store:
         limit: int | None = None,
         after_id: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
+        clauses, args = _conditions(
             ("id", ">", after_id),
             ("recorded_at", ">=", since),
             ("recorded_at", "<", until),
             ("source", "=", source),
             ("location", "=", location),
             ("event_id", "=", event_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                args.append(value)
+        )
         for column, values in (("kind", kinds), ("type", types)):
             if values:
                 clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 args.extend(values)
         where = " AND ".join(clauses) or None
         yield from self.db.table("events").rows_where(where, args, order_by="id", limit=limit)
+
+    def query_alarms(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        kind: str | None = None,
+        location: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Iterator[AlarmRecord]:
+        """Alarms that occurred in [since, until), newest first."""
+        clauses, args = _conditions(
+            ("occurred_at", ">=", since),
+            ("occurred_at", "<", until),
+            ("kind", "=", kind),
+            ("location_key", "=", location),
+            ("state", "=", state),
+        )
+        rows = self.db.table("alarms").rows_where(
+            " AND ".join(clauses) or None, args, order_by="occurred_at DESC",
+            limit=limit, offset=offset,
+        )  # fmt: skip
+        for row in rows:
+            yield AlarmRecord.from_row(row)
 
     # --- alarms -----------------------------------------------------------------------------
     def insert_alarm(self, record: AlarmRecord) -> None:

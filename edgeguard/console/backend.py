@@ -87,7 +87,7 @@ class ConsoleBackend:
 
     async def history(self, query: HistoryFilter) -> list[dict[str, Any]]:
         def read(store: Store) -> list[dict[str, Any]]:
-            return [alarm_view(AlarmRecord.from_row(row)) for row in query.rows(store)]
+            return [alarm_view(record) for record in query.records(store)]
 
         result: list[dict[str, Any]] = await self._read(read)
         return result

@@ -85,22 +85,11 @@ class HistoryFilter:
             offset=_int(query, "offset", 0, 0, 10**9),
         )  # fmt: skip
 
-    def rows(self, store: Store) -> Iterator[dict[str, Any]]:
-        clauses, args = [], []
-        for column, op, value in (
-            ("occurred_at", ">=", self.since),
-            ("occurred_at", "<", self.until),
-            ("kind", "=", self.kind),
-            ("location_key", "=", self.location),
-            ("state", "=", self.state),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                args.append(value)
-        where = " AND ".join(clauses) or None
-        yield from store.db.table("alarms").rows_where(
-            where, args, order_by="occurred_at DESC", limit=self.limit, offset=self.offset
-        )
+    def records(self, store: Store) -> Iterator[AlarmRecord]:
+        return store.query_alarms(
+            since=self.since, until=self.until, kind=self.kind, location=self.location,
+            state=self.state, limit=self.limit, offset=self.offset,
+        )  # fmt: skip
 
 
 def _check_time(name: str, value: str) -> None:
