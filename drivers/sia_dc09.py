@@ -166,6 +166,11 @@ class SiaDc09Input(InputDriver[SiaDc09InputConfig]):
         except FrameError as error:
             self._refuse(error, b"", peer)
             return
+        except Exception:  # a bug in routing: still answer, or the communicator retries forever
+            logger.exception("sia_dc09 %s: could not route a frame of %s: %s", self.name,
+                             account, preview(data.encode("ascii", "replace")))
+            self._refuse(FrameError(Reason.DATA, "data not understood", frame), b"", peer)
+            return
         signals = [self._signal(route, key) for route in found]
         if not signals:
             self._send(peer, frame, "ACK")

@@ -170,5 +170,15 @@ SIA_CODES = _table()
 
 
 def sia_code(code: str) -> SiaCode:
-    """The table's row, or a logged ``unknown`` row for a code outside it."""
-    return SIA_CODES.get(code) or SiaCode(code, "Unknown SIA code", _L, category="unknown")
+    """The table's row; for a code outside it, an alarm when it ends in ``A`` (the SIA
+    convention for alarms: an unknown alarm is still an alarm), its restore when it ends in
+    ``R``, else a logged ``unknown`` row."""
+    known = SIA_CODES.get(code)
+    if known is not None:
+        return known
+    if code.endswith("A"):
+        return SiaCode(code, "Unknown SIA alarm", _A, _I, 2, category="unknown_alarm")
+    if code.endswith("R"):
+        return SiaCode(code, "Unknown SIA alarm restore", _A, _I, 2, category="unknown_alarm",
+                       restores=f"{code[0]}A")
+    return SiaCode(code, "Unknown SIA code", _L, category="unknown")

@@ -39,6 +39,7 @@ class _Event:
     restore: bool
     zone: int | None  # None: the account itself (no address, or a user event)
     detail: dict[str, Any]
+    raw_zone: str | None = None  # a Contact ID zone with hex digits: no configured zone matches
 
 
 def routes(config: SiaDc09InputConfig, frame: Frame, data: str, account: str) -> list[Route]:
@@ -93,11 +94,17 @@ def _cid_event(config: SiaDc09InputConfig, event: CidEvent, account: str) -> _Ev
         "event_code": event.event_code, "event": info.description, "category": info.category,
         "qualifier": event.qualifier.value, "group": event.group, info.ccc.value: event.ccc,
     }
+    zone, raw_zone = None, None
+    if info.ccc is Ccc.ZONE:
+        if event.ccc.isdecimal():
+            zone = int(event.ccc)
+        else:
+            raw_zone = event.ccc  # legal in Contact ID (hex digits B-F), never in our config
     return _Event(
         code=event.event_code, description=info.description, category=info.category,
         kind=info.kind, priority=info.priority or DEFAULT_PRIORITY[info.kind],
-        restore=event.qualifier is Qualifier.RESTORE,
-        zone=int(event.ccc) if info.ccc is Ccc.ZONE else None, detail=detail,
+        restore=event.qualifier is Qualifier.RESTORE, zone=zone, detail=detail,
+        raw_zone=raw_zone,
     )
 
 
@@ -106,7 +113,9 @@ def _route(config: SiaDc09InputConfig, account: str, event: _Event,
     acct = config.accounts[account]
     point = acct.zones.get(event.zone) if event.zone is not None else None
     kind, priority = event.kind, event.priority
-    if event.zone is None:
+    if event.raw_zone is not None:
+        source, location = f"{config.account_source(account)}-z{event.raw_zone}", acct.location
+    elif event.zone is None:
         source, location = config.account_source(account), acct.location
     else:
         source, location = config.zone_source(account, event.zone), acct.location
@@ -119,8 +128,8 @@ def _route(config: SiaDc09InputConfig, account: str, event: _Event,
     if kind not in LATCHING_KINDS:
         source = f"{source}-{event.code}"
     detail = {**base, **event.detail}
-    if event.zone is not None:
-        detail["zone"] = event.zone
+    if event.zone is not None or event.raw_zone is not None:
+        detail["zone"] = event.zone if event.zone is not None else event.raw_zone
         if point is None:
             detail["unknown_zone"] = True
     action = Action.NORMAL if event.restore else Action.ACTIVE

@@ -171,6 +171,49 @@ def test_duh_and_nak(rig: Rig) -> None:
     assert rig.sink.signals == []
 
 
+def test_hex_contact_id_zone_raises_an_alarm_and_keeps_the_raw_zone() -> None:
+    rig = Rig(_config(), auto_record=True)
+    try:
+        with rig.tx() as tx:
+            frame = wrap('"ADM-CID"0004L0#1234[#1234|1130 01 01D]')  # hex zone: legal CID
+            assert tx.exchange(frame).word == "ACK"
+        (signal,) = rig.sink.signals
+        assert (signal.source, signal.kind, signal.action, signal.location) == (
+            "ipr-1234-z01D", "intrusion", Action.ACTIVE, "er")
+        assert signal.detail["zone"] == "01D"
+        assert signal.detail["unknown_zone"] is True
+        assert signal.detail["event_code"] == "130"
+    finally:
+        rig.driver.stop()
+
+
+def test_unknown_sia_alarm_code_still_raises_an_alarm() -> None:
+    rig = Rig(_config(), auto_record=True)
+    try:
+        with rig.tx() as tx:
+            assert tx.exchange(wrap('"SIA-DCS"0005L0#1234[#1234|NVA7]')).word == "ACK"
+            assert tx.exchange(wrap('"SIA-DCS"0006L0#1234[#1234|NVR7]')).word == "ACK"
+            assert tx.exchange(wrap('"SIA-DCS"0007L0#1234[#1234|NVZ7]')).word == "ACK"
+        seen = [(s.source, s.kind, s.action) for s in rig.sink.signals]
+        assert seen == [("ipr-1234-z7", "intrusion", Action.ACTIVE),
+                        ("ipr-1234-z7", "intrusion", Action.NORMAL)]
+        assert rig.sink.signals[0].detail["sia_code"] == "VA"
+        assert rig.sink.signals[0].detail["category"] == "unknown_alarm"
+    finally:
+        rig.driver.stop()
+
+
+def test_a_routing_failure_is_still_answered(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeguard_drivers.sia_dc09 as driver
+
+    def broken(*_: Any) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(driver, "routes", broken)
+    with rig.tx() as tx:
+        assert tx.exchange(tx.sia_frame("PA", 1)).word == "DUH"
+
+
 def test_supervision_raises_and_restores(rig: Rig) -> None:
     rig.driver.config.accounts["1234"].supervision = 10.0
     listener = rig.driver._listener
