@@ -227,7 +227,7 @@ class Daemon:
             self.paths.on_primary(True)
 
     def on_disconnected(self, reason: str) -> None:
-        """Nothing to undo: paho keeps its in-flight messages and resends them on reconnect.
+        """Nothing to undo: the lane resends its in-flight rows, in order, on reconnect.
         With a second path, what waits moves on to it (edgeguard/failover.py)."""
         self.outbox.on_disconnected()
         if self.paths is not None:

@@ -71,11 +71,12 @@ class Lane:
             self.requeue(requeued)
 
     def on_connected(self) -> None:
-        # paho resends what was in flight on this (re)connect: time them from now, or the
-        # stale check would send every one of them again after a long outage.
-        now = time.monotonic()
+        """What was in flight when the link dropped is sent again first, in outbox order, and
+        new rows after it (the uplink turned paho's own resend off: it could be overtaken)."""
         self._ever_up = True
-        self.inflight = {mid: (row_id, now) for mid, (row_id, _) in self.inflight.items()}
+        requeued = {row_id for row_id, _ in self.inflight.values()}
+        self.inflight.clear()
+        self.requeue(requeued)
         self.pump()
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> int | None:

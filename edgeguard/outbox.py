@@ -2,8 +2,9 @@
 ahead of their PUBACKs; a row is marked delivered only when its PUBACK arrives.
 
 Rows live in the store until delivered; this object holds the undelivered ones in memory (read
-back from the store at start-up) and never drops one. On reconnect paho itself resends the
-messages it had in flight (same packet ids); everything not yet sent follows in order. A row
+back from the store at start-up) and never drops one. On reconnect the lane resends the
+messages that had no PUBACK first, in order (paho's own resend is off, see uplink.py), and
+everything not yet sent follows. A row
 the broker refuses (negative PUBACK) waits with its own back-off, so it never holds up the
 alarms behind it.
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -93,6 +94,17 @@ def connect_persistent(
     client.loop_start()
 
 
+def drop_session_messages(client: mqtt.Client) -> None:
+    """Forget the QoS 1 messages paho keeps for resending. paho resends them itself right after
+    ``on_connect`` — but on its own thread, so a new message the loop publishes meanwhile can
+    overtake them, and its resend loop stops at the first message it had queued (a later
+    in-flight one is then never resent). The lane resends them instead, in outbox order. paho
+    has no public call for this; the two attributes are those its own reconnect reset uses."""
+    with client._out_message_mutex:
+        client._out_messages.clear()
+        client._inflight_messages = 0
+
+
 class Uplink:
     def __init__(
         self,
@@ -121,6 +133,10 @@ class Uplink:
         self.connects = 0
         self._stopping = False
         self._retired = False
+        # publish() sends only on a connection the loop has seen come up (see _on_connect)
+        self._session_lock = threading.Lock()
+        self._session = 0
+        self._open_session = -1
         self.client = self._make_client()
 
     @property
@@ -150,7 +166,9 @@ class Uplink:
         will = self._status_message("offline")
         client.will_set(status_topic(self.site), will, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
-        client.max_inflight_messages_set(cfg.inflight_window)
+        # room for the lane's window and the link's own status and heartbeat messages, so a
+        # lane message never waits in paho's queue
+        client.max_inflight_messages_set(cfg.inflight_window + 4)
         client.max_queued_messages_set(0)
         client.on_socket_open = no_delay
         client.on_pre_connect = self._on_pre_connect
@@ -194,9 +212,10 @@ class Uplink:
 
     # --- use --------------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        if not self.connected:
-            raise NotConnectedError
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        with self._session_lock:
+            if not self.connected or self._open_session != self._session:
+                raise NotConnectedError
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # QUEUE_SIZE too: paho dropped it
             raise NotConnectedError(mqtt.error_string(info.rc))
         return int(info.mid)
@@ -227,9 +246,13 @@ class Uplink:
             logger.error("mqtt %s: broker refused the connection: %s", self.path, reason)
             self._to_loop(self._set_down, f"refused: {reason}")
             return
+        with self._session_lock:  # no publish from the loop until it has seen this link-up
+            self._session += 1
+            session = self._session
+            drop_session_messages(client)
         client.subscribe(ack_topic(self.site), qos=1)
         client.publish(status_topic(self.site), self._status_message("online"), qos=1, retain=True)
-        self._to_loop(self._set_up)
+        self._to_loop(self._set_up, session)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         self._to_loop(self._set_down, "connect failed")
@@ -253,7 +276,11 @@ class Uplink:
             logger.warning("event loop closed; a police ack could not be handled")
 
     # --- loop side --------------------------------------------------------------------------
-    def _set_up(self) -> None:
+    def _set_up(self, session: int) -> None:
+        with self._session_lock:
+            if session != self._session:
+                return  # a later connect already replaced this one
+            self._open_session = session
         self.connected = True
         self.connects += 1
         self.last_change = time.time()
