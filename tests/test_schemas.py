@@ -326,3 +326,57 @@ def test_malformed_ack_rejected(capture: Capture, mutate: Mutation) -> None:
 )
 def test_ack_times_with_an_offset_are_valid(capture: Capture, at: str) -> None:
     assert _errors("ack", {**capture.ack, "at": at}) == []
+
+
+
+_TYPED_KEYWORDS = {
+    "minimum": {"number", "integer"}, "maximum": {"number", "integer"},
+    "exclusiveMinimum": {"number", "integer"}, "exclusiveMaximum": {"number", "integer"},
+    "multipleOf": {"number", "integer"}, "minLength": {"string"}, "maxLength": {"string"},
+    "pattern": {"string"}, "minItems": {"array"}, "maxItems": {"array"}, "items": {"array"},
+    "minProperties": {"object"}, "required": {"object"}, "properties": {"object"},
+    "additionalProperties": {"object"},
+}
+_SAME_INSTANCE = ("allOf", "anyOf", "oneOf", "if", "then", "else", "not")
+_CHILD_MAPS = ("properties", "$defs", "patternProperties")
+_CHILD = ("items", "additionalProperties", "contains", "propertyNames")
+
+
+def _types(node: dict[str, Any], inherited: frozenset[str]) -> frozenset[str]:
+    declared = node.get("type")
+    if isinstance(declared, str):
+        return frozenset({declared})
+    if isinstance(declared, list):
+        return frozenset(declared)
+    return inherited
+
+
+def _untyped(node: Any, where: str, inherited: frozenset[str] = frozenset()) -> Iterator[str]:
+    """ajv's strict mode (strictTypes): a keyword that applies to one type needs that type
+    named for the same instance (here or in a schema around it at the same level), or the
+    schema does not compile."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _untyped(item, f"{where}[{i}]", inherited)
+        return
+    if not isinstance(node, dict):
+        return
+    types = _types(node, inherited)
+    for keyword, needs in _TYPED_KEYWORDS.items():
+        if keyword in node and not types & needs:
+            yield f"{where}: {keyword} without a type of {sorted(needs)}"
+    for key in _SAME_INSTANCE:
+        if key in node:
+            yield from _untyped(node[key], f"{where}/{key}", types)
+    for key in _CHILD_MAPS:
+        for name, child in node.get(key, {}).items():
+            yield from _untyped(child, f"{where}/{key}/{name}")
+    for key in _CHILD:
+        if isinstance(node.get(key), dict):
+            yield from _untyped(node[key], f"{where}/{key}")
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_schema_compiles_under_ajv_strict_types(name: str) -> None:
+    schema = json.loads((SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    assert list(_untyped(schema, name)) == []
