@@ -130,9 +130,10 @@ class InputDriver(ABC, Generic[C]):
     def points(self) -> dict[str, PointConfig]:
         """The alarm sources this driver can raise, by source name."""
 
-    def signal(self, source: str, action: Action, **detail: Any) -> InputSignal:
-        """Build a signal for one of this driver's points, stamped now."""
-        point = self.points()[source]
+    def signal(self, source: str, action: Action, point: PointConfig | None = None,
+               **detail: Any) -> InputSignal:
+        """Build a signal for one of this driver's points (or for ``point``), stamped now."""
+        point = point if point is not None else self.points()[source]
         return InputSignal(
             source=source,
             action=action,

@@ -50,6 +50,7 @@ from .serial_protocol import (
 logger = logging.getLogger(__name__)
 
 MAX_INPUT_NAME = 64 - 1 - 16  # "<input>-<dev>" must still be a 64-character Name
+MAX_DISCOVERED = 4096  # unlisted devices kept as points (the console lists them)
 
 DevId = Annotated[str, Field(pattern=DEV_PATTERN)]
 
@@ -278,16 +279,24 @@ class SerialButtonBox(SerialLineDriver[SerialInputConfig]):
             "port": self.port_name,
             "event": frame.event.value.lower(),
         }
+        point = None
         if frame.dev not in self.config.devices:
-            self._discover(source, frame)
+            point = self._discover(source, frame)
             detail["unknown_device"] = True
         return dataclasses.replace(
-            self.signal(source, action, **detail),
+            self.signal(source, action, point, **detail),
             on_recorded=functools.partial(self._recorded, frame, token, epoch),
             on_failed=functools.partial(self._failed, frame, token),
         )
 
-    def _discover(self, source: str, frame: BoxFrame) -> None:
+    def _discover(self, source: str, frame: BoxFrame) -> PointConfig:
+        """Log the unlisted device and list its point (at most MAX_DISCOVERED of them: a box
+        sending ever new device ids must not grow memory; the alarm is raised either way)."""
+        point = PointConfig(location=self.config.location, kind=AlarmKind.PANIC)
+        with self._lock:
+            full = source not in self._discovered and len(self._discovered) >= MAX_DISCOVERED
+            if not full:
+                point = self._discovered.setdefault(source, point)
         logger.warning(
             "serial %s (%s): %s from unlisted device %r: raising a %s alarm at %s as %s",
             self.name,
@@ -298,10 +307,10 @@ class SerialButtonBox(SerialLineDriver[SerialInputConfig]):
             self.config.location,
             source,
         )
-        with self._lock:
-            self._discovered.setdefault(
-                source, PointConfig(location=self.config.location, kind=AlarmKind.PANIC)
-            )
+        if full:
+            logger.warning("serial %s: %d unlisted devices already listed; %s is not added to "
+                           "the points", self.name, MAX_DISCOVERED, source)
+        return point
 
     def _recorded(self, frame: BoxFrame, token: int, epoch: int) -> None:
         """``on_recorded``: runs on the daemon's event loop, so it only queues the ACK."""

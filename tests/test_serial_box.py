@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty, repoint_symlink
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
+from edgeguard_drivers import serial_box
 from edgeguard_drivers.base import DriverError, SetupFailure
 from edgeguard_drivers.serial_box import SerialButtonBox, SerialInputConfig
 from edgeguard_drivers.serial_protocol import encode_ack, encode_frame, seal
@@ -431,3 +432,16 @@ def test_every_config_field_is_described() -> None:
         assert prop.get("description"), name
     device = schema["$defs"]["SerialDeviceConfig"]["properties"]
     assert all(prop.get("description") for prop in device.values())
+
+
+def test_unlisted_devices_listed_are_bounded_and_still_raise_alarms(
+    make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serial_box, "MAX_DISCOVERED", 3)
+    rig = make_rig()
+    for dev in ("u1", "u2", "u3", "u4", "u5"):
+        rig.box.press(dev)
+        assert rig.box.wait_acked(WAIT)
+    assert [s.source for s in rig.sink.signals] == [f"box-u{i}" for i in range(1, 6)]
+    unlisted = [name for name in rig.driver.points() if name.startswith("box-u")]
+    assert unlisted == ["box-u1", "box-u2", "box-u3"]
