@@ -207,6 +207,14 @@ class StoreConfig(StrictModel):
     evidence_max_days: float | None = Field(
         default=None, ge=1, description="Delete evidence older than this regardless; default never."
     )
+    evidence_grace_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="Evidence younger than this is never deleted for the quota (an alarm's "
+        "clip may still be written into its folder). The quota is checked after every write, "
+        "so the folder exceeds it by at most what is written within this time.",
+    )
 
     def evidence_path(self) -> Path:
         return self.evidence_dir or self.path.parent / "evidence"

@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 STOP_FLUSH_S = 5.0
 SIMULATE_RECORD_TIMEOUT_S = 10.0
 HOUSEKEEPING_S = 5.0
-EVIDENCE_PRUNE_S = 3600.0
+EVIDENCE_PRUNE_S = 3600.0  # the age limits: checked hourly
+EVIDENCE_PRUNE_GAP_S = 1.0  # the quota: checked after every write, at most this often
 
 
 class Daemon:
@@ -68,6 +69,8 @@ class Daemon:
         self.book = AlarmBook(config, self.signer)
         self.outbox = Outbox(config.mqtt.inflight_window, self._mark_delivered)
         self.service = AlarmService(self.writer, self.book, self.outbox)
+        self._evidence_written = asyncio.Event()
+        self.service.listeners.append(self._on_alarm_change)
         self.uplink: Uplink | None = None
         self.paths: Transmission | None = None
         if several_paths(config):
@@ -308,14 +311,22 @@ class Daemon:
             except Exception:
                 logger.exception("housekeeping failed; trying again next time")
 
+    def _on_alarm_change(self, what: str, _record: object) -> None:
+        if what == "evidence":
+            self._evidence_written.set()
+
     async def _evidence_loop(self) -> None:
-        """Hourly: keep the evidence folder within its quota (docs/evidence-clips.md)."""
+        """Keep the evidence folder within its quota (docs/evidence-clips.md): after evidence
+        is written (so an alarm storm cannot fill the disk), and hourly for the age limits."""
         while True:
+            self._evidence_written.clear()
             try:
                 await self.prune_evidence()
             except Exception:
                 logger.exception("evidence pruning failed; trying again later")
-            await asyncio.sleep(EVIDENCE_PRUNE_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._evidence_written.wait(), EVIDENCE_PRUNE_S)
+            await asyncio.sleep(EVIDENCE_PRUNE_GAP_S)  # one pass for a burst of writes
 
     async def prune_evidence(self) -> int:
         from edgeguard.cameras.retention import RetentionPolicy, prune
@@ -329,6 +340,7 @@ class Daemon:
             quota_bytes=store.evidence_quota_mb * 1_000_000,
             keep_days=store.evidence_keep_days,
             max_days=store.evidence_max_days,
+            grace_s=store.evidence_grace_s,
         )
         deleted = await asyncio.to_thread(prune, root, policy, priorities)
         if deleted:
