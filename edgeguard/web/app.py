@@ -137,12 +137,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     name = str(form.get("user", ""))[:64]
     password = str(form.get("password", ""))[:256]
     keys = (f"user:{name}", client_key(request))
-    if ctx.limiter.blocked(*keys):
+    if not ctx.limiter.attempt(*keys):  # counted now, before the slow check: see LoginLimiter
         logger.warning("console: login of %r refused: too many failures", name)
         return await login_page(request, error="login.locked")
     user = await asyncio.to_thread(ctx.users.authenticate, name, password)
     if user is None:
-        ctx.limiter.failed(*keys)
         logger.warning("console: failed login for %r from %s", name, keys[1])
         return await login_page(request, error="login.failed")
     ctx.limiter.succeeded(*keys)

@@ -78,8 +78,12 @@ class SessionStore:
 
 @dataclass
 class LoginLimiter:
-    """At most ``attempts`` failures per key (a user name, a client address) within ``window_s``;
-    beyond that the key is refused until its failures age out."""
+    """At most ``attempts`` login attempts per key (a user name, a client address) within
+    ``window_s``, a successful one excepted; beyond that the key is refused until its attempts
+    age out.
+
+    An attempt is counted (``attempt``) before its password is checked, and the check takes a
+    while (scrypt): counting it only after a failure would let concurrent guesses all pass."""
 
     attempts: int
     window_s: float
@@ -90,15 +94,20 @@ class LoginLimiter:
         now = self.clock()
         return any(len(self._recent(key, now)) >= self.attempts for key in keys)
 
-    def failed(self, *keys: str) -> None:
+    def attempt(self, *keys: str) -> bool:
+        """Count one attempt against every key, or refuse it (False, nothing counted) when any
+        key has used up its attempts. No await between the check and the count: atomic."""
+        if self.blocked(*keys):
+            return False
         now = self.clock()
         if len(self._failures) > MAX_TRACKED_FAILURES:
             self._failures.clear()  # a flood of names: forget, rather than grow without bound
         for key in keys:
-            self._failures.setdefault(key, []).append(now)
-            self._failures[key] = self._recent(key, now)[-self.attempts :]
+            self._failures[key] = [*self._recent(key, now), now]
+        return True
 
     def succeeded(self, *keys: str) -> None:
+        """The attempt was right: its keys start afresh."""
         for key in keys:
             self._failures.pop(key, None)
 
