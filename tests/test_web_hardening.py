@@ -16,6 +16,7 @@ from edgeguard.lab.broker import free_port
 from edgeguard.web.app import make_app
 from edgeguard.web.config import WebConfig
 from edgeguard.web.server import WebServer
+from edgeguard.web.sessions import MAX_TRACKED_FAILURES, LoginLimiter
 from edgeguard.web.users import UserStore
 
 ADMIN, ADMIN_PW = "wang", "correct horse battery"
@@ -63,3 +64,48 @@ def test_concurrent_wrong_guesses_cannot_outrun_the_lockout(tmp_path: Path) -> N
     assert statuses.count(401) == 5  # login_attempts: only that many were checked at all
     assert statuses.count(429) == 35
     assert right == 429  # locked: the right password does not get in either
+
+
+# --- 2. a flood of names does not make the limiter forget its lockouts -------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_flood_of_names_keeps_the_lockouts_and_bounds_memory() -> None:
+    limiter = LoginLimiter(attempts=3, window_s=300)
+    for _ in range(3):
+        assert limiter.attempt("user:wang")  # twice: locked out
+    assert limiter.blocked("user:wang")
+    for n in range(MAX_TRACKED_FAILURES + 1):
+        assert limiter.attempt(f"user:flood{n}")
+    assert limiter.blocked("user:wang")  # the lockout stays
+    assert not limiter.attempt("user:wang")
+    assert limiter.tracked <= MAX_TRACKED_FAILURES
+
+
+def test_aged_out_keys_go_first_then_unlocked_ones_and_lockouts_never() -> None:
+    clock = Clock()
+    limiter = LoginLimiter(attempts=2, window_s=60, clock=clock, max_keys=3)
+    assert limiter.attempt("addr:old")
+    clock.now += 30
+    assert limiter.attempt("user:wang")
+    assert limiter.attempt("user:wang")  # locked out
+    assert limiter.attempt("user:li")
+    clock.now += 31  # addr:old aged out, the others not
+    assert limiter.attempt("user:zhao")
+    assert limiter.tracked == 3
+    assert limiter.blocked("user:wang")
+    assert limiter.attempt("user:zhao")  # now locked out too
+    assert limiter.attempt("user:new")  # room made by forgetting user:li (not locked out)
+    assert limiter.blocked("user:wang")
+    assert limiter.blocked("user:zhao")
+    assert limiter.attempt("user:new")  # three lockouts: the table is full of them
+    assert not limiter.attempt("user:another")  # refused rather than forget one
+    assert not limiter.attempt("user:li", "addr:10.0.0.5")
+    assert all(limiter.blocked(k) for k in ("user:wang", "user:zhao", "user:new"))
+    clock.now += 61
+    assert limiter.attempt("user:another")  # the lockouts aged out: room again
