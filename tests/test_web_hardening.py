@@ -78,7 +78,7 @@ class Clock:
 def test_a_flood_of_names_keeps_the_lockouts_and_bounds_memory() -> None:
     limiter = LoginLimiter(attempts=3, window_s=300)
     for _ in range(3):
-        assert limiter.attempt("user:wang")  # twice: locked out
+        assert limiter.attempt("user:wang")
     assert limiter.blocked("user:wang")
     for n in range(MAX_TRACKED_FAILURES + 1):
         assert limiter.attempt(f"user:flood{n}")
