@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from edgeguard.lab.broker import free_port
 from edgeguard.web.app import make_app
@@ -109,3 +112,59 @@ def test_aged_out_keys_go_first_then_unlocked_ones_and_lockouts_never() -> None:
     assert all(limiter.blocked(k) for k in ("user:wang", "user:zhao", "user:new"))
     clock.now += 61
     assert limiter.attempt("user:another")  # the lockouts aged out: room again
+
+
+# --- 3. a foreign Host is refused: DNS rebinding ----------------------------------------------
+async def get_status(http: aiohttp.ClientSession, url: str, path: str, **headers: str) -> int:
+    async with http.get(f"{url}{path}", headers=headers, allow_redirects=False) as answer:
+        await answer.read()
+        return answer.status
+
+
+def test_a_foreign_host_is_refused_with_its_origin(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page on rebind.example whose name now resolves to the console: the browser sends
+    Host and Origin of rebind.example, which match each other but are not the console's."""
+    extra = "console.hospital.example"
+
+    async def scenario() -> dict[str, int]:
+        async with (
+            serving(tmp_path, allowed_hosts=[extra]) as url,
+            aiohttp.ClientSession(timeout=TIMEOUT) as http,
+        ):
+            port = url.rsplit(":", 1)[1]
+
+            async def as_host(host: str) -> int:
+                return await login(http, url, ADMIN, ADMIN_PW, Host=host, Origin=f"http://{host}")
+
+            return {
+                "rebind": await as_host(f"rebind.example:{port}"),
+                "rebind page": await get_status(http, url, "/login", Host="rebind.example"),
+                "rebind static": await get_status(http, url, "/static/app.css", Host="a.example"),
+                "127.0.0.1": await as_host(f"127.0.0.1:{port}"),
+                "localhost": await as_host(f"LOCALHOST:{port}"),
+                "::1": await as_host(f"[::1]:{port}"),
+                "hostname": await as_host(f"{socket.gethostname()}:{port}"),
+                "configured": await as_host(f"{extra}:{port}"),
+                "LAN address": await as_host(f"10.20.0.5:{port}"),
+            }
+
+    with caplog.at_level(logging.WARNING, logger="edgeguard.web"):
+        statuses = asyncio.run(scenario())
+    assert statuses["rebind"] == 421
+    assert statuses["rebind page"] == 421
+    assert statuses["rebind static"] == 421
+    refusals = [r for r in caplog.records if "Host" in r.getMessage()]
+    assert len(refusals) == 3
+    assert all(r.levelno == logging.WARNING for r in refusals)
+    assert "rebind.example" in refusals[0].getMessage()
+    for own in ("127.0.0.1", "localhost", "::1", "hostname", "configured", "LAN address"):
+        assert statuses[own] == 303, own  # logged in
+
+
+def test_allowed_hosts_are_host_names() -> None:
+    assert WebConfig(allowed_hosts=["console.hospital.example"]).allowed_hosts
+    for bad in ("http://console.example", "console.example:8080", "", "a b"):
+        with pytest.raises(ValueError, match="allowed_hosts"):
+            WebConfig(allowed_hosts=[bad])

@@ -26,7 +26,9 @@ from edgeguard.web.security import (
     context,
     current_session,
     current_user,
+    host_middleware,
     json_error,
+    own_hosts,
     require_admin,
     set_session_cookie,
 )
@@ -40,7 +42,7 @@ MAX_BODY = 64 * 1024
 
 
 def make_app(config: WebConfig, users: UserStore, app_name: str, version: str) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[host_middleware, auth_middleware], client_max_size=MAX_BODY)
     app[CONTEXT] = WebContext(
         config=config,
         users=users,
@@ -50,6 +52,7 @@ def make_app(config: WebConfig, users: UserStore, app_name: str, version: str) -
         limiter=LoginLimiter(config.login_attempts, config.login_lockout_minutes * 60),
         app_name=app_name,
         version=version,
+        hosts=own_hosts(config),
     )
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/login", login_page)
