@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from edgeguard.lab.broker import free_port
+from edgeguard.safe_text import preview
 from edgeguard.web.app import make_app
 from edgeguard.web.config import WebConfig
 from edgeguard.web.server import WebServer
@@ -168,3 +169,43 @@ def test_allowed_hosts_are_host_names() -> None:
     for bad in ("http://console.example", "console.example:8080", "", "a b"):
         with pytest.raises(ValueError, match="allowed_hosts"):
             WebConfig(allowed_hosts=[bad])
+
+
+# --- 4. what the web layer logs from outside is shown safely -----------------------------------
+def _has_control(text: str) -> bool:
+    return any(not ch.isprintable() for ch in text)
+
+
+def test_logged_paths_names_and_hosts_carry_no_control_characters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> list[int]:
+        async with serving(tmp_path) as url, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            evil = {"Origin": "http://evil.example"}
+            async with http.post(f"{url}/%00", headers=evil) as nul:
+                pass
+            async with http.post(f"{url}/%1B[31mred%1B[0m", headers=evil) as ansi:
+                pass
+            rebound = await get_status(http, url, "/%1B[2J%0A", Host="rebind.example")
+            failed = await login(http, url, "wang\x1b[31m\x00\u202e", "wrong password")
+            return [nul.status, ansi.status, rebound, failed]
+
+    with caplog.at_level(logging.WARNING, logger="edgeguard.web"):
+        statuses = asyncio.run(scenario())
+    assert statuses == [403, 403, 421, 401]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("edgeguard.web")]
+    assert len(messages) == 4, messages
+    assert not [m for m in messages if _has_control(m)]
+    assert "/\\x00" in messages[0]
+    assert "/\\x1b[31mred\\x1b[0m" in messages[1]
+    assert "/\\x1b[2J\\n" in messages[2]
+    assert "wang\\x1b[31m\\x00\\u202e" in messages[3]
+
+
+def test_preview_escapes_and_truncates() -> None:
+    assert preview("急诊 room 1") == "急诊 room 1"  # printable text as it is
+    assert preview("a\x00b\x1b[0m\n\t\\") == "a\\x00b\\x1b[0m\\n\\t\\\\"
+    assert preview("\u200b\u2028\U000e0041") == "\\u200b\\u2028\\U000e0041"
+    assert preview(b"GET \xff\x00") == "GET \\xff\\x00"
+    assert preview("x" * 200, limit=10) == "xxxxxxxxxx…(+190 chars)"
+    assert preview(None) == "None"

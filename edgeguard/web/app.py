@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from edgeguard.safe_text import preview
 from edgeguard.web.config import LANGUAGES, Language, WebConfig
 from edgeguard.web.i18n import TEXT, text
 from edgeguard.web.responses import json_response
@@ -141,11 +142,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:256]
     keys = (f"user:{name}", client_key(request))
     if not ctx.limiter.attempt(*keys):  # counted now, before the slow check: see LoginLimiter
-        logger.warning("console: login of %r refused: too many failures", name)
+        logger.warning("console: login of %s refused: too many failures", preview(name))
         return await login_page(request, error="login.locked")
     user = await asyncio.to_thread(ctx.users.authenticate, name, password)
     if user is None:
-        logger.warning("console: failed login for %r from %s", name, keys[1])
+        logger.warning("console: failed login for %s from %s", preview(name), keys[1])
         return await login_page(request, error="login.failed")
     ctx.limiter.succeeded(*keys)
     session = ctx.sessions.create(user.name)
@@ -253,7 +254,7 @@ async def delete_user(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await _user_call(ctx.users.delete, name)
     ctx.sessions.end_user(name)
-    logger.info("console: %s deleted user %s", admin.name, name)
+    logger.info("console: %s deleted user %s", admin.name, preview(name))
     return web.json_response({"ok": True})
 
 
@@ -264,7 +265,7 @@ async def set_role(request: web.Request) -> web.Response:
     role = cast(Role, _field(await read_json(request), "role"))
     user = await _user_call(ctx.users.set_role, name, role)
     ctx.sessions.end_user(name, keep=current_session(request).token)
-    logger.info("console: %s made %s %s", admin.name, name, role)
+    logger.info("console: %s made %s %s", admin.name, preview(name), role)
     return json_response({"user": user.public()})
 
 
@@ -274,5 +275,5 @@ async def reset_password(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await _user_call(ctx.users.set_password, name, _field(await read_json(request), "password"))
     ctx.sessions.end_user(name, keep=current_session(request).token)
-    logger.info("console: %s set the password of %s", admin.name, name)
+    logger.info("console: %s set the password of %s", admin.name, preview(name))
     return web.json_response({"ok": True})

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edgeguard.safe_text import preview
 from edgeguard.web.config import WebConfig
 from edgeguard.web.sessions import LoginLimiter, Session, SessionStore
 from edgeguard.web.users import User, UserStore
@@ -84,7 +85,9 @@ def current_session(request: web.Request) -> Session:
 def require_admin(request: web.Request) -> User:
     user = current_user(request)
     if not user.is_admin:
-        logger.warning("console: operator %s tried %s %s", user.name, request.method, request.path)
+        logger.warning(
+            "console: operator %s tried %s %s", user.name, request.method, preview(request.path)
+        )
         raise json_error(web.HTTPForbidden, "admins only")
     return user
 
@@ -142,7 +145,7 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not is_own_host(request.host, context(request).hosts):
         logger.warning(
             "console: refused %s %s for Host %s: not one of the console's names "
-            "(allowed_hosts)", request.method, request.path, request.host,
+            "(allowed_hosts)", request.method, preview(request.path), preview(request.host),
         )  # fmt: skip
         raise web.HTTPMisdirectedRequest(text="this console is not served under that name")
     return await handler(request)
@@ -186,7 +189,7 @@ def _check_same_origin(request: web.Request, ctx: WebContext) -> None:
         _refuse(request, f"Sec-Fetch-Site {fetch_site}")
     if origin is not None and origin != "null":
         if origin != own:
-            _refuse(request, f"Origin {origin}")
+            _refuse(request, f"Origin {preview(origin)}")
         return
     if referer is not None and (referer == own or referer.startswith(own + "/")):
         return
@@ -194,7 +197,9 @@ def _check_same_origin(request: web.Request, ctx: WebContext) -> None:
 
 
 def _refuse(request: web.Request, why: str) -> None:
-    logger.warning("console: refused cross-site %s %s (%s)", request.method, request.path, why)
+    logger.warning(
+        "console: refused cross-site %s %s (%s)", request.method, preview(request.path), why
+    )
     raise json_error(web.HTTPForbidden, "cross-site request refused")
 
 
@@ -205,7 +210,9 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         value = form.get("csrf")
         token = value if isinstance(value, str) else None
     if token is None or not hmac.compare_digest(token, session.csrf):
-        logger.warning("console: refused %s %s: bad CSRF token", request.method, request.path)
+        logger.warning(
+            "console: refused %s %s: bad CSRF token", request.method, preview(request.path)
+        )
         raise json_error(web.HTTPForbidden, "missing or wrong CSRF token")
 
 
