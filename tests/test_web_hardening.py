@@ -209,3 +209,69 @@ def test_preview_escapes_and_truncates() -> None:
     assert preview(b"GET \xff\x00") == "GET \\xff\\x00"
     assert preview("x" * 200, limit=10) == "xxxxxxxxxx…(+190 chars)"
     assert preview(None) == "None"
+
+
+# --- 5. a malformed HTTP request: 400 and one WARNING, no traceback -----------------------------
+MALFORMED = [
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"GET /\x00\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 10_000 + b"\r\n\r\n",
+]
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` as is and read the answer until the server closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=60)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "request_bytes", MALFORMED, ids=["length", "header", "nul", "version", "long"]
+)
+def test_a_malformed_request_gets_400_and_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+) -> None:
+    async def scenario() -> bytes:
+        async with serving(tmp_path) as url:
+            return await raw_exchange(int(url.rsplit(":", 1)[1]), request_bytes)
+
+    with caplog.at_level(logging.DEBUG):
+        answer = asyncio.run(scenario())
+    assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
+    http = [r for r in caplog.records if r.name.startswith(("aiohttp", "edgeguard.web.http"))]
+    assert len(http) == 1, [r.getMessage() for r in http]
+    (record,) = http
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    assert "\n" not in record.getMessage()
+    assert not _has_control(record.getMessage())
+    assert "127.0.0.1" in record.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_garbage_on_a_connection_is_400_and_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are no HTTP at all (a TLS hello to the plain port, a scanner): aiohttp keeps
+    them at DEBUG, so a scanned port does not fill the journal; never an ERROR or traceback."""
+
+    async def scenario() -> bytes:
+        async with serving(tmp_path) as url:
+            return await raw_exchange(
+                int(url.rsplit(":", 1)[1]), b"\x16\x03\x01\x00\xa5\x00\r\n\r\n"
+            )
+
+    with caplog.at_level(logging.DEBUG):
+        answer = asyncio.run(scenario())
+    assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in caplog.records if r.exc_info]
