@@ -125,8 +125,9 @@ def test_failed_logins_lock_out_for_a_while() -> None:
     keys = ("user:wang", "addr:10.0.0.5")
     for _ in range(3):
         assert not limiter.blocked(*keys)
-        limiter.failed(*keys)
+        assert limiter.attempt(*keys)  # counted before the password is checked
     assert limiter.blocked(*keys)
+    assert not limiter.attempt(*keys)
     assert limiter.blocked("user:wang", "addr:10.0.0.9")  # the name, from anywhere
     assert not limiter.blocked("user:li", "addr:10.0.0.9")
     clock.now += 61

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from edgeguard.safe_text import preview
 from edgeguard.web.config import LANGUAGES, Language, WebConfig
 from edgeguard.web.i18n import TEXT, text
 from edgeguard.web.responses import json_response
@@ -26,7 +27,9 @@ from edgeguard.web.security import (
     context,
     current_session,
     current_user,
+    host_middleware,
     json_error,
+    own_hosts,
     require_admin,
     set_session_cookie,
 )
@@ -40,7 +43,7 @@ MAX_BODY = 64 * 1024
 
 
 def make_app(config: WebConfig, users: UserStore, app_name: str, version: str) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[host_middleware, auth_middleware], client_max_size=MAX_BODY)
     app[CONTEXT] = WebContext(
         config=config,
         users=users,
@@ -50,6 +53,7 @@ def make_app(config: WebConfig, users: UserStore, app_name: str, version: str) -
         limiter=LoginLimiter(config.login_attempts, config.login_lockout_minutes * 60),
         app_name=app_name,
         version=version,
+        hosts=own_hosts(config),
     )
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/login", login_page)
@@ -137,13 +141,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     name = str(form.get("user", ""))[:64]
     password = str(form.get("password", ""))[:256]
     keys = (f"user:{name}", client_key(request))
-    if ctx.limiter.blocked(*keys):
-        logger.warning("console: login of %r refused: too many failures", name)
+    if not ctx.limiter.attempt(*keys):  # counted now, before the slow check: see LoginLimiter
+        logger.warning("console: login of %s refused: too many failures", preview(name))
         return await login_page(request, error="login.locked")
     user = await asyncio.to_thread(ctx.users.authenticate, name, password)
     if user is None:
-        ctx.limiter.failed(*keys)
-        logger.warning("console: failed login for %r from %s", name, keys[1])
+        logger.warning("console: failed login for %s from %s", preview(name), keys[1])
         return await login_page(request, error="login.failed")
     ctx.limiter.succeeded(*keys)
     session = ctx.sessions.create(user.name)
@@ -251,7 +254,7 @@ async def delete_user(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await _user_call(ctx.users.delete, name)
     ctx.sessions.end_user(name)
-    logger.info("console: %s deleted user %s", admin.name, name)
+    logger.info("console: %s deleted user %s", admin.name, preview(name))
     return web.json_response({"ok": True})
 
 
@@ -262,7 +265,7 @@ async def set_role(request: web.Request) -> web.Response:
     role = cast(Role, _field(await read_json(request), "role"))
     user = await _user_call(ctx.users.set_role, name, role)
     ctx.sessions.end_user(name, keep=current_session(request).token)
-    logger.info("console: %s made %s %s", admin.name, name, role)
+    logger.info("console: %s made %s %s", admin.name, preview(name), role)
     return json_response({"user": user.public()})
 
 
@@ -272,5 +275,5 @@ async def reset_password(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await _user_call(ctx.users.set_password, name, _field(await read_json(request), "password"))
     ctx.sessions.end_user(name, keep=current_session(request).token)
-    logger.info("console: %s set the password of %s", admin.name, name)
+    logger.info("console: %s set the password of %s", admin.name, preview(name))
     return web.json_response({"ok": True})

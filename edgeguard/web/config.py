@@ -3,16 +3,18 @@ dashboard in `edgeguard police` share this model (each with its own default port
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgeguard.secrets import SecretPath
 from edgeguard_drivers.base import StrictModel
 
 Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?")
 
 
 class WebConfig(StrictModel):
@@ -67,6 +69,22 @@ class WebConfig(StrictModel):
     login_lockout_minutes: float = Field(
         default=5.0, gt=0, le=24 * 60, description="See login_attempts."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Host names browsers use to reach the console besides those always "
+        "allowed (localhost, this machine's host name, `host`, and any IP address), e.g. "
+        "`console.hospital.local`. A request naming another host in its Host header is "
+        "refused (421): a page on a foreign name cannot reach the console (DNS rebinding).",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if len(name) > 253 or not HOST_NAME.fullmatch(name):
+                raise ValueError(f"allowed_hosts: {name!r} is not a host name (no scheme, no port)")
+        return names
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:

@@ -1,5 +1,10 @@
-"""The middleware every console request passes: security headers, same-origin and CSRF checks
-on every action, and the session that says who is asking.
+"""The middleware every console request passes: the Host check, security headers, same-origin
+and CSRF checks on every action, and the session that says who is asking.
+
+- Every request must name one of the console's own hosts in its `Host` header (localhost, this
+  machine's host name, the listen address, `allowed_hosts`, or an IP address), or it gets 421:
+  a foreign name resolving to the console is DNS rebinding, where a page on that name would
+  otherwise be "same-origin" with its requests.
 
 - Every unsafe request (POST, PUT, PATCH, DELETE) must come from our own pages: its `Origin`
   (or, without one, its `Referer`) must be this server, and `Sec-Fetch-Site`, when the browser
@@ -13,14 +18,17 @@ on every action, and the session that says who is asking.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from edgeguard.safe_text import preview
 from edgeguard.web.config import WebConfig
 from edgeguard.web.sessions import LoginLimiter, Session, SessionStore
 from edgeguard.web.users import User, UserStore
@@ -48,6 +56,7 @@ class WebContext:
     limiter: LoginLimiter
     app_name: str  # "console" or "police": the page script and the title
     version: str
+    hosts: frozenset[str]  # the names besides IP addresses a request's Host may give: own_hosts
 
 
 CONTEXT = web.AppKey("edgeguard_web", WebContext)
@@ -76,7 +85,9 @@ def current_session(request: web.Request) -> Session:
 def require_admin(request: web.Request) -> User:
     user = current_user(request)
     if not user.is_admin:
-        logger.warning("console: operator %s tried %s %s", user.name, request.method, request.path)
+        logger.warning(
+            "console: operator %s tried %s %s", user.name, request.method, preview(request.path)
+        )
         raise json_error(web.HTTPForbidden, "admins only")
     return user
 
@@ -97,6 +108,47 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         h.setdefault("Cache-Control", "no-store")
     if context(request).config.https:
         h.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+def own_hosts(config: WebConfig) -> frozenset[str]:
+    """The host names a request may name (any IP address may be named too)."""
+    names = {"localhost", socket.gethostname(), config.host, *config.allowed_hosts}
+    return frozenset(_normal_name(name) for name in names)
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header's value: no port, no IPv6 brackets, lower case."""
+    if host.startswith("["):
+        return _normal_name(host[1:].partition("]")[0])
+    name, colon, port = host.rpartition(":")
+    return _normal_name(name if colon and port.isdigit() and ":" not in name else host)
+
+
+def _normal_name(name: str) -> str:
+    return name.lower().rstrip(".")
+
+
+def is_own_host(host: str, hosts: frozenset[str]) -> bool:
+    name = host_name(host)
+    if name in hosts:
+        return True
+    try:
+        ipaddress.ip_address(name)  # a browser that names an address is not being rebound
+    except ValueError:
+        return False
+    return True
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request for a foreign Host before anything else looks at it."""
+    if not is_own_host(request.host, context(request).hosts):
+        logger.warning(
+            "console: refused %s %s for Host %s: not one of the console's names "
+            "(allowed_hosts)", request.method, preview(request.path), preview(request.host),
+        )  # fmt: skip
+        raise web.HTTPMisdirectedRequest(text="this console is not served under that name")
+    return await handler(request)
 
 
 @web.middleware
@@ -137,7 +189,7 @@ def _check_same_origin(request: web.Request, ctx: WebContext) -> None:
         _refuse(request, f"Sec-Fetch-Site {fetch_site}")
     if origin is not None and origin != "null":
         if origin != own:
-            _refuse(request, f"Origin {origin}")
+            _refuse(request, f"Origin {preview(origin)}")
         return
     if referer is not None and (referer == own or referer.startswith(own + "/")):
         return
@@ -145,7 +197,9 @@ def _check_same_origin(request: web.Request, ctx: WebContext) -> None:
 
 
 def _refuse(request: web.Request, why: str) -> None:
-    logger.warning("console: refused cross-site %s %s (%s)", request.method, request.path, why)
+    logger.warning(
+        "console: refused cross-site %s %s (%s)", request.method, preview(request.path), why
+    )
     raise json_error(web.HTTPForbidden, "cross-site request refused")
 
 
@@ -156,7 +210,9 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         value = form.get("csrf")
         token = value if isinstance(value, str) else None
     if token is None or not hmac.compare_digest(token, session.csrf):
-        logger.warning("console: refused %s %s: bad CSRF token", request.method, request.path)
+        logger.warning(
+            "console: refused %s %s: bad CSRF token", request.method, preview(request.path)
+        )
         raise json_error(web.HTTPForbidden, "missing or wrong CSRF token")
 
 

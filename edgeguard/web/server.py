@@ -9,7 +9,9 @@ import logging
 import ssl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from edgeguard.safe_text import preview
 from edgeguard.web.config import WebConfig
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,29 @@ def ssl_context(config: WebConfig) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
     return context
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse with 400 itself, and logs it with
+    ``logger.exception``: an ERROR and a traceback for what is only bad input from outside.
+    This filter, on the logger our servers hand aiohttp, makes such a record one WARNING line
+    (a DEBUG one stays DEBUG: aiohttp keeps non-HTTP bytes such as a TLS hello there)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            said = record.getMessage()  # "Error handling request from <address>"
+            record.msg = "%s: malformed HTTP request, answered %s: %s"
+            record.args = (said, error.code, preview(" ".join(error.message.split()), 240))
+            record.levelno = min(record.levelno, logging.WARNING)
+            record.levelname = logging.getLevelName(record.levelno)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+# aiohttp's RequestHandler logs through the `logger` the runner passes it (default aiohttp.server)
+HTTP_LOGGER = logging.getLogger("edgeguard.web.http")
+HTTP_LOGGER.addFilter(MalformedRequests())
 
 
 class WebServer:
@@ -46,7 +71,11 @@ class WebServer:
 
     async def _try_start(self) -> bool:
         runner = web.AppRunner(
-            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_S
+            self.app,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_S,
+            logger=HTTP_LOGGER,
         )
         try:
             await runner.setup()

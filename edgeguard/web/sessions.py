@@ -78,29 +78,71 @@ class SessionStore:
 
 @dataclass
 class LoginLimiter:
-    """At most ``attempts`` failures per key (a user name, a client address) within ``window_s``;
-    beyond that the key is refused until its failures age out."""
+    """At most ``attempts`` login attempts per key (a user name, a client address) within
+    ``window_s``, a successful one excepted; beyond that the key is refused until its attempts
+    age out.
+
+    An attempt is counted (``attempt``) before its password is checked, and the check takes a
+    while (scrypt): counting it only after a failure would let concurrent guesses all pass.
+
+    At most ``max_keys`` keys are tracked. To make room the limiter forgets keys whose attempts
+    have aged out, then the least recently tried key that is not locked out; a locked-out key is
+    never forgotten: when every tracked key is locked out, a new key is refused."""
 
     attempts: int
     window_s: float
     clock: Clock = time.monotonic
-    _failures: dict[str, list[float]] = field(default_factory=dict)
+    max_keys: int = MAX_TRACKED_FAILURES
+    # in the order of their last attempt, the oldest first (a key tried again moves to the end)
+    _attempts: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def tracked(self) -> int:
+        return len(self._attempts)
 
     def blocked(self, *keys: str) -> bool:
         now = self.clock()
-        return any(len(self._recent(key, now)) >= self.attempts for key in keys)
+        return any(self._locked(key, now) for key in keys)
 
-    def failed(self, *keys: str) -> None:
+    def attempt(self, *keys: str) -> bool:
+        """Count one attempt against every key, or refuse it (False, nothing counted) when any
+        key has used up its attempts or there is no room to track it. No await between the
+        check and the count: atomic on the event loop."""
         now = self.clock()
-        if len(self._failures) > MAX_TRACKED_FAILURES:
-            self._failures.clear()  # a flood of names: forget, rather than grow without bound
+        if any(self._locked(key, now) for key in keys) or not self._make_room(keys, now):
+            return False
         for key in keys:
-            self._failures.setdefault(key, []).append(now)
-            self._failures[key] = self._recent(key, now)[-self.attempts :]
+            recent = self._recent(key, now)
+            self._attempts.pop(key, None)  # to the end: the most recently tried
+            self._attempts[key] = [*recent, now]
+        return True
 
     def succeeded(self, *keys: str) -> None:
+        """The attempt was right: its keys start afresh."""
         for key in keys:
-            self._failures.pop(key, None)
+            self._attempts.pop(key, None)
+
+    def _make_room(self, keys: tuple[str, ...], now: float) -> bool:
+        needed = len({key for key in keys if key not in self._attempts})
+        if self.tracked + needed <= self.max_keys:
+            return True
+        self._forget_aged_out(now)
+        while self.tracked + needed > self.max_keys:
+            unlocked = next((k for k in self._attempts if not self._locked(k, now)), None)
+            if unlocked is None:
+                return False  # full of lockouts: keep them all, refuse the newcomer
+            del self._attempts[unlocked]
+        return True
+
+    def _forget_aged_out(self, now: float) -> None:
+        # oldest last attempt first: stop at the first key with a recent one
+        for key, times in list(self._attempts.items()):
+            if now - times[-1] < self.window_s:
+                return
+            del self._attempts[key]
+
+    def _locked(self, key: str, now: float) -> bool:
+        return len(self._recent(key, now)) >= self.attempts
 
     def _recent(self, key: str, now: float) -> list[float]:
-        return [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        return [t for t in self._attempts.get(key, []) if now - t < self.window_s][-self.attempts :]
