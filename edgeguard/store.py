@@ -20,6 +20,7 @@ from typing import Any
 import rfc8785
 from sqlite_utils import Database
 
+from edgeguard.filemodes import make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,8 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
         )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
+        private_file(path)  # SQLite gives its -wal and -shm files the database's mode
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn

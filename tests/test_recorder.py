@@ -226,6 +226,7 @@ def test_codec_mp4_cannot_carry_goes_to_matroska_unchanged(tmp_path: Path) -> No
         copied = [bytes(p) for p in clip.demux(video=0) if p.size]
     assert copied == [bytes(p) for p in packets]  # the same bytes: nothing re-encoded
     assert [p.name for p in tmp_path.iterdir()] == ["cam1.mkv"]
+    assert path.stat().st_mode & 0o777 == 0o640  # whatever the umask: not world-readable
 
 
 def test_error_text_for_a_full_disk() -> None:

@@ -34,6 +34,7 @@ from av.packet import Packet
 from av.video.stream import VideoStream
 
 from edgeguard.cameras.config import redact_url
+from edgeguard.filemodes import DATA_FILE, make_dir
 
 logger = logging.getLogger(__name__)
 
@@ -395,7 +396,7 @@ def write_plan(plan: ClipPlan, path: Path) -> tuple[Path, str, int, str]:
     """Mux into a temp file beside ``path``, fsync, rename, fsync the folder.
     Returns (final path, container, bytes, sha256). MP4 first; Matroska when MP4 refuses the
     codec (the path then ends in .mkv)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     attempts = [("mp4", path)]
     if plan.source.codec not in MP4_CODECS:
         attempts.append(("matroska", path.with_suffix(".mkv")))
@@ -411,6 +412,7 @@ def write_plan(plan: ClipPlan, path: Path) -> tuple[Path, str, int, str]:
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+        partial.chmod(DATA_FILE)  # PyAV creates it through the umask
         size, digest = _fsync_and_hash(partial)
         partial.replace(target)
         _fsync_dir(target.parent)

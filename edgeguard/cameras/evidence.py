@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgeguard.filemodes import make_dir, open_new
 from edgeguard.ids import iso_ms
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class EvidenceFiles:
         folder = self.root / evidence_folder(event_id)
         path = folder / f"{evidence_folder(camera)}-{when:%Y%m%dT%H%M%S%f}.jpg"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_dir(folder)
             _write_durably(path, jpeg)
         except OSError as exc:
             logger.error("snapshot of %s for %s not kept on disk: %s", camera, event_id, exc)
@@ -57,7 +58,7 @@ class EvidenceFiles:
 
 def _write_durably(path: Path, data: bytes) -> None:
     partial = path.with_suffix(".part")
-    with partial.open("wb") as f:
+    with os.fdopen(open_new(partial), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

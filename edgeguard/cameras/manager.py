@@ -23,6 +23,7 @@ from edgeguard.cameras.evidence import EvidenceFiles, evidence_folder
 from edgeguard.cameras.runner import CameraRunner, Snapshot, SnapshotUnavailableError
 from edgeguard.cameras.wire import encode
 from edgeguard.config import EdgeguardConfig
+from edgeguard.filemodes import make_dir
 from edgeguard.ids import iso_ms, parse_iso, utc_now
 from edgeguard.model import (
     DEFAULT_PRIORITY,
@@ -462,7 +463,7 @@ class CameraManager:
         folder = self.evidence.root / evidence_folder(record.event_id)
         path = folder / f"{evidence_folder(camera)}-clip.mp4"
         try:
-            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(make_dir, folder)
             result = await runner.clip(alarm_wall, str(path))
         except (SnapshotUnavailableError, OSError) as exc:
             logger.warning("no clip from %s for %s: %s", camera, record.event_id, exc)
