@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest docs bench system-deps venv clean
+.PHONY: demo test lint typecheck pytest docs bench chaos system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/python scripts/demo.py
@@ -45,6 +45,9 @@ bench: venv
 	$(BIN)/python bench/analytics.py
 	$(BIN)/python bench/motion_compare.py
 	$(BIN)/python bench/console_latency.py
+
+chaos: system-deps venv
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from edgeguard.safe_text import preview as safe_preview
+
 PREVIEW_BYTES = 48
 
 
@@ -36,9 +38,8 @@ class LogLimiter:
 
 
 def preview(raw: bytes) -> str:
-    """A safe, bounded rendering of received bytes for a log line."""
-    text = repr(raw[:PREVIEW_BYTES])
-    return text + "..." if len(raw) > PREVIEW_BYTES else text
+    """A safe, bounded rendering of received bytes for a log line (edgeguard.safe_text)."""
+    return safe_preview(raw, PREVIEW_BYTES)
 
 
 def held(count: int) -> str:

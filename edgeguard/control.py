@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from edgeguard.safe_text import preview
+
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
@@ -95,7 +97,8 @@ class ControlServer:
         try:
             request = REQUEST.validate_json(line)
         except ValidationError as exc:
-            logger.warning("control: bad request: %s", exc.errors(include_url=False)[:1])
+            logger.warning("control: bad request: %s",
+                           preview(str(exc.errors(include_url=False)[:1]), 300))
             return {"ok": False, "error": f"bad request: {exc.errors(include_url=False)[0]['msg']}"}
         try:
             return {"ok": True, **await self.handler(request)}

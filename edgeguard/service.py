@@ -15,6 +15,7 @@ from edgeguard.alarms import AlarmBook, Change
 from edgeguard.model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.outbox import Outbox
 from edgeguard.payloads import PoliceAck
+from edgeguard.safe_text import preview
 from edgeguard.store import AlarmRecord
 from edgeguard.writer import StoreWriter
 
@@ -168,5 +169,4 @@ class AlarmService:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).replace("\n", "; ")
-    return text[:300]
+    return preview(str(exc).replace("\n", "; "), 300)

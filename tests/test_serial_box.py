@@ -247,7 +247,8 @@ def test_rejected_lines_get_a_nak_and_one_warning(
     assert record.levelno == logging.WARNING
     assert rig.port in record.message
     assert words in record.message
-    assert "b'$EGB1," in record.message  # the line itself, as a bounded repr
+    assert "$EGB1," in record.message  # the line itself, through safe_text.preview
+    assert not any(ord(ch) < 0x20 for ch in record.message)
 
 
 def test_garbage_is_dropped_without_nak(
