@@ -115,6 +115,46 @@ def test_clock_drift_is_camera_minus_ours(camera: FakeOnvifCamera) -> None:
     assert abs(drift - 120) <= 1.5
 
 
+def test_a_clock_that_needs_credentials_is_read_with_them() -> None:
+    with FakeOnvifCamera("admin", "pw", clock_needs_auth=True) as cam:
+        cam.clock_offset_s = 120
+
+        async def body(dev: OnvifDevice) -> Any:
+            return await dev.connect()
+
+        drift = run(body, device(cam)).clock_drift_s
+        assert drift is not None
+        assert abs(drift - 120) <= 1.5
+        assert cam.requests[:2] == ["GetSystemDateAndTime", "GetSystemDateAndTime"]
+
+
+def test_a_skewed_clock_that_needs_credentials_is_named_when_the_login_is_refused() -> None:
+    """A camera that checks WS-Security timestamps, 10 minutes off, and wants credentials
+    even for GetSystemDateAndTime: every call is refused, yet the message names the clock
+    (read from the Date header of the refusal), not only the password."""
+    with FakeOnvifCamera("admin", "pw", clock_needs_auth=True, max_token_age_s=5) as cam:
+        cam.clock_offset_s = 600
+
+        async def body(dev: OnvifDevice) -> Any:
+            return await dev.connect()
+
+        off = r"the camera clock is \+(599|600|601) s off"
+        with pytest.raises(OnvifError, match=off) as caught:
+            run(body, device(cam))
+        assert caught.value.auth
+
+
+def test_a_wrong_password_on_a_camera_with_a_good_clock_names_no_clock() -> None:
+    with FakeOnvifCamera("admin", "pw", clock_needs_auth=True, max_token_age_s=5) as cam:
+        async def body(dev: OnvifDevice) -> Any:
+            return await dev.connect()
+
+        with pytest.raises(OnvifError) as caught:
+            run(body, device(cam, password="wrong"))
+        assert caught.value.auth
+        assert "clock" not in str(caught.value)
+
+
 def test_password_text_tokens_are_accepted_too(camera: FakeOnvifCamera) -> None:
     async def body(dev: OnvifDevice) -> Any:
         return await dev.connect()
