@@ -100,6 +100,7 @@ class CameraRunner:
             url=with_credentials(url, user, password),
             analysis_fps=config.analysis_fps,
             open_timeout_s=config.open_timeout,
+            rtsp_transport=config.rtsp_transport,
             analytics=pipeline_spec(analytics).to_dict() if analytics else None,
             model=str(analytics.detection.model)
             if analytics and analytics.detection.model
