@@ -4,7 +4,6 @@ normalisation on topics and answers shaped like real cameras' (docs/cameras-onvi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import socket
 import time
@@ -570,8 +569,21 @@ def test_parse_refuses_faults_and_garbage(content: bytes, auth: bool) -> None:
 
 
 def test_close_without_connect_is_harmless() -> None:
-    async def body(dev: OnvifDevice) -> None:
-        with contextlib.suppress(OnvifError):
-            await dev.snapshot()
+    """close() on a device never connected, and again on a closed one, neither raises nor
+    leaves a session open; a call before connect is a plain OnvifError, not a crash."""
 
-    run(body, OnvifDevice("127.0.0.1", 9, "admin", "pw"))
+    async def body() -> OnvifDevice:
+        dev = OnvifDevice("127.0.0.1", 9, "admin", "pw")
+        await dev.close()
+        with pytest.raises(OnvifError, match="no snapshot URI") as caught:
+            await dev.snapshot()
+        assert caught.value.auth is False
+        with pytest.raises(OnvifError, match="not connected"):
+            await dev.stream_uri("Profile_1")
+        await dev.close()
+        await dev.close()
+        return dev
+
+    dev = asyncio.run(body())
+    assert dev.info is None
+    assert repr(dev) == "OnvifDevice(127.0.0.1:9, user='admin')"
