@@ -270,6 +270,21 @@ def test_run_discover_says_why_when_credentials_are_refused(
     assert yaml.safe_load(out)[0]["onvif"]["username"] == "admin"
 
 
+def test_run_discover_names_a_skewed_clock_when_credentials_are_refused(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_CAMERA_PASSWORD", "pw")
+    with FakeOnvifCamera("admin", "pw", discovery_port=0, clock_needs_auth=True,
+                         max_token_age_s=5) as cam:
+        cam.clock_offset_s = -600
+        host, port = target(cam)
+        args = namespace("--target", f"{host}:{port}", "--timeout", "0.5", "--username",
+                         "admin", "--password-env", "LAB_CAMERA_PASSWORD")
+        assert run_discover(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"the camera refused the credentials, and its clock is -(599|600|601) s "
+                     r"off", out), out
+
+
 def test_run_discover_fails_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -443,8 +443,16 @@ async def _snippet(device: DiscoveredDevice, username: str | None, password: str
     try:
         return await describe(device, username, password, password_env=env)
     except OnvifError as err:
-        reason = "the camera refused the credentials" if err.auth else f"ONVIF failed: {err}"
+        reason = _refusal(err) if err.auth else f"ONVIF failed: {err}"
         return snippet_from_discovery(device, reason, username=username, password_env=env)
+
+
+def _refusal(err: OnvifError) -> str:
+    if err.clock_drift_s is None:
+        return "the camera refused the credentials"
+    return (f"the camera refused the credentials, and its clock is {err.clock_drift_s:+.0f} s "
+            "off: cameras that check WS-Security timestamps refuse good passwords then; set "
+            "its time (NTP) first")
 
 
 def run_discover(args: argparse.Namespace) -> int:

@@ -43,11 +43,13 @@ T = TypeVar("T")
 class OnvifError(Exception):
     """A camera call failed. `auth` is True when the camera refused the credentials (ask for
     new ones, do not hammer the camera: it may lock the account); False when it was
-    unreachable, timed out, faulted or answered nonsense (retry with back-off)."""
+    unreachable, timed out, faulted or answered nonsense (retry with back-off).
+    `clock_drift_s` is set on a refusal by a camera whose clock is off (the likely cause)."""
 
     def __init__(self, message: str, *, auth: bool = False) -> None:
         super().__init__(message)
         self.auth = auth
+        self.clock_drift_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -512,6 +514,7 @@ class OnvifDevice:
             if err.auth and drift is not None and abs(drift) > 5:
                 err.args = (f"{err.args[0]} (the camera clock is {drift:+.0f} s off: cameras "
                             "that check WS-Security timestamps refuse such requests)",)
+                err.clock_drift_s = drift
             raise
         if drift is None:
             drift = await self._clock_drift(devicemgmt, authless=False)
