@@ -299,6 +299,14 @@ class EdgeguardConfig(StrictModel):
         description="Cameras (RTSP or ONVIF): supervised, linked to alarm locations for "
         "snapshots and PTZ, their digital inputs usable as alarm inputs.",
     )
+    video_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness added to each camera's capture process (decoding, analysis, "
+        "clips) and to the person detector, so that video yields the CPU to the alarm path. "
+        "0: the daemon's own priority. The ONVIF process (camera digital inputs) keeps it.",
+    )
     console: WebConfig = Field(
         default_factory=WebConfig,
         description="The control-room web console served by `edgeguard run` (live alarms, "

@@ -2,9 +2,12 @@
 MP4 (H.264) without re-encoding, shared by all clients like a real camera's live stream.
 
 Runs under Debian's own interpreter (python3-gi is not in the venv):
-    /usr/bin/python3 gst_rtsp_serve.py PORT FILE [MOUNT]   ->  rtsp://127.0.0.1:PORT/MOUNT
-PORT 0 lets the kernel choose. The URL is printed once the server listens; if it cannot
-listen, the script exits with status 2. Not part of the daemon; no edgeguard imports."""
+    /usr/bin/python3 gst_rtsp_serve.py PORT FILE [MOUNT [TRANSPORT]]
+                                                    ->  rtsp://127.0.0.1:PORT/MOUNT
+PORT 0 lets the kernel choose. TRANSPORT `udp` or `tcp` serves RTP over that one only (a
+camera that refuses the other with 461 Unsupported Transport); default `any`. The URL is
+printed once the server listens; if it cannot listen, the script exits with status 2. Not
+part of the daemon; no edgeguard imports."""
 
 import sys
 
@@ -12,7 +15,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 Gst.init(None)  # before the subclass below: its vfunc override needs GStreamer's types
 SEGMENT = Gst.SeekFlags.SEGMENT
@@ -43,6 +47,7 @@ def on_configure(_factory, media):
 def main() -> None:
     port, path = sys.argv[1], sys.argv[2]
     mount = sys.argv[3] if len(sys.argv) > 3 else "cam1"
+    transport = sys.argv[4] if len(sys.argv) > 4 else "any"
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(port)
@@ -53,6 +58,10 @@ def main() -> None:
         "! rtph264pay name=pay0 pt=96 )"
     )
     factory.set_shared(True)
+    if transport == "udp":
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)
+    elif transport == "tcp":
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     factory.set_media_gtype(LoopMedia)
     factory.connect("media-configure", on_configure)
     server.get_mount_points().add_factory(f"/{mount}", factory)
@@ -64,7 +73,8 @@ def main() -> None:
     # otherwise the last client leaving unprepares it, and a client arriving at that moment
     # finds it broken (seen in tests that restart their readers).
     keeper = Gst.parse_launch(
-        f"rtspsrc location={url} protocols=tcp latency=0 ! fakesink sync=false async=false"
+        f"rtspsrc location={url} protocols={'udp' if transport == 'udp' else 'tcp'} latency=0 "
+        "! fakesink sync=false async=false"
     )
     keeper.set_state(Gst.State.PLAYING)
     print(url, flush=True)

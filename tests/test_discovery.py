@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -269,12 +270,112 @@ def test_run_discover_says_why_when_credentials_are_refused(
     assert yaml.safe_load(out)[0]["onvif"]["username"] == "admin"
 
 
+def test_run_discover_names_a_skewed_clock_when_credentials_are_refused(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_CAMERA_PASSWORD", "pw")
+    with FakeOnvifCamera("admin", "pw", discovery_port=0, clock_needs_auth=True,
+                         max_token_age_s=5) as cam:
+        cam.clock_offset_s = -600
+        host, port = target(cam)
+        args = namespace("--target", f"{host}:{port}", "--timeout", "0.5", "--username",
+                         "admin", "--password-env", "LAB_CAMERA_PASSWORD")
+        assert run_discover(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"the camera refused the credentials, and its clock is -(599|600|601) s "
+                     r"off", out), out
+
+
 def test_run_discover_fails_when_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert run_discover(namespace("--target", f"127.0.0.1:{port}", "--timeout", "0.3")) == 1
     assert "no ONVIF camera answered" in capsys.readouterr().err
+
+
+class Responder:
+    """Answers each Probe on 127.0.0.1 with `reply(probe_id)`, a crafted datagram."""
+
+    def __init__(self, reply: Callable[[str], bytes]) -> None:
+        self.reply = reply
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                datagram, sender = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            probe_id = re.search(rb"<a:MessageID>([^<]+)<", datagram)
+            if probe_id is not None:
+                self.sock.sendto(self.reply(probe_id.group(1).decode()), sender)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def responder(reply: Callable[[str], bytes]) -> Iterator[Responder]:
+    answering = Responder(reply)
+    try:
+        yield answering
+    finally:
+        answering.close()
+
+
+def bare_probe_match(probe_id: str, body_tag: str = "d:ProbeMatch") -> bytes:
+    """A ProbeMatch straight in the Body, without the ProbeMatches wrapper (as ipycam sends)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><s:Envelope '
+        'xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+        'xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+        'xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery"><s:Header>'
+        f"<a:RelatesTo>{probe_id}</a:RelatesTo></s:Header><s:Body><{body_tag}>"
+        "<a:EndpointReference><a:Address>urn:uuid:ipycam-1</a:Address></a:EndpointReference>"
+        "<d:Types>dn:NetworkVideoTransmitter</d:Types>"
+        "<d:Scopes>onvif://www.onvif.org/name/ipycam</d:Scopes>"
+        "<d:XAddrs>http://127.0.0.1:8080/onvif/device_service</d:XAddrs>"
+        f"</{body_tag}></s:Body></s:Envelope>"
+    ).encode()
+
+
+def test_a_bare_probe_match_in_the_body_is_a_camera(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with responder(bare_probe_match) as answering:
+        devices = asyncio.run(probe(target=("127.0.0.1", answering.port), timeout_s=0.5))
+        code = run_discover(namespace("--target", f"127.0.0.1:{answering.port}",
+                                      "--timeout", "0.5"))
+    assert [(d.epr, d.host, d.port, d.name) for d in devices] == [
+        ("urn:uuid:ipycam-1", "127.0.0.1", 8080, "ipycam")]
+    assert code == 0
+    assert yaml.safe_load(capsys.readouterr().out)[0]["onvif"]["port"] == 8080
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    (lambda probe_id: bare_probe_match(probe_id, "d:Hello"),
+     "no ProbeMatches or ProbeMatch in the SOAP body"),
+    (lambda probe_id: b"<html><body>hello</body></html>", "not a SOAP envelope"),
+    (lambda probe_id: bare_probe_match("urn:uuid:another"), "it answers another probe"),
+    (lambda probe_id: b"\xff\xfe not xml", "unreadable XML"),
+])
+def test_run_discover_says_who_answered_and_why_the_answer_was_dropped(
+        reply: Callable[[str], bytes], reason: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with responder(reply) as answering:
+        code = run_discover(namespace("--target", f"127.0.0.1:{answering.port}",
+                                      "--timeout", "0.5"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"127.0.0.1 answered, but its answer was dropped: {reason}" in err
+    assert "no ONVIF camera answered" not in err
 
 
 @pytest.mark.parametrize("argv", [["--target", "camera.local:3702"], ["--target", "1.2.3.4"],

@@ -4,7 +4,6 @@ normalisation on topics and answers shaped like real cameras' (docs/cameras-onvi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import socket
 import time
@@ -113,6 +112,46 @@ def test_clock_drift_is_camera_minus_ours(camera: FakeOnvifCamera) -> None:
     drift = run(body, device(camera)).clock_drift_s
     assert drift is not None
     assert abs(drift - 120) <= 1.5
+
+
+def test_a_clock_that_needs_credentials_is_read_with_them() -> None:
+    with FakeOnvifCamera("admin", "pw", clock_needs_auth=True) as cam:
+        cam.clock_offset_s = 120
+
+        async def body(dev: OnvifDevice) -> Any:
+            return await dev.connect()
+
+        drift = run(body, device(cam)).clock_drift_s
+        assert drift is not None
+        assert abs(drift - 120) <= 1.5
+        assert cam.requests[:2] == ["GetSystemDateAndTime", "GetSystemDateAndTime"]
+
+
+def test_a_skewed_clock_that_needs_credentials_is_named_when_the_login_is_refused() -> None:
+    """A camera that checks WS-Security timestamps, 10 minutes off, and wants credentials
+    even for GetSystemDateAndTime: every call is refused, yet the message names the clock
+    (read from the Date header of the refusal), not only the password."""
+    with FakeOnvifCamera("admin", "pw", clock_needs_auth=True, max_token_age_s=5) as cam:
+        cam.clock_offset_s = 600
+
+        async def body(dev: OnvifDevice) -> Any:
+            return await dev.connect()
+
+        off = r"the camera clock is \+(599|600|601) s off"
+        with pytest.raises(OnvifError, match=off) as caught:
+            run(body, device(cam))
+        assert caught.value.auth
+
+
+def test_a_wrong_password_on_a_camera_with_a_good_clock_names_no_clock() -> None:
+    with FakeOnvifCamera("admin", "pw", clock_needs_auth=True, max_token_age_s=5) as cam:
+        async def body(dev: OnvifDevice) -> Any:
+            return await dev.connect()
+
+        with pytest.raises(OnvifError) as caught:
+            run(body, device(cam, password="wrong"))
+        assert caught.value.auth
+        assert "clock" not in str(caught.value)
 
 
 def test_password_text_tokens_are_accepted_too(camera: FakeOnvifCamera) -> None:
@@ -530,8 +569,21 @@ def test_parse_refuses_faults_and_garbage(content: bytes, auth: bool) -> None:
 
 
 def test_close_without_connect_is_harmless() -> None:
-    async def body(dev: OnvifDevice) -> None:
-        with contextlib.suppress(OnvifError):
-            await dev.snapshot()
+    """close() on a device never connected, and again on a closed one, neither raises nor
+    leaves a session open; a call before connect is a plain OnvifError, not a crash."""
 
-    run(body, OnvifDevice("127.0.0.1", 9, "admin", "pw"))
+    async def body() -> OnvifDevice:
+        dev = OnvifDevice("127.0.0.1", 9, "admin", "pw")
+        await dev.close()
+        with pytest.raises(OnvifError, match="no snapshot URI") as caught:
+            await dev.snapshot()
+        assert caught.value.auth is False
+        with pytest.raises(OnvifError, match="not connected"):
+            await dev.stream_uri("Profile_1")
+        await dev.close()
+        await dev.close()
+        return dev
+
+    dev = asyncio.run(body())
+    assert dev.info is None
+    assert repr(dev) == "OnvifDevice(127.0.0.1:9, user='admin')"

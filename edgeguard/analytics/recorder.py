@@ -34,6 +34,7 @@ from av.packet import Packet
 from av.video.stream import VideoStream
 
 from edgeguard.cameras.config import redact_url
+from edgeguard.cameras.rtsp import TransportChoice
 from edgeguard.filemodes import DATA_FILE, make_dir
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class RecorderSettings:
     open_timeout_s: float = 5.0
     read_timeout_s: float = 2.0
     backoff_max_s: float = 10.0
+    rtsp_transport: str = "tcp"  # edgeguard.cameras.rtsp.RTSP_TRANSPORTS
 
 
 @dataclass(frozen=True)
@@ -488,6 +490,7 @@ class ClipRecorder:
         self.settings = settings
         self.clock = clock
         self._safe_url = redact_url(settings.url)
+        self._transport = TransportChoice(settings.rtsp_transport)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ring = PacketRing(settings.max_buffer_bytes)
@@ -585,6 +588,8 @@ class ClipRecorder:
                     self._connected = False
             if self._stopping.is_set():
                 break
+            if not received:
+                self._transport.failed()
             failures = 0 if received else failures + 1
             backoff = BACKOFF_START_S if received else min(backoff * 2, self.settings.backoff_max_s)
             self._stopping.wait(BACKOFF_START_S if received else backoff)
@@ -603,7 +608,7 @@ class ClipRecorder:
         """One connection: open, demux until it fails. True if packets were kept."""
         s = self.settings
         options = {
-            "rtsp_transport": "tcp",
+            "rtsp_transport": self._transport.current,
             "timeout": str(int(s.read_timeout_s * 1_000_000)),
             "analyzeduration": "500000",
             "probesize": "65536",

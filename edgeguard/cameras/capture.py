@@ -1,11 +1,12 @@
 """The capture process of one camera: ``python -m edgeguard.cameras.capture`` (started and
 supervised by edgeguard.cameras.supervisor; the daemon process itself never imports cv2).
 
-It reads the stream with OpenCV's FFmpeg backend (RTSP over TCP, short probe), decodes every
-frame (H.264 needs it) but converts only those due at the analysis rate, keeps the latest
-for snapshots and hands it to in-process consumers (analysis) without a copy. A frame watchdog
-notices a stream that stalls while its connection stays open; the capture re-opens with
-back-off. The parent talks to it over stdin/stdout (edgeguard.cameras.wire)."""
+It reads the stream with OpenCV's FFmpeg backend (RTSP over the camera's `rtsp_transport`,
+TCP by default; short probe), decodes every frame (H.264 needs it) but converts only those
+due at the analysis rate, keeps the latest for snapshots and hands it to in-process
+consumers (analysis) without a copy. A frame watchdog notices a stream that stalls while its
+connection stays open; the capture re-opens with back-off. The parent talks to it over
+stdin/stdout (edgeguard.cameras.wire)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Before cv2 is imported: RTSP over TCP (no UDP loss), a short probe so opening takes ~0.5 s.
-os.environ.setdefault(
-    "OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;500000|probesize;65536"
-)
+# Before cv2 is imported. FFmpeg's capture options are set before each open (Capture._open).
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
@@ -30,6 +28,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edgeguard.cameras.rtsp import TransportChoice
 from edgeguard.cameras.wire import CaptureSettings, ChildChannel, child_start
 
 logger = logging.getLogger(__name__)
@@ -39,6 +38,13 @@ FrameConsumer = Callable[[Frame, float], None]
 STATS_INTERVAL_S = 0.5
 STALL_FRACTION = 0.9  # a read this close to the read timeout means the stream stalled
 HOUR_S = 3600.0
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+def capture_options(transport: str) -> str:
+    """OpenCV's FFmpeg options (read from the environment at each open): the RTSP transport
+    and a short probe, so that opening takes ~0.5 s."""
+    return f"rtsp_transport;{transport}|analyzeduration;500000|probesize;65536"
 
 
 @dataclass
@@ -74,6 +80,7 @@ class Capture:
         self._ever_opened = False
         self.analysis: Any = None  # capture_extras.AnalysisWorker, when configured
         self.clips: Any = None  # capture_extras.Clips, when configured
+        self.transport = TransportChoice(settings.rtsp_transport)
 
     # --- the read loop ----------------------------------------------------------------------
     def run(self) -> None:
@@ -101,10 +108,13 @@ class Capture:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(self.settings.read_timeout_s * 1000),
         ]
+        # one camera per process, so the process-wide variable is this camera's own
+        os.environ[CAPTURE_OPTIONS] = capture_options(self.transport.current)
         cap = cv2.VideoCapture(self.settings.url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            self._lost("could not open the stream")
+            self._lost(f"could not open the stream (RTSP over {self.transport.current})")
+            self.transport.failed()
             return None
         self.stats.open_seconds = round(time.monotonic() - started, 3)
         self.stats.opened = True
@@ -208,6 +218,7 @@ class Capture:
             "last_frame_age": None if last is None else round(now - last, 3),
             "reconnects_1h": self.stats.reconnects_last_hour(now),
             "open_seconds": self.stats.open_seconds,
+            "rtsp_transport": self.transport.current,
             "last_error": self.stats.last_error,
         }
 

@@ -101,7 +101,10 @@ class Clips:
         self.channel = channel
         self.recorder = ClipRecorder(
             RecorderSettings(
-                url=settings.clip_url, pre_s=settings.clip_pre_s, post_s=settings.clip_post_s
+                url=settings.clip_url,
+                pre_s=settings.clip_pre_s,
+                post_s=settings.clip_post_s,
+                rtsp_transport=settings.rtsp_transport,
             )
         )
         self.recorder.start()

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 HEALTHY_RUN_S = 60.0
+MAX_NICE = 19
 
 MessageHandler = Callable[[dict[str, Any], bytes | None], None]
 Reply = tuple[dict[str, Any], bytes | None]
@@ -50,8 +51,10 @@ class ChildProcess:
         *,
         silence_s: float = 10.0,
         on_exit: Callable[[int | None], None] | None = None,
+        nice: int = 0,
     ) -> None:
         self.label = label
+        self.nice = nice
         self.module = module
         self.first_line = first_line
         self.on_message = on_message
@@ -149,6 +152,7 @@ class ChildProcess:
             env=env,
             start_new_session=True,  # a signal to the daemon's group does not hit it twice
         )
+        self._lower_priority(self.proc.pid)
         assert self.proc.stdin is not None
         self.proc.stdin.write(self.first_line)
         self.proc.stdin.flush()
@@ -158,6 +162,18 @@ class ChildProcess:
         threading.Thread(
             target=self._read, args=(self.proc,), daemon=True, name=f"read {self.label}"
         ).start()
+
+    def _lower_priority(self, pid: int) -> None:
+        """Our niceness + ``nice`` for the child, set as soon as it runs: Popen returns once
+        the child has exec'd, before the interpreter could start a thread (each thread has
+        its own niceness on Linux; later ones inherit it)."""
+        if self.nice <= 0:
+            return
+        try:
+            ours = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, pid, min(ours + self.nice, MAX_NICE))
+        except OSError as exc:
+            logger.warning("%s: priority not lowered: %s", self.label, exc)
 
     async def _wait_or_silence(self) -> int | None:
         proc = self.proc

@@ -143,6 +143,13 @@ class CameraConfig(StrictModel):
         description="Seconds without a frame before a `camera_offline` alarm is raised; it "
         "clears itself when frames return.",
     )
+    rtsp_transport: Literal["tcp", "udp", "auto"] = Field(
+        default="tcp",
+        description="How RTP reaches us from an rtsp:// stream (capture and clips): `tcp` "
+        "(interleaved in the RTSP connection: no loss, one port), `udp` (for cameras that "
+        "refuse TCP), or `auto`: TCP first, then the other after each failed open, keeping "
+        "the one that worked.",
+    )
     open_timeout: float = Field(
         default=5.0,
         ge=1,

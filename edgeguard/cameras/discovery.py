@@ -18,7 +18,7 @@ import struct
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -146,32 +146,68 @@ def _device(match: Any, sender: str) -> DiscoveredDevice:
     )
 
 
+@dataclass(frozen=True)
+class ProbeReply:
+    """What one datagram said: its devices, or why it was dropped (`dropped`, else None)."""
+
+    devices: list[DiscoveredDevice]
+    dropped: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The devices a probe found, and (sender, reason) for senders whose every answer was
+    dropped (the first reason each)."""
+
+    devices: list[DiscoveredDevice]
+    dropped: list[tuple[str, str]]
+
+
+def _dropped(sender: str, reason: str) -> ProbeReply:
+    log.debug("datagram from %s ignored: %s", sender, reason)
+    return ProbeReply([], reason)
+
+
+def _match_elements(root: Any) -> list[Any] | None:
+    """The ProbeMatch elements: those of the ProbeMatches wrapper or, as some cameras send
+    (ipycam), bare in the Body; None when there are none of either."""
+    wrapper = _first(root, "ProbeMatches")
+    if wrapper is not None:
+        return [el for el in wrapper if _local(el.tag) == "ProbeMatch"][:MAX_MATCHES]
+    body = next((el for el in root if _local(el.tag) == "Body"), None)
+    bare = [] if body is None else [el for el in body if _local(el.tag) == "ProbeMatch"]
+    return bare[:MAX_MATCHES] or None
+
+
+def read_probe_reply(
+    datagram: bytes, sender: str, *, relates_to: str | None = None
+) -> ProbeReply:
+    """The devices in a ProbeMatches datagram, or the reason it was dropped (logged at debug)."""
+    if len(datagram) > MAX_DATAGRAM:
+        return _dropped(sender, "oversized datagram")
+    try:
+        root = parse_xml(datagram)
+    except OnvifError as err:
+        return _dropped(sender, f"unreadable XML ({_printable(str(err))[:120]})")
+    if _local(root.tag) != "Envelope":
+        return _dropped(sender, "not a SOAP envelope")
+    header = next((el for el in root if _local(el.tag) == "Header"), None)
+    related = _text(_first(header, "RelatesTo")) if header is not None else ""
+    if relates_to and related and related != relates_to:
+        return _dropped(sender, "it answers another probe (RelatesTo)")
+    matches = _match_elements(root)
+    if matches is None:
+        return _dropped(sender, "no ProbeMatches or ProbeMatch in the SOAP body")
+    if not matches:
+        return _dropped(sender, "a ProbeMatches without a ProbeMatch")
+    return ProbeReply([_device(match, sender) for match in matches])
+
+
 def parse_probe_matches(
     datagram: bytes, sender: str, *, relates_to: str | None = None
 ) -> list[DiscoveredDevice]:
     """The devices in a ProbeMatches datagram; [] for anything else (logged at debug)."""
-    if len(datagram) > MAX_DATAGRAM:
-        log.debug("oversized datagram from %s ignored", sender)
-        return []
-    try:
-        root = parse_xml(datagram)
-    except OnvifError as err:
-        log.debug("datagram from %s ignored: %s", sender, err)
-        return []
-    if _local(root.tag) != "Envelope":
-        log.debug("datagram from %s ignored: not a SOAP envelope", sender)
-        return []
-    header = next((el for el in root if _local(el.tag) == "Header"), None)
-    related = _text(_first(header, "RelatesTo")) if header is not None else ""
-    if relates_to and related and related != relates_to:
-        log.debug("ProbeMatches from %s for another probe ignored", sender)
-        return []
-    matches = _first(root, "ProbeMatches")
-    if matches is None:
-        log.debug("datagram from %s ignored: no ProbeMatches", sender)
-        return []
-    found = [el for el in matches if _local(el.tag) == "ProbeMatch"][:MAX_MATCHES]
-    return [_device(match, sender) for match in found]
+    return read_probe_reply(datagram, sender, relates_to=relates_to).devices
 
 
 # --- probing ------------------------------------------------------------------------------
@@ -217,32 +253,58 @@ async def probe(
 ) -> list[DiscoveredDevice]:
     """Send a Probe (multicast out of `interface`'s IPv4 address, or unicast to `target`) and
     collect ProbeMatches until the timeout, de-duplicated by endpoint reference."""
+    result = await probe_answers(interface=interface, target=target, timeout_s=timeout_s)
+    return result.devices
+
+
+async def probe_answers(
+    *,
+    interface: str | None = None,
+    target: tuple[str, int] = MULTICAST,
+    timeout_s: float = 3.0,
+) -> ProbeResult:
+    """As `probe`, also telling which senders' answers were dropped and why."""
     target_ip = str(ipaddress.IPv4Address(target[0]))
-    loop = asyncio.get_running_loop()
     message_id = f"urn:uuid:{uuid.uuid4()}"
     found: dict[str, DiscoveredDevice] = {}
+    dropped: dict[str, str] = {}
     with _probe_socket(target_ip, interface) as sock:
-        message = probe_message(message_id)
-        await loop.sock_sendto(sock, message, (target_ip, target[1]))
-        deadline = time.monotonic() + timeout_s
-        resend_at: float | None = time.monotonic() + REPEAT_GAP_S
-        while (remaining := deadline - time.monotonic()) > 0:
-            if resend_at is not None and time.monotonic() >= resend_at:
-                await loop.sock_sendto(sock, message, (target_ip, target[1]))
-                resend_at = None
-            wait = remaining if resend_at is None else min(remaining, REPEAT_GAP_S)
-            try:
-                async with asyncio.timeout(wait):
-                    datagram, sender = await loop.sock_recvfrom(sock, MAX_DATAGRAM + 1)
-            except TimeoutError:
-                continue
-            except OSError as err:  # e.g. ICMP port unreachable on a unicast target
-                log.debug("probe receive: %s", err)
-                continue
-            for device in parse_probe_matches(datagram, sender[0], relates_to=message_id):
+        async for datagram, sender in _answers(sock, probe_message(message_id),
+                                               (target_ip, target[1]), timeout_s):
+            reply = read_probe_reply(datagram, sender, relates_to=message_id)
+            if reply.dropped is not None and len(dropped) < MAX_DEVICES:
+                dropped.setdefault(sender, reply.dropped)
+            for device in reply.devices:
                 if device.epr not in found and len(found) < MAX_DEVICES:
                     found[device.epr] = device
-    return list(found.values())
+    answered = {device.sender for device in found.values()}
+    return ProbeResult(list(found.values()),
+                       [(ip, why) for ip, why in dropped.items() if ip not in answered])
+
+
+async def _answers(
+    sock: socket.socket, message: bytes, to: tuple[str, int], timeout_s: float
+) -> AsyncIterator[tuple[bytes, str]]:
+    """Send `message` twice (REPEAT_GAP_S apart) and yield (datagram, sender IP) until the
+    timeout."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendto(sock, message, to)
+    deadline = time.monotonic() + timeout_s
+    resend_at: float | None = time.monotonic() + REPEAT_GAP_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        if resend_at is not None and time.monotonic() >= resend_at:
+            await loop.sock_sendto(sock, message, to)
+            resend_at = None
+        wait = remaining if resend_at is None else min(remaining, REPEAT_GAP_S)
+        try:
+            async with asyncio.timeout(wait):
+                datagram, sender = await loop.sock_recvfrom(sock, MAX_DATAGRAM + 1)
+        except TimeoutError:
+            continue
+        except OSError as err:  # e.g. ICMP port unreachable on a unicast target
+            log.debug("probe receive: %s", err)
+            continue
+        yield datagram, sender[0]
 
 
 # --- config snippets ----------------------------------------------------------------------
@@ -362,15 +424,15 @@ def render_snippets(snippets: Iterable[Mapping[str, Any]]) -> str:
 # --- the `discover` command ---------------------------------------------------------------
 
 
-async def _discover(args: argparse.Namespace) -> tuple[int, str]:
+async def _discover(args: argparse.Namespace) -> tuple[ProbeResult, str]:
     env = args.password_env or DEFAULT_PASSWORD_ENV
     password = os.environ.get(args.password_env) if args.password_env else None
-    devices = await probe(interface=args.interface, target=args.target or MULTICAST,
-                          timeout_s=args.timeout)
+    result = await probe_answers(interface=args.interface, target=args.target or MULTICAST,
+                                 timeout_s=args.timeout)
     snippets = []
-    for device in devices:
+    for device in result.devices:
         snippets.append(await _snippet(device, args.username, password, env))
-    return len(devices), render_snippets(snippets)
+    return result, render_snippets(snippets)
 
 
 async def _snippet(device: DiscoveredDevice, username: str | None, password: str | None,
@@ -381,23 +443,34 @@ async def _snippet(device: DiscoveredDevice, username: str | None, password: str
     try:
         return await describe(device, username, password, password_env=env)
     except OnvifError as err:
-        reason = "the camera refused the credentials" if err.auth else f"ONVIF failed: {err}"
+        reason = _refusal(err) if err.auth else f"ONVIF failed: {err}"
         return snippet_from_discovery(device, reason, username=username, password_env=env)
 
 
+def _refusal(err: OnvifError) -> str:
+    if err.clock_drift_s is None:
+        return "the camera refused the credentials"
+    return (f"the camera refused the credentials, and its clock is {err.clock_drift_s:+.0f} s "
+            "off: cameras that check WS-Security timestamps refuse good passwords then; set "
+            "its time (NTP) first")
+
+
 def run_discover(args: argparse.Namespace) -> int:
-    """`edgeguard discover`: print a `cameras:` snippet per camera that answers; exit 1 when
-    none does."""
+    """`edgeguard discover`: print a `cameras:` snippet per camera that answers, and on stderr
+    each address whose answer was dropped and why; exit 1 when no camera is found."""
     if args.password_env and args.password_env not in os.environ:
         sys.stderr.write(f"edgeguard discover: environment variable {args.password_env} is not "
                          "set; cameras are not queried\n")
     try:
-        count, text = asyncio.run(_discover(args))
+        result, text = asyncio.run(_discover(args))
     except (OSError, ValueError) as err:
         sys.stderr.write(f"edgeguard discover: {err}\n")
         return 1
-    if count == 0:
-        sys.stderr.write("edgeguard discover: no ONVIF camera answered\n")
+    sys.stderr.write("".join(f"edgeguard discover: {sender} answered, but its answer was "
+                             f"dropped: {reason}\n" for sender, reason in result.dropped))
+    if not result.devices:
+        if not result.dropped:
+            sys.stderr.write("edgeguard discover: no ONVIF camera answered\n")
         return 1
     sys.stdout.write(text)
     return 0

@@ -100,6 +100,7 @@ class CameraManager:
                 self._on_health,
                 on_analytics=self._on_analytics,
                 detector_socket=socket_path,
+                nice=self.config.video_nice,
             )
             self.runners[camera.name] = runner
             runner.start(camera.stream_url)
@@ -259,7 +260,12 @@ class CameraManager:
         model = next((a.detection.model for a in counting if a.detection.model), None)
         settings = {"socket": str(path), "model": str(model) if model else None, "threads": 1}
         self.detector_child = ChildProcess(
-            "detector", DETECTOR_MODULE, encode(settings), self._on_detector, silence_s=15.0
+            "detector",
+            DETECTOR_MODULE,
+            encode(settings),
+            self._on_detector,
+            silence_s=15.0,
+            nice=self.config.video_nice,
         )
         self.detector_child.start()
         return str(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import email.utils
 import logging
 import re
 import time
@@ -42,11 +43,13 @@ T = TypeVar("T")
 class OnvifError(Exception):
     """A camera call failed. `auth` is True when the camera refused the credentials (ask for
     new ones, do not hammer the camera: it may lock the account); False when it was
-    unreachable, timed out, faulted or answered nonsense (retry with back-off)."""
+    unreachable, timed out, faulted or answered nonsense (retry with back-off).
+    `clock_drift_s` is set on a refusal by a camera whose clock is off (the likely cause)."""
 
     def __init__(self, message: str, *, auth: bool = False) -> None:
         super().__init__(message)
         self.auth = auth
+        self.clock_drift_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,24 @@ def _system_time(answer: Any) -> dt.datetime | None:
         return None
 
 
+def _drift(camera_time: dt.datetime, before: float, after: float) -> float:
+    """Camera time minus ours at the middle of the request; the camera gives whole seconds,
+    so ours is truncated the same way."""
+    ours = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
+    return (camera_time - ours.replace(microsecond=0)).total_seconds()
+
+
+def _http_date(value: Any) -> dt.datetime | None:
+    """An HTTP Date header (RFC 9110 IMF-fixdate, GMT), or None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 def _http_url(value: Any) -> str | None:
     """An http(s) URL with a host, or None."""
     text = str(value).strip() if isinstance(value, str) else ""
@@ -493,6 +514,7 @@ class OnvifDevice:
             if err.auth and drift is not None and abs(drift) > 5:
                 err.args = (f"{err.args[0]} (the camera clock is {drift:+.0f} s off: cameras "
                             "that check WS-Security timestamps refuse such requests)",)
+                err.clock_drift_s = drift
             raise
         if drift is None:
             drift = await self._clock_drift(devicemgmt, authless=False)
@@ -519,7 +541,8 @@ class OnvifDevice:
 
     async def _clock_drift(self, devicemgmt: Any, *, authless: bool) -> float | None:
         """Camera UTC minus ours, from GetSystemDateAndTime (a PRE_AUTH operation; some
-        cameras want credentials anyway, so it is asked again with them if needed)."""
+        cameras want credentials anyway, so it is asked again with them, and when those are
+        refused too, the camera's clock is read from the Date header of its refusal)."""
         call = devicemgmt.authless_GetSystemDateAndTime if authless else (
             devicemgmt.GetSystemDateAndTime)
         before = time.time()
@@ -530,14 +553,26 @@ class OnvifDevice:
                                                        OSError)):
                 raise  # unreachable or hung: no point in going on
             log.debug("%s", err)
+            if authless and err.auth:
+                return await self._clock_drift_with_credentials(devicemgmt)
             return None
-        after = time.time()
         camera_time = _system_time(answer)
-        if camera_time is None:
+        return None if camera_time is None else _drift(camera_time, before, time.time())
+
+    async def _clock_drift_with_credentials(self, devicemgmt: Any) -> float | None:
+        drift = await self._clock_drift(devicemgmt, authless=False)
+        if drift is not None:
+            return drift
+        before = time.time()
+        try:
+            status, headers = await self._call(
+                "GetSystemDateAndTime", _post_authless_headers(devicemgmt, "GetSystemDateAndTime"))
+        except OnvifError as err:
+            log.debug("%s", err)
             return None
-        ours = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
-        # the camera gives whole seconds: compare with our time truncated the same way
-        return (camera_time - ours.replace(microsecond=0)).total_seconds()
+        camera_time = _http_date(headers.get("Date"))
+        log.debug("%s: clock read from the Date header of an HTTP %s answer", self.host, status)
+        return None if camera_time is None else _drift(camera_time, before, time.time())
 
     async def _media(self) -> tuple[tuple[OnvifProfile, ...], OnvifProfile, str, str | None]:
         camera = self._require_camera()
@@ -776,6 +811,19 @@ class OnvifDevice:
                 await camera.close()
             except Exception as err:  # noqa: BLE001 - closing must not fail the caller
                 log.debug("%s: close: %s", self.host, _describe_error(err))
+
+
+async def _post_authless_headers(service: Any, operation: str) -> tuple[int, Mapping[str, str]]:
+    """Send one operation without credentials; the HTTP status and headers of the answer,
+    whatever it is (a fault included)."""
+    proxy = service.ws_client_authless
+    envelope, headers = proxy._binding._create(
+        operation, (), {}, client=proxy._client, options=proxy._binding_options
+    )
+    response = await proxy._client.transport.post_xml(
+        proxy._binding_options["address"], envelope, headers
+    )
+    return int(response.status_code), response.headers
 
 
 async def _post_raw(service: Any, operation: str, params: dict[str, Any]) -> tuple[int, bytes]:

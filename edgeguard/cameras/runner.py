@@ -49,8 +49,10 @@ class CameraRunner:
         on_analytics: AnalyticsCallback | None = None,
         detector_socket: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        nice: int = 0,
     ) -> None:
         self.detector_socket = detector_socket
+        self.nice = nice
         self.config = config
         self.on_health = on_health
         self.on_analytics = on_analytics
@@ -84,6 +86,7 @@ class CameraRunner:
             encode(settings.to_dict()),
             self._on_message,
             silence_s=10.0,
+            nice=self.nice,
         )
         logger.info("camera %s: capturing %s", self.name, redact_url(url))
         self.child.start()
@@ -100,6 +103,7 @@ class CameraRunner:
             url=with_credentials(url, user, password),
             analysis_fps=config.analysis_fps,
             open_timeout_s=config.open_timeout,
+            rtsp_transport=config.rtsp_transport,
             analytics=pipeline_spec(analytics).to_dict() if analytics else None,
             model=str(analytics.detection.model)
             if analytics and analytics.detection.model

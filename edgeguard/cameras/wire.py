@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import IO, Any
 
+from edgeguard.cameras.rtsp import RTSP_TRANSPORTS
+
 MAX_LINE = 1 << 16
 MAX_BLOB = 32 << 20
 
@@ -43,6 +45,7 @@ class CaptureSettings:
     clip_url: str | None = None  # stream recorded for evidence clips; None: no clips
     clip_pre_s: float = 30.0
     clip_post_s: float = 10.0
+    rtsp_transport: str = "tcp"  # edgeguard.cameras.rtsp.RTSP_TRANSPORTS
 
     TEXT = ("name", "url")
     OPTIONAL_TEXT = ("model", "clip_url", "detector_socket")
@@ -53,6 +56,9 @@ class CaptureSettings:
             if f.name in self.TEXT or (f.name in self.OPTIONAL_TEXT and value is not None):
                 if not isinstance(value, str) or not value:
                     raise WireError(f"setting {f.name}: bad value")
+            elif f.name == "rtsp_transport":
+                if value not in RTSP_TRANSPORTS:
+                    raise WireError(f"setting rtsp_transport: bad value {value!r}")
             elif f.name == "analytics":
                 if value is not None and not isinstance(value, dict):
                     raise WireError("setting analytics: not an object")

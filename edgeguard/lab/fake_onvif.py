@@ -20,6 +20,7 @@ import base64
 import collections
 import contextlib
 import datetime as dt
+import email.utils
 import hashlib
 import re
 import secrets
@@ -233,6 +234,8 @@ class FakeOnvifCamera:
         name: str = "Lab Camera",
         max_termination_s: float = 3600.0,
         snapshot_auth: str = "digest",
+        clock_needs_auth: bool = False,
+        max_token_age_s: float | None = None,
     ) -> None:
         self.username, self.password = username, password
         self.profiles = tuple(profiles)
@@ -249,6 +252,8 @@ class FakeOnvifCamera:
         self.name = name
         self.max_termination_s = max_termination_s
         self.snapshot_auth = snapshot_auth
+        self.clock_needs_auth = clock_needs_auth
+        self.max_token_age_s = max_token_age_s
         self.endpoint_reference = f"urn:uuid:{uuid.uuid4()}"
         self.clock_offset_s = 0.0
         self.requests: list[str] = []
@@ -433,7 +438,8 @@ class FakeOnvifCamera:
         with self._cond:
             self.requests.append(op)
         try:
-            if op not in PRE_AUTH or _find(root, "UsernameToken") is not None:
+            pre_auth = op in PRE_AUTH and not self.clock_needs_auth
+            if not pre_auth or _find(root, "UsernameToken") is not None:
                 self._check_auth(root)
             header, inner = self._dispatch(path, op, first)
         except _FaultError as fault:
@@ -451,7 +457,7 @@ class FakeOnvifCamera:
         user = _findtext(token, "Username")
         password = _find(token, "Password")
         nonce, created = _findtext(token, "Nonce") or "", _findtext(token, "Created") or ""
-        if password is None or user != self.username:
+        if password is None or user != self.username or not self._fresh(created):
             raise not_authorized()
         kind = (password.get("Type") or "").rsplit("#", 1)[-1]
         given = (password.text or "").strip()
@@ -466,6 +472,19 @@ class FakeOnvifCamera:
             want = self.password
         if not secrets.compare_digest(given.encode(), want.encode()):
             raise not_authorized()
+
+    def _fresh(self, created: str) -> bool:
+        """Whether a token's Created is within max_token_age_s of the camera's clock (when
+        that is set), as cameras that check WS-Security timestamps require."""
+        if self.max_token_age_s is None:
+            return True
+        try:
+            when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if when.tzinfo is None:
+            return False
+        return abs((self.now() - when).total_seconds()) <= self.max_token_age_s
 
     def _dispatch(self, path: str, op: str, request: Any) -> tuple[str, str]:
         route = path.split("?", 1)[0]
@@ -898,6 +917,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, from the camera's clock as a real camera's would be."""
+        when = self.server.camera.now().timestamp() if timestamp is None else timestamp
+        return email.utils.formatdate(when, usegmt=True)
 
     def do_POST(self) -> None:
         camera = self.server.camera

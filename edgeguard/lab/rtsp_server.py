@@ -46,12 +46,16 @@ def available() -> str | None:
 class RtspServer:
     """``with RtspServer(video) as server: server.url`` serves rtsp://127.0.0.1:PORT/MOUNT.
     Without a port the server binds an ephemeral one itself (no free-port race); a restart
-    after ``kill`` reuses it, like a camera that reboots."""
+    after ``kill`` reuses it, like a camera that reboots. ``transport="udp"`` (or ``"tcp"``)
+    serves RTP over that one only, refusing the other as a camera does (461)."""
 
-    def __init__(self, video: Path, port: int | None = None, mount: str = "cam1") -> None:
+    def __init__(
+        self, video: Path, port: int | None = None, mount: str = "cam1", transport: str = "any"
+    ) -> None:
         self.video = video
         self.port = port or 0
         self.mount = mount
+        self.transport = transport
         self.proc: subprocess.Popen[bytes] | None = None
         self._errors: IO[bytes] | None = None
 
@@ -77,7 +81,8 @@ class RtspServer:
 
     def _probe(self) -> str | None:
         command = [
-            "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-analyzeduration", "500000",
+            "ffprobe", "-v", "error", "-rtsp_transport",
+            "udp" if self.transport == "udp" else "tcp", "-analyzeduration", "500000",
             "-probesize", "65536", "-select_streams", "v:0", "-show_entries", "stream=width",
             "-of", "csv=p=0", self.url,
         ]  # fmt: skip
@@ -96,7 +101,8 @@ class RtspServer:
         # stderr to a file, not a pipe: a pipe nobody reads would stall the server once full
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in kill()
         self.proc = proc = subprocess.Popen(
-            [str(SYSTEM_PYTHON), str(SERVE_SCRIPT), str(self.port), str(self.video), self.mount],
+            [str(SYSTEM_PYTHON), str(SERVE_SCRIPT), str(self.port), str(self.video), self.mount,
+             self.transport],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._errors,
