@@ -202,8 +202,8 @@ class MessageHandler:
         if last is not None and now - last < WARNING_REPEAT_S:
             logger.debug("repeated warning on %s: %s", topic, text)
             return
-        self._warned[key] = now
-        if len(self._warned) > 10_000:
-            self._warned.clear()
         logger.warning("SECURITY WARNING on %s: %s", topic, text)
         self.store.add_warning(site, topic, text)
+        if len(self._warned) >= 10_000:
+            self._warned.clear()
+        self._warned[key] = now  # once stored: a message retried after a failure stores it

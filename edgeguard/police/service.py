@@ -131,17 +131,24 @@ class PoliceService:
 
     def on_message(
         self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
-    ) -> None:
-        self._guarded(self.handler.handle, topic, body, retained, arrived, link)
+    ) -> bool:
+        """True once the message is stored (or rejected and recorded): the link acks it."""
+        return self._guarded(self.handler.handle, topic, body, retained, arrived, link)
 
-    def _guarded(self, fn: Any, *args: Any) -> None:
+    def _guarded(self, fn: Any, *args: Any) -> bool:
+        """Run ``fn``; False (logged) if it failed or the service has stopped."""
         if self._stopped:
-            return
+            return False
         try:
             fn(*args)
-            self.feed.pump()
         except Exception:
             logger.exception("police: failed to handle an event")
+            return False
+        try:
+            self.feed.pump()
+        except Exception:  # the event is stored: the feed's own poll catches up
+            logger.exception("police: live updates failed")
+        return True
 
     # --- the dashboard's API ----------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
@@ -241,5 +248,5 @@ class _LinkEvents:
     def on_link(self, connected: bool) -> None:
         self.service.on_link(connected, self.name)
 
-    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
-        self.service.on_message(topic, body, retained, arrived, self.name)
+    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> bool:
+        return self.service.on_message(topic, body, retained, arrived, self.name)
