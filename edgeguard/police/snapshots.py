@@ -1,6 +1,7 @@
 """Received snapshots on disk: ``{snapshots_dir}/{site}/{event_id}/{camera}.jpg``, written
-atomically (temporary file, fsync, rename). Every part of the path is checked strictly: no
-separators, no dot-files, no traversal out of the folder."""
+atomically and durably: temporary file, fsync, rename, fsync of the folder (the rename, and
+each folder created for it, is only on disk once its parent folder is). Every part of the path
+is checked strictly: no separators, no dot-files, no traversal out of the folder."""
 
 from __future__ import annotations
 
@@ -36,15 +37,33 @@ def save_snapshot(folder: Path, site: str, event_id: str, camera: str, blob: byt
         return None
     temporary = target.with_name(f".{target.name}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(target.parent)
         with temporary.open("wb") as handle:
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(target)
+        _fsync_folder(target.parent)
     except OSError as exc:
         logger.error("snapshot %s not saved: %s", target, exc)
         with contextlib.suppress(OSError):
             temporary.unlink()
         return None
     return target
+
+
+def _make_folders(folder: Path) -> None:
+    """Create ``folder`` and what is missing above it, each made durable."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        _fsync_folder(created.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """As edgeguard.cameras.evidence does after its renames: fsync the folder itself."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
