@@ -41,6 +41,16 @@ def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _snapshot_items(evidence: Any) -> list[dict[str, Any]]:
+    """The items of an evidence list that vouch for a published snapshot (not for a clip)."""
+    items = evidence if isinstance(evidence, list) else []
+    return [
+        item
+        for item in items
+        if isinstance(item, dict) and item.get("kind") == "snapshot" and item.get("sha256")
+    ]
+
+
 def _priority(payload: dict[str, Any]) -> int:
     """1-4 as sent; anything else is shown as P1 (an alarm must never be played down)."""
     value = _int(payload.get("priority"), 1)
@@ -173,19 +183,18 @@ class PoliceStore(StoreQueries):
             "SELECT payload FROM alarms WHERE event_id = ?", (event_id,)
         ).fetchone()
         evidence = json.loads(row[0]).get("evidence") if row is not None else None
-        for item in evidence if isinstance(evidence, list) else []:
-            if isinstance(item, dict) and item.get("camera") == camera and item.get("sha256"):
+        for item in _snapshot_items(evidence):
+            if item.get("camera") == camera:
                 return str(item["sha256"])
         return None
 
     def check_evidence(self, site: str, event_id: str, evidence: Any) -> list[str]:
-        """Compare the snapshots received with a signed evidence list; mark them verified or
-        not, and return the cameras whose bytes do not match."""
+        """Compare the snapshots received with the snapshot items of a signed evidence list
+        (a clip's hash is of a file kept at the site: nothing here to compare it with); mark
+        them verified or not, and return the cameras whose bytes do not match."""
         bad: list[str] = []
         with self._write() as conn:
-            for item in evidence if isinstance(evidence, list) else []:
-                if not isinstance(item, dict) or not item.get("sha256"):
-                    continue
+            for item in _snapshot_items(evidence):
                 row = conn.execute(
                     "SELECT sha256 FROM snapshots WHERE site = ? AND event_id = ? AND camera = ?",
                     (site, event_id, str(item.get("camera"))),
