@@ -1,7 +1,8 @@
 """Received snapshots on disk: ``{snapshots_dir}/{site}/{event_id}/{camera}.jpg``, written
 atomically and durably: temporary file, fsync, rename, fsync of the folder (the rename, and
 each folder created for it, is only on disk once its parent folder is). Every part of the path
-is checked strictly: no separators, no dot-files, no traversal out of the folder."""
+is checked strictly: no separators, no dot-files, no traversal out of the folder. Files are
+mode 0600 and folders 0700 (edgeguard.police.files)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import logging
 import os
 import re
 from pathlib import Path
+
+from edgeguard.police.files import fsync_folder, make_private_folders, open_private
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +40,13 @@ def save_snapshot(folder: Path, site: str, event_id: str, camera: str, blob: byt
         return None
     temporary = target.with_name(f".{target.name}.tmp")
     try:
-        _make_folders(target.parent)
-        with temporary.open("wb") as handle:
+        make_private_folders(target.parent)
+        with os.fdopen(open_private(temporary), "wb") as handle:
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(target)
-        _fsync_folder(target.parent)
+        fsync_folder(target.parent)
     except OSError as exc:
         logger.error("snapshot %s not saved: %s", target, exc)
         with contextlib.suppress(OSError):
@@ -51,19 +54,3 @@ def save_snapshot(folder: Path, site: str, event_id: str, camera: str, blob: byt
         return None
     return target
 
-
-def _make_folders(folder: Path) -> None:
-    """Create ``folder`` and what is missing above it, each made durable."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    for created in reversed(missing):
-        created.mkdir(exist_ok=True)
-        _fsync_folder(created.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """As edgeguard.cameras.evidence does after its renames: fsync the folder itself."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.files import make_private_folders, private_file, tighten
 from edgeguard.police.queries import StoreQueries
 from edgeguard.police.schema import migrate
 
@@ -61,12 +62,15 @@ class PoliceStore(StoreQueries):
     def __init__(self, path: Path, *, receiver: str = "") -> None:
         self.path = path
         self.receiver = receiver
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folders(path.parent)
+        private_file(path)  # SQLite gives its -wal and -shm files the database's mode
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA busy_timeout = 5000")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = FULL")
+        for suffix in ("-wal", "-shm"):  # left by a run before they were made private
+            tighten(path.with_name(path.name + suffix))
         migrate(self.conn, path)
 
     def close(self) -> None:
