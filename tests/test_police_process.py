@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -44,8 +45,9 @@ def write_config(directory: Path, broker: Mosquitto, site: Site) -> Path:
 class PoliceProcess:
     """`edgeguard police -c FILE`, its log in a file."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = {**os.environ, **(env or {})}
         self.log = config.with_name("police.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -53,7 +55,10 @@ class PoliceProcess:
         exe = Path(sys.executable).with_name("edgeguard")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(exe), "police", "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+                [str(exe), "police", "-c", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
 
     def log_text(self) -> str:
@@ -64,13 +69,16 @@ class PoliceProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def stop(self) -> int | None:
+        """SIGTERM (SIGKILL if it hangs); the exit status, None if it was not running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.terminate()
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
 
 
 def wait_for(
