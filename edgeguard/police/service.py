@@ -28,6 +28,7 @@ PoliceState = Literal["acknowledged", "dispatched", "resolved"]
 POLICE_STATES: tuple[str, ...] = get_args(PoliceState)
 ACK_TIMEOUT_S = 5.0
 TICK_S = 1.0
+ORPHAN_CHECK_ROUNDS = 60  # snapshots of alarms never received: pruned every minute
 MAX_BY = 100
 
 __all__ = ["ActionError", "PoliceService", "PoliceState"]
@@ -105,11 +106,15 @@ class PoliceService:
             self.tracker.seed(row["id"], row["state"], row["reason"])
 
     async def _supervise(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(TICK_S)
+            rounds += 1
             try:
                 for update in self.tracker.tick():
                     self.handler.apply(update)
+                if rounds % ORPHAN_CHECK_ROUNDS == 0:
+                    self.handler.prune_orphans()
                 self.feed.pump()
             except Exception:
                 logger.exception("site supervision failed this round")

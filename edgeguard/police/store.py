@@ -215,6 +215,21 @@ class PoliceStore(StoreQueries):
                 )
         return bad
 
+    def orphan_snapshots(self) -> list[dict[str, Any]]:
+        """Snapshots of alarms not received (yet), oldest first: id, site, event_id, camera,
+        path, bytes, received_at."""
+        rows = self.conn.execute(
+            "SELECT id, site, event_id, camera, path, bytes, received_at FROM snapshots s "
+            "WHERE NOT EXISTS (SELECT 1 FROM alarms a WHERE a.event_id = s.event_id "
+            "AND a.site = s.site) ORDER BY received_at, id"
+        ).fetchall()
+        return [dict(row) for row in rows]
+
+    def forget_snapshots(self, ids: list[int]) -> None:
+        """Delete snapshot rows (their files are the caller's)."""
+        with self._write() as conn:
+            conn.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in ids])
+
     # --- sites, devices, warnings, link -----------------------------------------------------
     def ensure_site(self, site: str, name: str | None = None) -> None:
         with self._write() as conn:
