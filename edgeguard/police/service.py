@@ -39,7 +39,8 @@ class PoliceService:
         self.config = config
         self.store = PoliceStore(config.database, receiver=config.receiver_id)
         self.tracker = Tracker(config.lost_after)
-        self.receiver = Receiver(load_site_keys(config.keys_dir))
+        # the store dedupes by (site, event_id, seq): nothing remembered per message here
+        self.receiver = Receiver(load_site_keys(config.keys_dir), remember=0)
         names = {site: p.name for site, p in config.sites.items() if p.name}
         self.handler = MessageHandler(
             self.store, self.tracker, self.receiver, config.snapshots_path(), names
