@@ -471,3 +471,35 @@ def test_snapshot_and_clip_of_one_camera_are_no_warning(
         run(scenario())
     finally:
         raw.close()
+
+
+def test_a_message_is_acked_when_stored_or_rejected_not_when_the_database_refuses(
+    tmp_path: Path, broker: Mosquitto, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """on_message's answer is what the link acks on: False (retried, not acked) while the
+    database refuses the write; True for a stored alarm, a rejected one (recorded as a
+    warning), and a message the handler fails on (logged, recorded, dropped: retried it would
+    hold a broker in-flight slot for ever)."""
+    import sqlite3
+
+    service = PoliceService(police_config(tmp_path, broker, site))
+    topic = "edgeguard/hosp-01/alarm/er-button"
+    try:
+        lock = sqlite3.connect(tmp_path / "police.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        assert service.on_message(topic, signed_alarm(site), False, 0.0) is False
+        lock.execute("ROLLBACK")
+        lock.close()
+        assert service.on_message(topic, signed_alarm(site), False, 0.0) is True
+        assert len(service.store.open_alarms()) == 1
+        assert service.on_message(topic, b"\x00 not json", False, 0.0) is True
+        assert len(service.store.warnings()) == 1  # why it was rejected
+
+        def broken(*_args: Any) -> None:
+            raise TypeError("a bug")
+
+        monkeypatch.setattr(service.handler, "_alarm", broken)
+        assert service.on_message(topic, signed_alarm(site, seq=2), False, 0.0) is True
+        assert "could not be handled" in service.store.warnings()[0]["text"]
+    finally:
+        service.close()

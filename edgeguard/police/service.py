@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from typing import Any, Literal, get_args
 
 from edgeguard.ids import iso_ms, utc_now
@@ -138,8 +139,24 @@ class PoliceService:
     def on_message(
         self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
     ) -> bool:
-        """True once the message is stored (or rejected and recorded): the link acks it."""
-        return self._guarded(self.handler.handle, topic, body, retained, arrived, link)
+        """True once the message is done with (stored, or rejected and recorded): the link
+        acks it. False when the database or the disk refused it: the link tries again. A
+        message that makes the handler fail otherwise (a bug) is logged, recorded as a warning
+        and dropped: retried, it would hold one of the broker's in-flight slots for ever."""
+        if self._stopped:
+            return False
+        try:
+            self.handler.handle(topic, body, retained, arrived, link)
+        except (sqlite3.Error, OSError):
+            logger.exception("police: message on %s not stored", topic)
+            return False
+        except Exception as exc:
+            logger.exception("police: message on %s could not be handled: dropped", topic)
+            site = topic.split("/")[1] if topic.count("/") >= 2 else "?"
+            text = f"could not be handled (dropped): {exc!r}"
+            return self._guarded(self.handler.warn, site, topic, text)
+        self._pump()
+        return True
 
     def _guarded(self, fn: Any, *args: Any) -> bool:
         """Run ``fn``; False (logged) if it failed or the service has stopped."""
@@ -150,11 +167,14 @@ class PoliceService:
         except Exception:
             logger.exception("police: failed to handle an event")
             return False
+        self._pump()
+        return True
+
+    def _pump(self) -> None:
         try:
             self.feed.pump()
         except Exception:  # the event is stored: the feed's own poll catches up
             logger.exception("police: live updates failed")
-        return True
 
     # --- the dashboard's API ----------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
