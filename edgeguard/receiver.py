@@ -43,8 +43,14 @@ def load_site_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
 
 
 class Receiver:
-    def __init__(self, keys: dict[str, Ed25519PublicKey]) -> None:
+    def __init__(
+        self, keys: dict[str, Ed25519PublicKey], *, remember: int = MAX_REMEMBERED
+    ) -> None:
+        """``remember``: how many (site, event_id, seq) are kept to flag duplicates; 0 for a
+        caller that dedupes elsewhere (the police store does, in its database), which then
+        holds no memory per message."""
         self.keys = keys
+        self.remember = remember
         self._seen: dict[tuple[str, str, int], None] = {}
         # sha256 of snapshots received, by (site, event_id, camera): checked against the
         # signed `evidence` message that follows them
@@ -102,14 +108,19 @@ class Receiver:
                 return f"snapshot of {item.get('camera')} does not match its signed sha256"
         return None
 
+    @property
+    def remembered(self) -> int:
+        """How many alarm messages are remembered for duplicate detection."""
+        return len(self._seen)
+
     def _is_duplicate(self, kind: str, payload: dict[str, Any]) -> bool:
-        if kind != "alarm":
+        if kind != "alarm" or self.remember <= 0:
             return False
         key = (str(payload.get("site")), str(payload.get("event_id")), int(payload.get("seq", -1)))
         if key in self._seen:
             return True
         self._seen[key] = None
-        if len(self._seen) > MAX_REMEMBERED:
+        if len(self._seen) > self.remember:
             self._seen.pop(next(iter(self._seen)))
         return False
 

@@ -422,3 +422,84 @@ def test_broker_outage_is_link_down_not_sites_lost(
             assert service.sites()[0]["state"] == "online"
 
     run(scenario())
+
+
+def test_snapshot_and_clip_of_one_camera_are_no_warning(
+    tmp_path: Path, broker: Mosquitto, site: Site
+) -> None:
+    """A genuine alarm whose evidence lists a snapshot and a clip of the same camera: each
+    hash is checked against its own bytes (the clip stays at the site), whichever of the
+    snapshot and the evidence message arrives first."""
+    import hashlib
+
+    raw = RawClient(broker)
+    first, late = b"\xff\xd8 cam-1 jpeg \xff\xd9", b"\xff\xd8 cam-2 jpeg \xff\xd9"
+
+    def items(camera: str, jpeg: bytes) -> list[dict[str, Any]]:
+        return [
+            {"camera": camera, "kind": "snapshot", "sha256": hashlib.sha256(jpeg).hexdigest(),
+             "bytes": len(jpeg), "topic": f"edgeguard/hosp-01/snapshot/{EVENT_ID}/{camera}"},
+            {"camera": camera, "kind": "clip", "sha256": "c" * 64, "bytes": 4096,
+             "duration_s": 20.0},
+        ]  # fmt: skip
+
+    evidence = [*items("cam-1", first), *items("cam-2", late)]
+
+    async def scenario() -> None:
+        async with running(police_config(tmp_path, broker, site)) as service:
+            new = signed_alarm(site)
+
+            def stored() -> bool:  # published again until subscribed; stored once
+                raw.publish("edgeguard/hosp-01/alarm/er-button", new)
+                return bool(service.store.open_alarms())
+
+            await until(stored, what="the alarm")
+            raw.publish(f"edgeguard/hosp-01/snapshot/{EVENT_ID}/cam-1", first)
+            body = signed_alarm(site, seq=2, message="evidence", evidence=evidence)
+            raw.publish("edgeguard/hosp-01/alarm/er-button", body)
+            raw.publish(f"edgeguard/hosp-01/snapshot/{EVENT_ID}/cam-2", late)
+
+            def snapshots() -> list[tuple[str, Any]]:
+                detail = service.store.alarm(EVENT_ID) or {"snapshots": []}
+                return [(s["camera"], s["verified"]) for s in detail["snapshots"]]
+
+            await until(lambda: len(snapshots()) == 2, what="both snapshots")
+            assert snapshots() == [("cam-1", True), ("cam-2", True)]
+            assert service.store.warnings() == []
+
+    try:
+        run(scenario())
+    finally:
+        raw.close()
+
+
+def test_a_message_is_acked_when_stored_or_rejected_not_when_the_database_refuses(
+    tmp_path: Path, broker: Mosquitto, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """on_message's answer is what the link acks on: False (retried, not acked) while the
+    database refuses the write; True for a stored alarm, a rejected one (recorded as a
+    warning), and a message the handler fails on (logged, recorded, dropped: retried it would
+    hold a broker in-flight slot for ever)."""
+    import sqlite3
+
+    service = PoliceService(police_config(tmp_path, broker, site))
+    topic = "edgeguard/hosp-01/alarm/er-button"
+    try:
+        lock = sqlite3.connect(tmp_path / "police.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        assert service.on_message(topic, signed_alarm(site), False, 0.0) is False
+        lock.execute("ROLLBACK")
+        lock.close()
+        assert service.on_message(topic, signed_alarm(site), False, 0.0) is True
+        assert len(service.store.open_alarms()) == 1
+        assert service.on_message(topic, b"\x00 not json", False, 0.0) is True
+        assert len(service.store.warnings()) == 1  # why it was rejected
+
+        def broken(*_args: Any) -> None:
+            raise TypeError("a bug")
+
+        monkeypatch.setattr(service.handler, "_alarm", broken)
+        assert service.on_message(topic, signed_alarm(site, seq=2), False, 0.0) is True
+        assert "could not be handled" in service.store.warnings()[0]["text"]
+    finally:
+        service.close()

@@ -9,11 +9,12 @@ import json
 import logging
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from edgeguard.ids import iso_ms, utc_now
-from edgeguard.police.snapshots import save_snapshot
+from edgeguard.police.snapshots import OrphanLimits, remove_snapshot_file, save_snapshot
 from edgeguard.police.store import PoliceStore
 from edgeguard.police.tracker import SiteUpdate, Tracker
 from edgeguard.receiver import Received, Receiver
@@ -41,8 +42,11 @@ class MessageHandler:
         receiver: Receiver,
         snapshots_dir: Path,
         names: dict[str, str],
+        *,
+        orphans: OrphanLimits | None = None,
     ) -> None:
         self.store = store
+        self.orphans = orphans or OrphanLimits()
         self.tracker = tracker
         self.receiver = receiver
         self.snapshots_dir = snapshots_dir
@@ -139,6 +143,29 @@ class MessageHandler:
         )
         if verified is False:
             self.warn(site, received.topic, f"snapshot of {camera} does not match its sha256")
+        if self.store.alarm_row(event_id) is None:  # an orphan, for now: within the limits?
+            self.prune_orphans()
+
+    def prune_orphans(self, now: datetime | None = None) -> None:
+        """Drop the snapshots of alarms never received beyond the limits (OrphanLimits)."""
+        dropped = self.orphans.to_drop(self.store.orphan_snapshots(), now)
+        if not dropped:
+            return
+        self.store.forget_snapshots([int(o["id"]) for o in dropped])
+        for orphan in dropped:
+            remove_snapshot_file(Path(orphan["path"]))
+        names = ", ".join(f"{o['site']}/{o['event_id']}/{o['camera']}" for o in dropped[:5])
+        more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+        logger.warning(
+            "dropped %d snapshot(s) whose alarm never arrived (older than %g s, or over %d "
+            "snapshots / %d bytes of such): %s%s",
+            len(dropped),
+            self.orphans.window_s,
+            self.orphans.max_count,
+            self.orphans.max_bytes,
+            names,
+            more,
+        )
 
     # --- supervision ------------------------------------------------------------------------
     def _status(
@@ -202,8 +229,8 @@ class MessageHandler:
         if last is not None and now - last < WARNING_REPEAT_S:
             logger.debug("repeated warning on %s: %s", topic, text)
             return
-        self._warned[key] = now
-        if len(self._warned) > 10_000:
-            self._warned.clear()
         logger.warning("SECURITY WARNING on %s: %s", topic, text)
         self.store.add_warning(site, topic, text)
+        if len(self._warned) >= 10_000:
+            self._warned.clear()
+        self._warned[key] = now  # once stored: a message retried after a failure stores it

@@ -5,6 +5,12 @@ certificate, keepalive <= 8 s, reconnect with exponential back-off (paho's netwo
 
 paho's callbacks run in its network thread: each is handed to the event loop through
 ``_to_loop`` (``call_soon_threadsafe``), the one bridge; nothing else runs in that thread.
+
+Messages are acknowledged by hand (``manual_ack``): the PUBACK of a QoS 1 message leaves only
+once the handler says it is stored, or rejected and recorded, so a receiver killed in between
+gets it again from its persistent session. A message the handler could not store (the
+database locked, the disk full) is retried every ``RETRY_S`` and stays unacknowledged until
+stored; when the connection drops first, the broker redelivers it on the next one instead.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -25,6 +32,8 @@ from edgeguard.uplink import apply_login, connect_persistent, no_delay
 
 logger = logging.getLogger(__name__)
 
+RETRY_S = 1.0  # a message the handler could not store is handed to it again after this
+
 
 class ActionError(Exception):
     """A police action could not be carried out; the message says why, for the dispatcher."""
@@ -35,7 +44,23 @@ class LinkHandler(Protocol):
 
     def on_link(self, connected: bool) -> None: ...
 
-    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None: ...
+    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> bool:
+        """True when the message is done with (stored, or rejected and recorded): it may be
+        acknowledged. False: not stored, hand it over again later."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One received message, with what acknowledging it needs."""
+
+    topic: str
+    body: bytes
+    retained: bool
+    arrived: float
+    mid: int
+    qos: int
+    connection: int  # which connection it came on: its mid means nothing on another
 
 
 def subscriptions(group: str | None) -> list[str]:
@@ -75,6 +100,7 @@ class BrokerLink:
         self.session_present: bool | None = None
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
         self._stopping = False
+        self._connection = 0  # counted in paho's thread, at each accepted CONNACK
         self.client = self._make_client()
 
     @property
@@ -87,6 +113,7 @@ class BrokerLink:
             CallbackAPIVersion.VERSION2,
             client_id=self.config.receiver_id,
             protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
         )
         client.enable_logger(logging.getLogger("edgeguard.paho"))
         apply_login(client, cfg)
@@ -164,6 +191,7 @@ class BrokerLink:
         if reason.is_failure:
             self._to_loop(self._set_down, f"refused: {reason}")
             return
+        self._connection += 1
         client.subscribe([(topic, 1) for topic in subscriptions(self.config.shared_group)])
         self._to_loop(self._set_up, bool(getattr(flags, "session_present", False)))
 
@@ -193,11 +221,35 @@ class BrokerLink:
             topic = message.topic
         except UnicodeDecodeError:  # the broker should refuse such a topic
             topic = "edgeguard/?/invalid-topic"
-        self._to_loop(
-            self.handler.on_message, topic, bytes(message.payload), message.retain, arrived
+        delivery = _Delivery(
+            topic,
+            bytes(message.payload),
+            message.retain,
+            arrived,
+            message.mid,
+            message.qos,
+            self._connection,
         )
+        self._to_loop(self._deliver, delivery)
 
     # --- loop side --------------------------------------------------------------------------
+    def _deliver(self, message: _Delivery) -> None:
+        """Hand a message to the handler; acknowledge it once the handler is done with it."""
+        if self._stopping or message.connection != self._connection:
+            return  # unacknowledged: the broker delivers it again on the next connection
+        done = self.handler.on_message(
+            message.topic, message.body, message.retained, message.arrived
+        )
+        if message.qos == 0:
+            return  # nothing to acknowledge, nothing queued to get it back from
+        if done:
+            self.client.ack(message.mid, message.qos)
+            return
+        logger.warning(
+            "police: message on %s not stored: trying again in %g s", message.topic, RETRY_S
+        )
+        self.loop.call_later(RETRY_S, self._deliver, message)
+
     def _puback(self, mid: int, reason: ReasonCode) -> None:
         future = self._pubacks.get(mid)
         if future is not None and not future.done():

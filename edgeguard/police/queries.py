@@ -58,6 +58,24 @@ class StoreQueries:
         ).fetchall()
         return [alarm_row(r) for r in rows]
 
+    def live_alarms(self, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` open alarms as the live view ranks them: those nobody has
+        acknowledged first (a new alarm is never hidden behind handled ones), then P1 first,
+        then oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {ALARM_COLUMNS} FROM alarms WHERE police_state != 'resolved' "  # noqa: S608
+            "ORDER BY police_state != 'new', priority, raised_at, event_id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [alarm_row(r) for r in rows]
+
+    def open_count(self) -> int:
+        """How many alarms the police have not resolved."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM alarms WHERE police_state != 'resolved'"
+        ).fetchone()
+        return int(row[0])
+
     def alarm_row(self, event_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
             f"SELECT {ALARM_COLUMNS} FROM alarms WHERE event_id = ?",  # noqa: S608

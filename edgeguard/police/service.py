@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from typing import Any, Literal, get_args
 
 from edgeguard.ids import iso_ms, utc_now
@@ -28,6 +29,7 @@ PoliceState = Literal["acknowledged", "dispatched", "resolved"]
 POLICE_STATES: tuple[str, ...] = get_args(PoliceState)
 ACK_TIMEOUT_S = 5.0
 TICK_S = 1.0
+ORPHAN_CHECK_ROUNDS = 60  # snapshots of alarms never received: pruned every minute
 MAX_BY = 100
 
 __all__ = ["ActionError", "PoliceService", "PoliceState"]
@@ -38,7 +40,8 @@ class PoliceService:
         self.config = config
         self.store = PoliceStore(config.database, receiver=config.receiver_id)
         self.tracker = Tracker(config.lost_after)
-        self.receiver = Receiver(load_site_keys(config.keys_dir))
+        # the store dedupes by (site, event_id, seq): nothing remembered per message here
+        self.receiver = Receiver(load_site_keys(config.keys_dir), remember=0)
         names = {site: p.name for site, p in config.sites.items() if p.name}
         self.handler = MessageHandler(
             self.store, self.tracker, self.receiver, config.snapshots_path(), names
@@ -105,11 +108,15 @@ class PoliceService:
             self.tracker.seed(row["id"], row["state"], row["reason"])
 
     async def _supervise(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(TICK_S)
+            rounds += 1
             try:
                 for update in self.tracker.tick():
                     self.handler.apply(update)
+                if rounds % ORPHAN_CHECK_ROUNDS == 0:
+                    self.handler.prune_orphans()
                 self.feed.pump()
             except Exception:
                 logger.exception("site supervision failed this round")
@@ -131,17 +138,43 @@ class PoliceService:
 
     def on_message(
         self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
-    ) -> None:
-        self._guarded(self.handler.handle, topic, body, retained, arrived, link)
-
-    def _guarded(self, fn: Any, *args: Any) -> None:
+    ) -> bool:
+        """True once the message is done with (stored, or rejected and recorded): the link
+        acks it. False when the database or the disk refused it: the link tries again. A
+        message that makes the handler fail otherwise (a bug) is logged, recorded as a warning
+        and dropped: retried, it would hold one of the broker's in-flight slots for ever."""
         if self._stopped:
-            return
+            return False
+        try:
+            self.handler.handle(topic, body, retained, arrived, link)
+        except (sqlite3.Error, OSError):
+            logger.exception("police: message on %s not stored", topic)
+            return False
+        except Exception as exc:
+            logger.exception("police: message on %s could not be handled: dropped", topic)
+            site = topic.split("/")[1] if topic.count("/") >= 2 else "?"
+            text = f"could not be handled (dropped): {exc!r}"
+            return self._guarded(self.handler.warn, site, topic, text)
+        self._pump()
+        return True
+
+    def _guarded(self, fn: Any, *args: Any) -> bool:
+        """Run ``fn``; False (logged) if it failed or the service has stopped."""
+        if self._stopped:
+            return False
         try:
             fn(*args)
-            self.feed.pump()
         except Exception:
             logger.exception("police: failed to handle an event")
+            return False
+        self._pump()
+        return True
+
+    def _pump(self) -> None:
+        try:
+            self.feed.pump()
+        except Exception:  # the event is stored: the feed's own poll catches up
+            logger.exception("police: live updates failed")
 
     # --- the dashboard's API ----------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
@@ -241,5 +274,5 @@ class _LinkEvents:
     def on_link(self, connected: bool) -> None:
         self.service.on_link(connected, self.name)
 
-    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> None:
-        self.service.on_message(topic, body, retained, arrived, self.name)
+    def on_message(self, topic: str, body: bytes, retained: bool, arrived: float) -> bool:
+        return self.service.on_message(topic, body, retained, arrived, self.name)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.files import make_private_folders, private_file, tighten
 from edgeguard.police.queries import StoreQueries
 from edgeguard.police.schema import migrate
 
@@ -41,6 +42,16 @@ def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _snapshot_items(evidence: Any) -> list[dict[str, Any]]:
+    """The items of an evidence list that vouch for a published snapshot (not for a clip)."""
+    items = evidence if isinstance(evidence, list) else []
+    return [
+        item
+        for item in items
+        if isinstance(item, dict) and item.get("kind") == "snapshot" and item.get("sha256")
+    ]
+
+
 def _priority(payload: dict[str, Any]) -> int:
     """1-4 as sent; anything else is shown as P1 (an alarm must never be played down)."""
     value = _int(payload.get("priority"), 1)
@@ -51,12 +62,15 @@ class PoliceStore(StoreQueries):
     def __init__(self, path: Path, *, receiver: str = "") -> None:
         self.path = path
         self.receiver = receiver
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folders(path.parent)
+        private_file(path)  # SQLite gives its -wal and -shm files the database's mode
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA busy_timeout = 5000")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = FULL")
+        for suffix in ("-wal", "-shm"):  # left by a run before they were made private
+            tighten(path.with_name(path.name + suffix))
         migrate(self.conn, path)
 
     def close(self) -> None:
@@ -173,19 +187,18 @@ class PoliceStore(StoreQueries):
             "SELECT payload FROM alarms WHERE event_id = ?", (event_id,)
         ).fetchone()
         evidence = json.loads(row[0]).get("evidence") if row is not None else None
-        for item in evidence if isinstance(evidence, list) else []:
-            if isinstance(item, dict) and item.get("camera") == camera and item.get("sha256"):
+        for item in _snapshot_items(evidence):
+            if item.get("camera") == camera:
                 return str(item["sha256"])
         return None
 
     def check_evidence(self, site: str, event_id: str, evidence: Any) -> list[str]:
-        """Compare the snapshots received with a signed evidence list; mark them verified or
-        not, and return the cameras whose bytes do not match."""
+        """Compare the snapshots received with the snapshot items of a signed evidence list
+        (a clip's hash is of a file kept at the site: nothing here to compare it with); mark
+        them verified or not, and return the cameras whose bytes do not match."""
         bad: list[str] = []
         with self._write() as conn:
-            for item in evidence if isinstance(evidence, list) else []:
-                if not isinstance(item, dict) or not item.get("sha256"):
-                    continue
+            for item in _snapshot_items(evidence):
                 row = conn.execute(
                     "SELECT sha256 FROM snapshots WHERE site = ? AND event_id = ? AND camera = ?",
                     (site, event_id, str(item.get("camera"))),
@@ -201,6 +214,21 @@ class PoliceStore(StoreQueries):
                     (int(ok), site, event_id, str(item.get("camera"))),
                 )
         return bad
+
+    def orphan_snapshots(self) -> list[dict[str, Any]]:
+        """Snapshots of alarms not received (yet), oldest first: id, site, event_id, camera,
+        path, bytes, received_at."""
+        rows = self.conn.execute(
+            "SELECT id, site, event_id, camera, path, bytes, received_at FROM snapshots s "
+            "WHERE NOT EXISTS (SELECT 1 FROM alarms a WHERE a.event_id = s.event_id "
+            "AND a.site = s.site) ORDER BY received_at, id"
+        ).fetchall()
+        return [dict(row) for row in rows]
+
+    def forget_snapshots(self, ids: list[int]) -> None:
+        """Delete snapshot rows (their files are the caller's)."""
+        with self._write() as conn:
+            conn.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in ids])
 
     # --- sites, devices, warnings, link -----------------------------------------------------
     def ensure_site(self, site: str, name: str | None = None) -> None:

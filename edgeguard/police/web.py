@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE = web.AppKey("police_service", PoliceService)
 EVENT_ID = r"{event_id:[0-9a-f-]{36}}"
+LIVE_ALARMS = 100  # cards in the live view; the others are counted, and in the history
 ACTIONS: dict[str, Literal["acknowledged", "dispatched", "resolved"]] = {
     "ack": "acknowledged",
     "dispatch": "dispatched",
@@ -40,6 +41,7 @@ def police_app(service: PoliceService, config: PoliceConfig, users: UserStore) -
     app[SERVICE] = service
     r = app.router
     r.add_get("/api/stream", live_stream)
+    r.add_get("/api/live", live_alarms)
     r.add_get("/api/alarms", history)
     r.add_get("/api/alarms.csv", history_csv)
     r.add_get(f"/api/alarms/{EVENT_ID}", alarm_detail)
@@ -67,11 +69,21 @@ def with_snapshots(service: PoliceService, alarm: dict[str, Any]) -> dict[str, A
     return shown
 
 
+def _live(service: PoliceService) -> dict[str, Any]:
+    """The live view's cards (at most LIVE_ALARMS, ranked by PoliceStore.live_alarms) and how
+    many alarms are open in all."""
+    return {
+        "alarms": [with_snapshots(service, a) for a in service.store.live_alarms(LIVE_ALARMS)],
+        "open_total": service.store.open_count(),
+        "live_max": LIVE_ALARMS,
+    }
+
+
 def _state(service: PoliceService) -> Update:
     return {
         "type": "state",
         "data": {
-            "alarms": [with_snapshots(service, a) for a in service.store.open_alarms()],
+            **_live(service),
             "sites": service.sites(),
             "warnings": service.store.warnings(50),
             "link": service.link(),
@@ -90,7 +102,8 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
         while True:
             update = await source.get()
             if update.get("type") == "alarm" and isinstance(update.get("data"), dict):
-                update = {**update, "data": with_snapshots(service, update["data"])}
+                data = with_snapshots(service, update["data"])
+                update = {**update, "data": data, "open_total": service.store.open_count()}
             put_dropping_oldest(relay, update)
 
     task = asyncio.create_task(enrich())
@@ -100,6 +113,11 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
     finally:
         task.cancel()
         service.unsubscribe(source)
+
+
+async def live_alarms(request: web.Request) -> web.Response:
+    """The live view's cards again: the page refills the room a resolved card left."""
+    return json_response(_live(_service(request)))
 
 
 POLICE_STATES = ("new", *ACTIONS.values())

@@ -28,6 +28,7 @@ _TEXT: dict[str, tuple[str, str]] = {  # key: Chinese, English
     "nav.logout": ("退出", "Log out"),
     "nav.language": ("English", "中文"),
     "live.none": ("当前无报警", "No open alarms"),
+    "live.more": ("另有 {n} 条未结报警未显示：查看历史记录", "{n} more open alarms: see History"),
     "live.cycle": ("第 {n} / {total} 条", "Alarm {n} of {total}"),
     "live.sound_off": ("报警声音未开启，点击开启", "Alarm sound is off: click to turn it on"),
     "live.alerting": ("报警提示音", "Alarm sounding"),

@@ -5,7 +5,10 @@
 "use strict";
 
 const Police = {
-  alarms: new Map(),
+  alarms: new Map(),  // the open alarms on cards: at most liveMax, ranked as the server does
+  openTotal: 0,  // open alarms in all: the others are in the history
+  liveMax: 100,
+  cards: new Map(),  // event_id -> {alarm, el}: a card is built again only when its alarm changed
   sites: new Map(),
   warnings: [],
   link: {},
@@ -17,20 +20,16 @@ const Police = {
     this.select("live");
     EG.live("/api/stream", {
       state: (u) => {
-        this.alarms = new Map(u.data.alarms.map((a) => [a.event_id, a]));
+        this.setLive(u.data);
         this.sites = new Map(u.data.sites.map((s) => [s.id, s]));
         this.warnings = u.data.warnings;
         this.link = u.data.link;
         this.changed();
       },
-      alarm: (u) => {
-        if (u.data.police_state === "resolved") this.alarms.delete(u.data.event_id);
-        else this.alarms.set(u.data.event_id, u.data);
-        this.changed();
-      },
-      site: (u) => { this.sites.set(u.data.id, u.data); this.changed(); },
-      warning: (u) => { this.warnings.unshift(u.data); this.warnings = this.warnings.slice(0, 50); this.changed(); },
-      link: (u) => { this.link = u.data; this.changed(); },
+      alarm: (u) => this.putAlarm(u.data, u.open_total),
+      site: (u) => { this.sites.set(u.data.id, u.data); this.sitesChanged(); },
+      warning: (u) => { this.warnings.unshift(u.data); this.warnings = this.warnings.slice(0, 50); this.warningsChanged(); },
+      link: (u) => { this.link = u.data; this.sitesChanged(); },
     }, this.banner);
     // heartbeat ages move on their own: refresh the hospitals' states every 2 s
     setInterval(() => this.refreshSites(), 2000);
@@ -56,25 +55,101 @@ const Police = {
   },
 
   changed() {
-    EG.alerting(this, [...this.alarms.values()].some((a) => a.police_state === "new"), "police.new");
+    this.alert();
     if (this.tab === "live") this.renderLive();
     if (this.tab === "warnings") this.renderWarnings();
   },
 
-  sorted() {
-    return [...this.alarms.values()].sort((a, b) =>
-      a.priority - b.priority || (a.raised_at < b.raised_at ? -1 : 1));
+  sitesChanged() { if (this.tab === "live") this.renderSites(); },
+
+  warningsChanged() {
+    if (this.tab === "live") this.renderRecentWarnings();
+    if (this.tab === "warnings") this.renderWarnings();
+  },
+
+  alert() {  // a new alarm always has a card: they rank first
+    EG.alerting(this, [...this.alarms.values()].some((a) => a.police_state === "new"), "police.new");
+  },
+
+  alarmsChanged() {
+    this.alert();
+    if (this.tab === "live") this.renderAlarms();
+  },
+
+  setLive(data) {
+    this.alarms = new Map(data.alarms.map((a) => [a.event_id, a]));
+    this.openTotal = data.open_total;
+    this.liveMax = data.live_max;
+  },
+
+  /* One alarm changed: keep the first liveMax; fetch the next ones when a card left room. */
+  putAlarm(alarm, openTotal) {
+    if (alarm.police_state === "resolved") this.alarms.delete(alarm.event_id);
+    else this.alarms.set(alarm.event_id, alarm);
+    if (typeof openTotal === "number") this.openTotal = openTotal;
+    for (const extra of this.sorted().slice(this.liveMax)) this.alarms.delete(extra.event_id);
+    if (this.alarms.size < Math.min(this.liveMax, this.openTotal)) this.refill();
+    this.alarmsChanged();
+  },
+
+  refill() {
+    if (this.refilling) return;
+    this.refilling = (async () => {
+      try {
+        this.setLive(await EG.api("/api/live"));
+        this.alarmsChanged();
+      } catch (e) { /* the banner shows a lost connection; the next update tries again */ }
+      this.refilling = null;
+    })();
+  },
+
+  rank(a) { return [a.police_state === "new" ? 0 : 1, a.priority, a.raised_at || "", a.event_id]; },
+
+  sorted() {  // as PoliceStore.live_alarms: not yet acknowledged first, then P1, then oldest
+    return [...this.alarms.values()].sort((a, b) => {
+      const [x, y] = [this.rank(a), this.rank(b)];
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+      return 0;
+    });
   },
 
   renderLive() {
     this.sitesBox = EG.el("section", { id: "sites" });
-    const open = this.sorted();
-    const recent = this.warnings.slice(0, 3).map((w) => this.warningItem(w));
-    this.view.replaceChildren(...[this.sitesBox,
-      recent.length ? EG.el("section", { id: "recent-warnings" }, recent) : null,
-      open.length ? EG.el("section", { class: "cards", id: "alarms" }, open.map((a) => this.card(a)))
-        : EG.el("p", { id: "no-alarms", text: EG.t("live.none") })].filter(Boolean));
+    this.recentBox = EG.el("section", { id: "recent-warnings" });
+    this.alarmsBox = EG.el("section", { class: "cards", id: "alarms" });
+    this.noAlarms = EG.el("p", { id: "no-alarms", text: EG.t("live.none") });
+    this.moreLink = EG.el("a", { id: "more-alarms", href: "#", onclick: (e) => { e.preventDefault(); this.select("history"); } });
+    this.view.replaceChildren(this.sitesBox, this.recentBox, this.alarmsBox, this.noAlarms, this.moreLink);
     this.renderSites();
+    this.renderRecentWarnings();
+    this.renderAlarms();
+  },
+
+  renderRecentWarnings() {
+    if (!this.recentBox) return;
+    this.recentBox.replaceChildren(...this.warnings.slice(0, 3).map((w) => this.warningItem(w)));
+    this.recentBox.classList.toggle("hidden", this.warnings.length === 0);
+  },
+
+  /* Only the cards whose alarm changed are built again; the others stay as they are. */
+  renderAlarms() {
+    if (!this.alarmsBox) return;
+    const open = this.sorted();
+    const shown = new Set(open.map((a) => a.event_id));
+    for (const id of [...this.cards.keys()]) if (!shown.has(id)) this.cards.delete(id);
+    const cards = open.map((alarm) => {
+      const cached = this.cards.get(alarm.event_id);
+      if (cached && cached.alarm === alarm) return cached.el;
+      const el = this.card(alarm);
+      this.cards.set(alarm.event_id, { alarm, el });
+      return el;
+    });
+    const current = this.alarmsBox.children;
+    if (current.length !== cards.length || cards.some((el, i) => current[i] !== el)) this.alarmsBox.replaceChildren(...cards);
+    this.noAlarms.classList.toggle("hidden", cards.length > 0);
+    const more = this.openTotal - cards.length;
+    this.moreLink.classList.toggle("hidden", more <= 0);
+    this.moreLink.textContent = more > 0 ? EG.t("live.more", { n: more }) : "";
   },
 
   renderSites() {
@@ -119,9 +194,7 @@ const Police = {
   async act(alarm, action) {
     try {
       const { alarm: updated } = await EG.api(`/api/alarms/${alarm.event_id}/${action}`, { method: "POST" });
-      if (updated.police_state === "resolved") this.alarms.delete(updated.event_id);
-      else this.alarms.set(updated.event_id, updated);
-      this.changed();
+      this.putAlarm(updated);
     } catch (e) { EG.showError(e); }
   },
 
