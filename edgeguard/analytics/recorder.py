@@ -35,7 +35,7 @@ from av.video.stream import VideoStream
 
 from edgeguard.cameras.config import redact_url
 from edgeguard.cameras.rtsp import TransportChoice
-from edgeguard.filemodes import DATA_FILE, make_dir
+from edgeguard.filemodes import DATA_FILE, fsync_folder, make_dir
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +417,7 @@ def write_plan(plan: ClipPlan, path: Path) -> tuple[Path, str, int, str]:
         partial.chmod(DATA_FILE)  # PyAV creates it through the umask
         size, digest = _fsync_and_hash(partial)
         partial.replace(target)
-        _fsync_dir(target.parent)
+        fsync_folder(target.parent)
         return target, fmt, size, digest
     raise AssertionError("unreachable")
 
@@ -431,14 +431,6 @@ def _fsync_and_hash(path: Path) -> tuple[int, str]:
             size += len(block)
         os.fsync(f.fileno())
     return size, digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def describe_error(exc: BaseException) -> str:

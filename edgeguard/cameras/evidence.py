@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgeguard.filemodes import make_dir, open_new
+from edgeguard.filemodes import fsync_folder, make_dir, open_new
 from edgeguard.ids import iso_ms
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,4 @@ def _write_durably(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     partial.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_folder(path.parent)

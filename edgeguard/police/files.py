@@ -1,60 +1,34 @@
 """The receiver's files: private to its user whatever the umask (outside systemd's UMask=
 the default 022 would make alarms, snapshots and site state world-readable), and made durable
-where a rename or a new folder must survive a power cut."""
+where a rename or a new folder must survive a power cut (edgeguard.filemodes)."""
 
 from __future__ import annotations
 
-import logging
-import os
-import stat
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from edgeguard import filemodes
+from edgeguard.filemodes import PRIVATE_DIR as FOLDER_MODE
+from edgeguard.filemodes import PRIVATE_FILE as FILE_MODE
+from edgeguard.filemodes import fsync_folder
 
-FILE_MODE = 0o600
-FOLDER_MODE = 0o700
+__all__ = ["FILE_MODE", "FOLDER_MODE", "fsync_folder", "make_private_folders", "open_private",
+           "private_file", "tighten"]
 
 
 def make_private_folders(folder: Path) -> None:
-    """Create ``folder`` and what is missing above it, mode 0700, each fsynced in its parent.
-    Folders that already exist are left as they are (e.g. systemd's StateDirectory=)."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    for created in reversed(missing):
-        created.mkdir(mode=FOLDER_MODE, exist_ok=True)
-        created.chmod(FOLDER_MODE)  # mkdir's mode is masked by the umask
-        fsync_folder(created.parent)
+    """Create ``folder`` and what is missing above it, mode 0700, each fsynced in its parent."""
+    filemodes.make_dir(folder, FOLDER_MODE, durable=True)
 
 
 def private_file(path: Path) -> None:
-    """Make sure ``path`` exists with mode 0600: created so, or tightened (logged) if it was
-    created earlier with a looser mode."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    os.close(fd)
-    tighten(path)
+    """Make sure ``path`` exists with mode 0600 (tightened, logged, if it was looser)."""
+    filemodes.private_file(path, FILE_MODE)
 
 
 def tighten(path: Path) -> None:
-    """Set an existing file to mode 0600 (a missing one is skipped)."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return
-    if mode != FILE_MODE:
-        path.chmod(FILE_MODE)
-        logger.info("%s was mode %04o: now %04o (private to this user)", path, mode, FILE_MODE)
+    filemodes.tighten(path, FILE_MODE)
 
 
 def open_private(path: Path) -> int:
     """A new file for writing, mode 0600 (replacing a leftover one); its descriptor."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)  # a leftover file keeps its own mode through O_TRUNC
-    return fd
-
-
-def fsync_folder(folder: Path) -> None:
-    """As edgeguard.cameras.evidence does after its renames: fsync the folder itself."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return filemodes.open_new(path, FILE_MODE)
