@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest docs bench system-deps venv clean
+.PHONY: demo test lint typecheck pytest docs bench fuzz system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/python scripts/demo.py
@@ -45,6 +45,10 @@ bench: venv
 	$(BIN)/python bench/analytics.py
 	$(BIN)/python bench/motion_compare.py
 	$(BIN)/python bench/console_latency.py
+
+# 1,000,000 inputs per parser on every core, then 3,000 raw HTTP requests (tens of minutes)
+fuzz: system-deps venv
+	$(BIN)/python bench/fuzz.py --inputs 1000000 --seed 1
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,8 +89,11 @@ class _LineMap:
     ) -> None:
         seen: set[Any] = set()
         for key_node, value_node in node.value:
-            key = key_node.value
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                message = "YAML: a key must be a plain value, not a list or mapping"
+                raise ConfigError([ConfigIssue(self.file, line, format_path(path), message)])
+            key = key_node.value
             if key in seen:
                 self.dupes.append(
                     ConfigIssue(self.file, line, format_path((*path, key)), "duplicate key")
@@ -144,6 +148,10 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {exc.problem}")]) from exc
+    except ValueError as exc:  # PyYAML's int() of a number longer than Python converts
+        long_number = re.search(r"[0-9_]{4000,}", text)
+        line = text.count("\n", 0, long_number.start()) + 1 if long_number else None
+        raise ConfigError([ConfigIssue(file, line, "", f"YAML: {exc}")]) from exc
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         message = f"YAML: unacceptable character #x{exc.character:04x}: {exc.reason}"

@@ -211,8 +211,14 @@ def test_operator_commands_need_no_credentials(tmp_path: Path) -> None:
         ("site: &a [*a]\n", 1, "refers to itself"),
         ("site:\n  id: " + "[" * 10000 + "\n", 2, "nested deeper than"),
         ("site:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 2000)), 101, "nested deeper"),
+        # found by bench/fuzz.py: a mapping as a key; a number too long for int()
+        ("site:\n  {id: x}: 1\n", 2, "a key must be a plain value"),
+        ("site:\n  id: hosp\nmqtt:\n  port: " + "9" * 5000 + "\n", 4, "Exceeds the limit"),
     ],
-    ids=["control-character", "self-referencing-anchor", "deep-flow", "deep-block"],
+    ids=[
+        "control-character", "self-referencing-anchor", "deep-flow", "deep-block",
+        "mapping-as-key", "huge-number",
+    ],
 )
 def test_check_config_reports_unparseable_yaml_as_file_line(
     tmp_path: Path, body: str, line: int, message: str
