@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / ".demo"
 CONFIG = REPO / "config" / "demo.yaml"
 POLICE_CONFIG = REPO / "config" / "demo-police.yaml"
-PLAIN_PORT, TLS_PORT = 18830, 18883
+TLS_PORT = 18883  # the broker's only listener: TLS, client certificates, site ACL
 CONSOLE_URL = "http://127.0.0.1:18080"  # named in config/demo.yaml
 DASHBOARD_URL = "http://127.0.0.1:18090"  # named in config/demo-police.yaml
 DEMO_PASSWORD = "edgeguard-demo"
@@ -95,6 +95,13 @@ def prepare() -> DevPKI:
     return pki
 
 
+def make_broker(pki: DevPKI, workdir: Path, tls_port: int) -> Mosquitto:
+    """The demo's mosquitto, as docs/mqtt-api.md advises: one TLS listener, a client
+    certificate for everyone, the per-site ACL; no plain listener (nothing of the demo needs
+    one, and through it anyone on this machine could read every site and forge police acks)."""
+    return Mosquitto(workdir, pki=pki, acl=True, plain=False, tls_port=tls_port)
+
+
 def police_args(pki: DevPKI) -> list[str]:
     police = pki.client("police")
     return [
@@ -127,9 +134,7 @@ class Demo:
     def __init__(self, pki: DevPKI) -> None:
         self.pki = pki
         self.socket = DEMO / "run" / "control.sock"
-        self.broker = Mosquitto(
-            DEMO / "broker", pki=pki, acl=True, port=PLAIN_PORT, tls_port=TLS_PORT
-        )
+        self.broker = make_broker(pki, DEMO / "broker", TLS_PORT)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.listen_log = DEMO / "police.log"
         self.camera: RtspServer | None = None
