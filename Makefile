@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest docs bench chaos system-deps venv clean
+.PHONY: demo test lint typecheck pytest docs bench chaos fuzz system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/python scripts/demo.py
@@ -46,8 +46,13 @@ bench: venv
 	$(BIN)/python bench/motion_compare.py
 	$(BIN)/python bench/console_latency.py
 
+# >= 200 SIGKILLs of a real daemon and 30 of its broker, counted at an independent subscriber
 chaos: system-deps venv
 	$(BIN)/python bench/chaos.py
+
+# 1,000,000 inputs per parser on every core, then 3,000 raw HTTP requests (tens of minutes)
+fuzz: system-deps venv
+	$(BIN)/python bench/fuzz.py --inputs 1000000 --seed 1
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

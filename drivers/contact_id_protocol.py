@@ -223,11 +223,13 @@ def _norm(text: str) -> str:
     return text.upper().replace("A", "0")
 
 
-def _qualifier(char: str) -> Qualifier:
-    try:
-        return _QUALIFIERS[char]
-    except KeyError:
-        raise ContactIdError(Reason.QUALIFIER, f"qualifier {char!r} is not 1, 3 or 6") from None
+def _qualifier(char: str, *, letters: bool = True) -> Qualifier:
+    """Q of a message; the letters E, R, P only in Sur-Gard output (in a plain line E is a
+    hex digit that counts 14 in the checksum, not a qualifier)."""
+    qualifier = _QUALIFIERS.get(char) if letters or char.isdigit() else None
+    if qualifier is None:
+        raise ContactIdError(Reason.QUALIFIER, f"qualifier {char!r} is not 1, 3 or 6")
+    return qualifier
 
 
 def parse_line(line: bytes) -> ContactIdMessage:
@@ -252,7 +254,7 @@ def parse_line(line: bytes) -> ContactIdMessage:
     return ContactIdMessage(
         account=_norm(match["acct"]),
         message_type=_norm(match["mt"]),
-        qualifier=_qualifier(match["q"]),
+        qualifier=_qualifier(match["q"], letters=False),
         event_code=_norm(match["xyz"]),
         group=_norm(match["gg"]),
         zone_or_user=_norm(match["ccc"]),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,29 +37,70 @@ class ConfigError(Exception):
         self.issues = issues
 
 
-def _line_map(
-    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], dupes: list[ConfigIssue], file: str
-) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+# Deeper than any real config; PyYAML's composer recurses per level and would overflow the stack.
+MAX_NESTING = 100
+
+_OPENERS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSERS = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Reject nesting deeper than MAX_NESTING before composing (the scanner does not recurse)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPENERS):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = token.start_mark.line + 1
+                message = f"YAML: nested deeper than {MAX_NESTING} levels"
+                raise ConfigError([ConfigIssue(file, line, "", message)])
+        elif isinstance(token, _CLOSERS):
+            depth -= 1
+
+
+@dataclass
+class _LineMap:
+    """Walks the composed YAML: the line of every key path, and every duplicate key."""
+
+    file: str
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    dupes: list[ConfigIssue] = field(default_factory=list)
+
+    def walk(self, node: yaml.Node, path: KeyPath, ancestors: frozenset[int]) -> None:
+        if id(node) in ancestors:
+            line = node.start_mark.line + 1
+            message = "YAML: an alias refers to itself (recursive anchor)"
+            raise ConfigError([ConfigIssue(self.file, line, format_path(path), message)])
+        ancestors = ancestors | {id(node)}
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            self._walk_mapping(node, path, ancestors)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, index), ancestors)
+
+    def _walk_mapping(
+        self, node: yaml.MappingNode, path: KeyPath, ancestors: frozenset[int]
+    ) -> None:
         seen: set[Any] = set()
         for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                message = "YAML: a key must be a plain value, not a list or mapping"
+                raise ConfigError([ConfigIssue(self.file, line, format_path(path), message)])
             key = key_node.value
             if key in seen:
-                dupes.append(
-                    ConfigIssue(
-                        file,
-                        key_node.start_mark.line + 1,
-                        format_path((*path, key)),
-                        "duplicate key",
-                    )
+                self.dupes.append(
+                    ConfigIssue(self.file, line, format_path((*path, key)), "duplicate key")
                 )
             seen.add(key)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _line_map(value_node, (*path, key), lines, dupes, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, (*path, index), lines, dupes, file)
+            self.lines[(*path, key)] = line
+            self.walk(value_node, (*path, key), ancestors)
 
 
 def format_path(path: KeyPath) -> str:
@@ -94,25 +136,32 @@ def _nearest_line(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
+    line_map = _LineMap(file)
     try:
+        _check_nesting(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            line_map.walk(node, (), frozenset())
+        # only after the walk: a recursive anchor gives recursive data, and the walk refuses it
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {exc.problem}")]) from exc
-    lines: dict[KeyPath, int] = {}
-    dupes: list[ConfigIssue] = []
-    if node is not None:
-        _line_map(node, (), lines, dupes, file)
-    if dupes:
-        raise ConfigError(dupes)
-    return data, lines
+    except ValueError as exc:  # PyYAML's int() of a number longer than Python converts
+        long_number = re.search(r"[0-9_]{4000,}", text)
+        line = text.count("\n", 0, long_number.start()) + 1 if long_number else None
+        raise ConfigError([ConfigIssue(file, line, "", f"YAML: {exc}")]) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"YAML: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise ConfigError([ConfigIssue(file, line, "", message)]) from exc
+    if line_map.dupes:
+        raise ConfigError(line_map.dupes)
+    return data, line_map.lines
 
 
-def validate_model(
-    model: type[ModelT], data: Any, lines: dict[KeyPath, int], file: str
-) -> ModelT:
+def validate_model(model: type[ModelT], data: Any, lines: dict[KeyPath, int], file: str) -> ModelT:
     """``data`` validated as ``model``; ConfigError with file:line for every problem."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the file must be a YAML mapping")])

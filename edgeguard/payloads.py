@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from edgeguard import __version__
 from edgeguard.config import LocationConfig
@@ -142,3 +143,16 @@ class PoliceAck(BaseModel):
     state: PoliceAction
     by: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     at: AwareDatetime
+
+
+class AckError(ValueError):
+    """A police ack that is not UTF-8 JSON of a valid :class:`PoliceAck`."""
+
+
+def parse_police_ack(payload: bytes) -> PoliceAck:
+    """The ack in an MQTT payload, or :class:`AckError` saying why not."""
+    try:
+        return PoliceAck.model_validate(json.loads(payload.decode("utf-8")))
+    # ValueError: also a number too long for int(); RecursionError: JSON nested too deep
+    except (ValueError, RecursionError, ValidationError) as exc:
+        raise AckError(str(exc)) from exc

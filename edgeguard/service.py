@@ -3,18 +3,15 @@ acks and deliveries, and notification of listeners (control socket, consoles).""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from pydantic import ValidationError
-
 from edgeguard.alarms import AlarmBook, Change
 from edgeguard.model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.outbox import Outbox
-from edgeguard.payloads import PoliceAck
+from edgeguard.payloads import AckError, parse_police_ack
 from edgeguard.safe_text import preview
 from edgeguard.store import AlarmRecord
 from edgeguard.writer import StoreWriter
@@ -139,8 +136,8 @@ class AlarmService:
 
     async def handle_police_ack(self, payload: bytes) -> None:
         try:
-            ack = PoliceAck.model_validate(json.loads(payload.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+            ack = parse_police_ack(payload)
+        except AckError as exc:
             logger.warning("police ack rejected: %s", _short(exc))
             return
         if any(r.event_id == ack.event_id for r in self.unrecorded.values()):

@@ -12,6 +12,11 @@ can be done in the two web pages. Ctrl-C (or q) stops everything.
 
     .venv/bin/python scripts/demo.py            interactive
     .venv/bin/python scripts/demo.py --smoke    press, acknowledge, reset, check, exit (for tests)
+    .venv/bin/python scripts/demo.py --free-ports   every port chosen by the OS (tests)
+
+The ports named in the two configs (18883, 18554, 18080, 18090) are used when free; a port that
+is taken is replaced by one the OS picks, and the demo runs on copies of the configs with the
+ports it chose (.demo/demo.yaml, .demo/demo-police.yaml). It prints every address.
 """
 
 from __future__ import annotations
@@ -20,25 +25,27 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import termios
 import threading
 import time
 import tty
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / ".demo"
-CONFIG = REPO / "config" / "demo.yaml"
-POLICE_CONFIG = REPO / "config" / "demo-police.yaml"
-PLAIN_PORT, TLS_PORT = 18830, 18883
-CONSOLE_URL = "http://127.0.0.1:18080"  # named in config/demo.yaml
-DASHBOARD_URL = "http://127.0.0.1:18090"  # named in config/demo-police.yaml
+CONFIG_SOURCE = REPO / "config" / "demo.yaml"
+POLICE_CONFIG_SOURCE = REPO / "config" / "demo-police.yaml"
+CONFIG = DEMO / "demo.yaml"  # the sources with the ports chosen (write_configs)
+POLICE_CONFIG = DEMO / "demo-police.yaml"
 DEMO_PASSWORD = "edgeguard-demo"
 # (login, role, display name): the control room's and the police's demo users
 CONSOLE_USERS: list[tuple[str, Role, str]] = [
@@ -46,7 +53,6 @@ CONSOLE_USERS: list[tuple[str, Role, str]] = [
     ("operator", "operator", "值班员 李"),
 ]
 POLICE_USERS: list[tuple[str, Role, str]] = [("police", "admin", "110 指挥中心 王警官")]
-RTSP_PORT = 18554  # named in config/demo.yaml
 BIN = Path(sys.executable).parent
 EDGEGUARD = str(BIN / "edgeguard")
 
@@ -55,7 +61,7 @@ sys.path.insert(0, str(REPO))
 from edgeguard.analytics.models import ModelError, find_person_model  # noqa: E402
 from edgeguard.config_loader import load_config  # noqa: E402
 from edgeguard.control import call  # noqa: E402
-from edgeguard.lab.broker import Mosquitto  # noqa: E402
+from edgeguard.lab.broker import Mosquitto, free_port  # noqa: E402
 from edgeguard.lab.consoles import add_user  # noqa: E402
 from edgeguard.lab.consoles import wait_http as wait_for_page  # noqa: E402
 from edgeguard.lab.footage import FootageError, locate  # noqa: E402
@@ -73,6 +79,60 @@ HELP = """
          x  control room resets the newest open alarm (a latched alarm ends only so)
          s  status of the daemon             q  quit (or Ctrl-C)
 """
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The demo's ports. The defaults are those named in config/demo.yaml and
+    config/demo-police.yaml."""
+
+    mqtt: int = 18883  # the broker's only listener: TLS, client certificates, site ACL
+    rtsp: int = 18554
+    console: int = 18080
+    dashboard: int = 18090
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.console}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard}"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def choose_ports(defaults: Ports, *, all_free: bool = False) -> Ports:
+    """Each default port if it is free (and ``all_free`` is off), else one the OS picks."""
+    chosen: dict[str, int] = {}
+    for name, default in vars(defaults).items():
+        port = default
+        while (all_free and port == default) or port in chosen.values() or not port_is_free(port):
+            port = free_port()
+        chosen[name] = port
+    return Ports(**chosen)
+
+
+def with_ports(text: str, ports: Ports) -> str:
+    """A demo config's text with the default ports replaced by ``ports``."""
+    for name, default in vars(Ports()).items():
+        text = re.sub(rf"(?<![0-9]){default}(?![0-9])", str(getattr(ports, name)), text)
+    return text
+
+
+def write_configs(ports: Ports) -> None:
+    DEMO.mkdir(exist_ok=True)
+    for source, target in ((CONFIG_SOURCE, CONFIG), (POLICE_CONFIG_SOURCE, POLICE_CONFIG)):
+        header = f"# written by scripts/demo.py: {source.relative_to(REPO)} on the ports it chose\n"
+        target.write_text(header + with_ports(source.read_text("utf-8"), ports), "utf-8")
 
 
 def prepare() -> DevPKI:
@@ -95,13 +155,20 @@ def prepare() -> DevPKI:
     return pki
 
 
-def police_args(pki: DevPKI) -> list[str]:
+def make_broker(pki: DevPKI, workdir: Path, tls_port: int) -> Mosquitto:
+    """The demo's mosquitto, as docs/mqtt-api.md advises: one TLS listener, a client
+    certificate for everyone, the per-site ACL; no plain listener (nothing of the demo needs
+    one, and through it anyone on this machine could read every site and forge police acks)."""
+    return Mosquitto(workdir, pki=pki, acl=True, plain=False, tls_port=tls_port)
+
+
+def police_args(pki: DevPKI, mqtt_port: int) -> list[str]:
     police = pki.client("police")
     return [
         "--host",
         "localhost",
         "--port",
-        str(TLS_PORT),
+        str(mqtt_port),
         "--ca",
         str(pki.ca_file),
         "--cert",
@@ -124,12 +191,11 @@ def wait_ready(socket_path: Path, daemon: subprocess.Popen[bytes], log: Path) ->
 
 
 class Demo:
-    def __init__(self, pki: DevPKI) -> None:
+    def __init__(self, pki: DevPKI, ports: Ports) -> None:
         self.pki = pki
+        self.ports = ports
         self.socket = DEMO / "run" / "control.sock"
-        self.broker = Mosquitto(
-            DEMO / "broker", pki=pki, acl=True, port=PLAIN_PORT, tls_port=TLS_PORT
-        )
+        self.broker = make_broker(pki, DEMO / "broker", ports.mqtt)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.listen_log = DEMO / "police.log"
         self.camera: RtspServer | None = None
@@ -141,7 +207,7 @@ class Demo:
             print(f"camera:  none ({missing}); the ER cameras will be reported offline")
             return
         try:
-            self.camera = RtspServer(locate(), port=RTSP_PORT)
+            self.camera = RtspServer(locate(), port=self.ports.rtsp)
             self.camera.start()
         except (FootageError, RtspServerError) as exc:
             print(f"camera:  none ({exc}); the ER cameras will be reported offline")
@@ -158,13 +224,16 @@ class Demo:
 
     def start(self, *, listener_to_terminal: bool) -> None:
         self.broker.start()
-        print(f"broker:  mosquitto on localhost:{TLS_PORT} (TLS, client certificates, site ACL)")
+        print(
+            f"broker:  mosquitto on localhost:{self.ports.mqtt} (TLS, client certificates, "
+            "site ACL; no plain listener)"
+        )
         self.start_camera()
         listener = subprocess.Popen(
             [
                 EDGEGUARD,
                 "listen",
-                *police_args(self.pki),
+                *police_args(self.pki, self.ports.mqtt),
                 "--keys",
                 str(DEMO / "police-keys"),
                 "--client-id",
@@ -187,12 +256,13 @@ class Demo:
         log = DEMO / "daemon.log"
         daemon = self.launch(["run", "-c", str(CONFIG)], log)
         wait_ready(self.socket, daemon, log)
-        print(f"daemon:  edgeguard run -c config/demo.yaml (log: {log.relative_to(REPO)})")
-        wait_http(CONSOLE_URL, daemon, log)
+        where = CONFIG.relative_to(REPO)
+        print(f"daemon:  edgeguard run -c {where} (log: {log.relative_to(REPO)})")
+        wait_http(self.ports.console_url, daemon, log)
         logins = ", ".join(f"{u} / {DEMO_PASSWORD} ({d})" for u, _, d in CONSOLE_USERS)
-        print(f"console: control room  {CONSOLE_URL}/   log in as {logins}")
+        print(f"console: control room  {self.ports.console_url}/   log in as {logins}")
         logins = ", ".join(f"{u} / {DEMO_PASSWORD} ({d})" for u, _, d in POLICE_USERS)
-        print(f"console: police desk   {DASHBOARD_URL}/   log in as {logins}\n")
+        print(f"console: police desk   {self.ports.dashboard_url}/   log in as {logins}\n")
 
     def launch(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         """`edgeguard ARGS` in the repository, its output appended to ``log``."""
@@ -207,9 +277,9 @@ class Demo:
         """`edgeguard police`: the receiver with its own database and the dashboard."""
         log = DEMO / "police-receiver.log"
         receiver = self.launch(["police", "-c", str(POLICE_CONFIG)], log)
-        wait_http(DASHBOARD_URL, receiver, log)
-        where = log.relative_to(REPO)
-        print(f"police:  edgeguard police -c config/demo-police.yaml (log: {where})")
+        wait_http(self.ports.dashboard_url, receiver, log)
+        where = POLICE_CONFIG.relative_to(REPO)
+        print(f"police:  edgeguard police -c {where} (log: {log.relative_to(REPO)})")
 
     def _relay(
         self, listener: subprocess.Popen[bytes], listening: threading.Event, to_terminal: bool
@@ -246,7 +316,7 @@ class Demo:
         if alarm is None:
             print("  (no open alarm)")
             return
-        with ConsoleClient(DASHBOARD_URL) as desk:
+        with ConsoleClient(self.ports.dashboard_url) as desk:
             desk.login(POLICE_USERS[0][0], DEMO_PASSWORD)
             answer = desk.post(f"/api/alarms/{alarm['event_id']}/ack")
         if answer.status_code != 200:
@@ -351,7 +421,7 @@ def smoke(demo: Demo) -> int:
         expected += ["snapshot cam-er-1: ", "snapshot cam-er-2: ", "EVIDENCE"]
     ok = all(text in log for text in expected) and "SECURITY WARNING" not in log
     print(log)
-    ok = consoles_ok() and ok
+    ok = consoles_ok(demo.ports) and ok
     print(json.dumps({"demo_smoke": "ok" if ok else "failed"}))
     return 0 if ok else 1
 
@@ -363,9 +433,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         raise SystemExit(str(exc)) from exc
 
 
-def consoles_ok() -> bool:
+def consoles_ok(ports: Ports) -> bool:
     """The smoke run's check of both web consoles, through their HTTP APIs."""
-    with ConsoleClient(CONSOLE_URL) as room, ConsoleClient(DASHBOARD_URL) as desk:
+    with ConsoleClient(ports.console_url) as room, ConsoleClient(ports.dashboard_url) as desk:
         room.login(CONSOLE_USERS[0][0], DEMO_PASSWORD)
         desk.login(POLICE_USERS[0][0], DEMO_PASSWORD)
         reset = [a for a in room.get("/api/alarms", kind="panic").json()["alarms"]
@@ -397,12 +467,17 @@ def wait_for_text(path: Path, text: str, timeout: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="run a scripted check and exit")
+    parser.add_argument(
+        "--free-ports", action="store_true", help="let the OS pick every port (tests)"
+    )
     args = parser.parse_args()
     os.chdir(REPO)
     if args.smoke:  # a scripted check starts from an empty log and broker, not the last demo's
         for leftover in ("data", "broker"):
             shutil.rmtree(DEMO / leftover, ignore_errors=True)
-    demo = Demo(prepare())
+    ports = choose_ports(Ports(), all_free=args.free_ports)
+    write_configs(ports)
+    demo = Demo(prepare(), ports)
     stop = StopFlag()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop.set)

@@ -23,6 +23,7 @@ packages=(
   chromium
   chromium-driver
   fonts-wqy-microhei         # Chinese text in the screenshots
+  stress-ng                  # loads the CPUs to check the tests pass on a busy machine
 )
 
 missing=()

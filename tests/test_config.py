@@ -202,3 +202,34 @@ def test_operator_commands_need_no_credentials(tmp_path: Path) -> None:
                             text=True, check=False, env=env)
     assert status.returncode == 1
     assert "edgeguard is not running (no control socket at" in status.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("site:\n  id: hosp\x07-01\n", 2, "unacceptable character #x0007"),
+        ("site: &a [*a]\n", 1, "refers to itself"),
+        ("site:\n  id: " + "[" * 10000 + "\n", 2, "nested deeper than"),
+        ("site:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 2000)), 101, "nested deeper"),
+        # found by bench/fuzz.py: a mapping as a key; a number too long for int()
+        ("site:\n  {id: x}: 1\n", 2, "a key must be a plain value"),
+        ("site:\n  id: hosp\nmqtt:\n  port: " + "9" * 5000 + "\n", 4, "Exceeds the limit"),
+    ],
+    ids=[
+        "control-character", "self-referencing-anchor", "deep-flow", "deep-block",
+        "mapping-as-key", "huge-number",
+    ],
+)
+def test_check_config_reports_unparseable_yaml_as_file_line(
+    tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(body, encoding="utf-8")
+    result = subprocess.run(
+        [EDGEGUARD, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{path}:{line}: "), first
+    assert message in first

@@ -3,7 +3,9 @@
 Listeners (``per_listener_settings true``, so each has its own auth settings):
 
 * plain TCP on ``127.0.0.1:port``: anonymous, **no ACL** (harness/benchmark convenience; a
-  username sent in CONNECT is unauthenticated there, so an ACL would prove nothing);
+  username sent in CONNECT is unauthenticated there, so an ACL would prove nothing). With
+  ``plain=False`` there is none (the demo: a local user could read every site's traffic and
+  forge police acks through it), and ``port`` is the TLS listener's;
 * TLS on ``127.0.0.1:tls_port`` when a :class:`DevPKI` is given: a client certificate signed
   by the dev CA is required and its CN becomes the MQTT username. With ``acl=True`` the
   edgeguard ACL (:data:`ACL_RULES`) applies to this listener.
@@ -21,6 +23,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import weakref
@@ -91,9 +94,12 @@ class Mosquitto:
         persistence: bool = True,
         log_to_file: bool = True,
         passwords: dict[str, str] | None = None,
+        plain: bool = True,
     ) -> None:
         if acl and pki is None:
             raise ValueError("acl=True needs a pki: the ACL is enforced on the TLS listener")
+        if not plain and pki is None:
+            raise ValueError("plain=False needs a pki: the TLS listener is then the only one")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = mosquitto_binary()
@@ -102,12 +108,16 @@ class Mosquitto:
         self.persistence = persistence
         self.passwords = passwords
         self.log_to_file = log_to_file
+        self.plain = plain
         self.port: int = port if port is not None else free_port()
         self.tls_port: int | None = None
         if pki is not None:
             self.tls_port = tls_port
-            while self.tls_port is None or self.tls_port == self.port:
+            while self.tls_port is None or (plain and self.tls_port == self.port):
                 self.tls_port = free_port()
+        if not plain:
+            assert self.tls_port is not None
+            self.port = self.tls_port
         self.config_file = self.workdir / "mosquitto.conf"
         self.acl_file = self.workdir / "acl"
         self.log_file = self.workdir / "mosquitto.log"
@@ -196,8 +206,13 @@ class Mosquitto:
 
     # -- internals ---------------------------------------------------------------------------
 
+    @property
+    def listener_ports(self) -> list[int]:
+        """Every port the broker listens on."""
+        return self._ports()
+
     def _ports(self) -> list[int]:
-        return [p for p in (self.port, self.tls_port) if p is not None]
+        return sorted({p for p in (self.port, self.tls_port) if p is not None})
 
     def _spawn(self) -> None:
         self._stderr = self.stderr_file.open("ab")
@@ -235,11 +250,22 @@ class Mosquitto:
             if self._proc is None or self._proc.poll() is not None:
                 code = self._proc.returncode if self._proc else None
                 raise RuntimeError(self._failure(f"mosquitto exited with code {code}"))
-            if _answers_connect(self.port):
+            if _answers_connect(self.port, self._probe_tls()):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(self._failure(f"no CONNACK on port {self.port} in {timeout}s"))
             time.sleep(0.01)
+
+    def _probe_tls(self) -> ssl.SSLContext | None:
+        """Without a plain listener, readiness is asked over TLS with a certificate of its own
+        (its CN gets only the ACL's per-site patterns for a site that does not exist)."""
+        if self.plain or self.pki is None:
+            return None
+        pair = self.pki.client("lab-readiness-probe")
+        context = ssl.create_default_context(cafile=str(self.pki.ca_file))
+        context.check_hostname = False  # the server certificate is for "localhost"
+        context.load_cert_chain(str(pair.cert), str(pair.key))
+        return context
 
     def _failure(self, what: str) -> str:
         return f"{what}; config {self.config_file}; log tail:\n{self.log_tail()}"
@@ -261,10 +287,9 @@ class Mosquitto:
             *self._user_lines(),
             *self._persistence_lines(),
             *self._log_lines(),
-            "",
-            f"listener {self.port} {_HOST}",
-            *self._plain_auth_lines(),
         ]
+        if self.plain:
+            lines += ["", f"listener {self.port} {_HOST}", *self._plain_auth_lines()]
         if self.pki is not None and self.tls_port is not None:
             lines += ["", *self._tls_listener_lines(self.pki, self.tls_port)]
         return lines
@@ -356,14 +381,16 @@ _CONNACK = bytes.fromhex("2002")  # fixed header + length; the return code may b
 _DISCONNECT = bytes.fromhex("e000")
 
 
-def _answers_connect(port: int) -> bool:
+def _answers_connect(port: int, tls: ssl.SSLContext | None = None) -> bool:
     """True if an MQTT broker on ``port`` answers a CONNECT (a refusal for want of a password
     also shows that every listener is up)."""
     try:
-        with socket.create_connection((_HOST, port), timeout=1.0) as sock:
-            sock.sendall(_CONNECT)
-            reply = sock.recv(4)
-            sock.sendall(_DISCONNECT)
+        with socket.create_connection((_HOST, port), timeout=1.0) as raw:
+            sock = tls.wrap_socket(raw, server_hostname="localhost") if tls else raw
+            with sock:
+                sock.sendall(_CONNECT)
+                reply = sock.recv(4)
+                sock.sendall(_DISCONNECT)
     except OSError:
         return False
     return reply[:2] == _CONNACK and len(reply) == 4
