@@ -165,3 +165,16 @@ def test_orphan_snapshots_are_capped_by_bytes_and_kept_for_a_window(tmp_path: Pa
         assert site.kept() == {"o3"}
     finally:
         site.store.close()
+
+
+def test_a_warning_about_an_outside_topic_carries_no_control_characters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = SnapshotSite(tmp_path, OrphanLimits())
+    topic = "edgeguard/hosp-01\x1b[2J\x00/alarm/" + "x" * 1000
+    site.handler.handle(topic, b"not json\x1b[31m", False, 0.0)
+    (record,) = [r for r in caplog.records if "SECURITY WARNING" in r.getMessage()]
+    assert not any(ord(ch) < 0x20 for ch in record.getMessage())
+    assert len(record.getMessage()) < 800
+    (stored,) = site.store.conn.execute("SELECT text FROM warnings").fetchall()
+    assert "\x1b" not in stored[0]

@@ -18,6 +18,7 @@ from edgeguard.police.snapshots import OrphanLimits, remove_snapshot_file, save_
 from edgeguard.police.store import PoliceStore
 from edgeguard.police.tracker import SiteUpdate, Tracker
 from edgeguard.receiver import Received, Receiver
+from edgeguard.safe_text import preview
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ MAX_TEXT = 300
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+    """Outside text (a topic, a site id, a parser's complaint) safe for a log line and bounded."""
+    return preview(text, MAX_TEXT)
 
 
 def _int(value: Any, default: int = 0) -> int:
