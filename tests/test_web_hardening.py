@@ -275,3 +275,21 @@ def test_garbage_on_a_connection_is_400_and_no_error(
     assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+# --- static files: only the shipped ones, and a hostile name is a 404 -------------------------
+def test_static_files_are_served_and_odd_names_are_404(tmp_path: Path) -> None:
+    async def scenario() -> dict[str, int]:
+        async with serving(tmp_path) as url, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            statuses: dict[str, int] = {}
+            for name in ("app.css", "common.js", "a" * 5000, "..%2f..%2fetc%2fpasswd", "nope.js",
+                         "%00", ""):
+                async with http.get(f"{url}/static/{name}") as answer:
+                    await answer.read()
+                    statuses[name[:20]] = answer.status
+            return statuses
+
+    statuses = asyncio.run(scenario())
+    assert statuses.pop("app.css") == 200
+    assert statuses.pop("common.js") == 200
+    assert set(statuses.values()) == {404}, statuses

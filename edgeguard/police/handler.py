@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.shapes import shape_problem
 from edgeguard.police.snapshots import OrphanLimits, remove_snapshot_file, save_snapshot
 from edgeguard.police.store import PoliceStore
 from edgeguard.police.tracker import SiteUpdate, Tracker
@@ -83,6 +84,10 @@ class MessageHandler:
         parts = received.topic.split("/")
         if payload.get("type") != received.kind:
             self.warn(received.site, received.topic, f"a {payload.get('type')!r} message here")
+            return
+        problem = shape_problem(received.kind, payload)
+        if problem is not None:
+            self.warn(received.site, received.topic, f"malformed {received.kind}: {problem}")
             return
         if received.kind == "alarm":
             self._alarm(received.site, parts, payload)

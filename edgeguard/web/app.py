@@ -68,8 +68,20 @@ def make_app(config: WebConfig, users: UserStore, app_name: str, version: str) -
     app.router.add_post("/api/users/{name}/delete", delete_user)
     app.router.add_post("/api/users/{name}/role", set_role)
     app.router.add_post("/api/users/{name}/password", reset_password)
-    app.router.add_static("/static/", STATIC, append_version=False)
+    app.router.add_get("/static/{name}", static_file)
     return app
+
+
+# The files shipped in web/static, by name: a request names one of them or gets 404 (aiohttp's
+# own static handler answered 500 with a traceback to a file name too long for the OS).
+STATIC_FILES = frozenset(path.name for path in STATIC.iterdir() if path.is_file())
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound
+    return web.FileResponse(STATIC / name)
 
 
 # --- pages -----------------------------------------------------------------------------------
