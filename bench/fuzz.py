@@ -285,22 +285,6 @@ class ContactId(Target):
         return " / ".join(outcomes)
 
 
-class _InlinePeer:
-    label = "fuzz"
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def hold(self) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
-
 class SiaDc09(Target):
     """SIA DC-09 frames through the receiver driver: every frame gets one ACK, NAK or DUH."""
 
@@ -309,6 +293,7 @@ class SiaDc09(Target):
     alphabet = b'0123456789ABCDEF"#[]|_:,-*SIADCLRNU\n\r'
 
     def __init__(self) -> None:
+        from edgeguard.lab.dc09 import RecordingPeer
         from edgeguard.lab.sinks import RecordingSink
         from edgeguard_drivers import sia_dc09_protocol as dc
         from edgeguard_drivers.sia_dc09 import SiaDc09Input, SiaDc09InputConfig
@@ -332,7 +317,7 @@ class SiaDc09(Target):
             "fuzz", "127.0.0.1", 0, tcp=False, udp=False, max_connections=1, idle_timeout=1,
             handler=lambda *_: None, tick=lambda: None,
         )  # fmt: skip
-        self.peer = _InlinePeer()
+        self.peer = RecordingPeer()
         self._corpus: list[bytes] = []
         self._payloads: list[bytes] = []
         self.refresh()

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from my_dc09_spt.msg.dc09_msg import dc09_msg  # type: ignore[import-untyped]
 
-from edgeguard.lab.dc09 import Dc09Transmitter
+from edgeguard.lab.dc09 import Dc09Transmitter, RecordingPeer
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard_drivers.contact_id_protocol import Qualifier
 from edgeguard_drivers.sia_dc09 import SiaDc09Input, SiaDc09InputConfig
@@ -229,21 +229,6 @@ def test_splitter_bounds_a_frame_without_cr() -> None:
 FUZZ_INPUTS = 20_000
 
 
-class _Peer:
-    label = "fuzz"
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def hold(self) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
 
 def _fuzz_driver() -> tuple[SiaDc09Input, RecordingSink]:
     config = SiaDc09InputConfig.model_validate({
@@ -301,7 +286,7 @@ def _is_valid(raw: bytes) -> bool:
 
 def test_fuzz_frames_no_exception_no_alarm_from_garbage_bounded_memory() -> None:
     driver, sink = _fuzz_driver()
-    corpus, rng, peer = _corpus(), random.Random(20261123), _Peer()
+    corpus, rng, peer = _corpus(), random.Random(20261123), RecordingPeer()
     splitter = FrameSplitter()
     tracemalloc.start()
     try:
@@ -329,5 +314,5 @@ def test_hypothesis_bytes_never_raise_anything_but_frame_error(raw: bytes) -> No
         frame = split_frame(b"\n" + raw)
         parse_content(frame.body)
     driver, sink = _fuzz_driver()
-    driver._on_item(raw, _Peer())
+    driver._on_item(raw, RecordingPeer())
     assert sink.signals == []

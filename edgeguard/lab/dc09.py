@@ -112,3 +112,22 @@ class Dc09Transmitter:
         seq = int(frame[frame.index(b'"', 10) + 1 : frame.index(b'"', 10) + 5])
         self.send(frame)
         return self.check(self.receive(timeout), seq)
+
+
+class RecordingPeer:
+    """A DC-09 peer (``sia_dc09_server.Peer``) that keeps what the driver sends it, for
+    feeding the driver frames without sockets (fuzzing, protocol tests)."""
+
+    label = "fuzz"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def hold(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
