@@ -50,7 +50,7 @@ class Presser(threading.Thread):
 
     def __init__(self, daemon: DaemonProcess) -> None:
         super().__init__(name="presser", daemon=True)
-        self.daemon = daemon
+        self.target = daemon
         self.acked_presses = 0
         self.refused = 0
         self._halt = threading.Event()
@@ -60,7 +60,7 @@ class Presser(threading.Thread):
         while not self._halt.is_set():
             name, press = INPUTS[turn % len(INPUTS)], turn // len(INPUTS) % 2 == 0
             try:
-                answer = self.daemon.control({"cmd": "press" if press else "release",
+                answer = self.target.control({"cmd": "press" if press else "release",
                                               "input": name})
             except (OSError, ValueError, TimeoutError):
                 self.refused += 1  # the daemon is down or was killed mid-call: try again
@@ -192,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 elapsed = time.monotonic() - started
                 seqs = watch.seqs()
                 presses = watch.presses()
+                warnings = [w.warning for w in police.warnings()]
             store = Store(site.db, readonly=True)
             try:
                 recorded = store.current_seq()
@@ -203,6 +204,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             broker.stop()
         at_broker = _lost_at_broker(delivered, figures["broker_kills"])
+        kills = figures["broker_kills"]
+        lost_detail = [
+            {"seq": seq, "delivered_at": at,
+             "s_to_next_broker_kill": min((k - at for k in kills if k >= at), default=None)
+             if at is not None else None}
+            for seq, at in sorted(delivered.items())[:10]
+        ]  # fmt: skip
         return {
             **figures,
             "broker_kills": len(figures["broker_kills"]),
@@ -212,6 +220,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lost_messages": len(missing),
             "lost_at_broker_crash": len(at_broker),
             "lost_first": missing[:10],
+            "lost_detail": lost_detail,
+            "subscriber_warnings": len(warnings),
+            "subscriber_warnings_first": warnings[:5],
             "lost_presses": max(0, figures["acked_presses"] - presses),
             "out_of_order": len(_out_of_order(seqs)),
             "verify_log_ok": chain_ok,
