@@ -185,6 +185,21 @@ def test_plan_rebases_to_zero_and_places_segments_at_wall_time() -> None:
     assert plan.end_wall == pytest.approx(1009.0 + 0.2, abs=0.01)
 
 
+def test_a_gap_of_a_fraction_of_frames_keeps_the_clip_on_the_frame_grid() -> None:
+    """Reconnected 2.93 s later (not a whole number of frames): every dts step of the clip is
+    still a whole number of frames, so FFmpeg guesses 10 fps, not 240 (as it did)."""
+    ring = PacketRing(1 << 30)
+    first, second = segment(1000.0), segment(1000.0 + 2.9329)
+    feed(ring, first, 0, 30)
+    feed(ring, second, 60, 30)
+    plan = plan_clip(ring.select(1000.0, 1010.0), 1001.0)
+    assert plan is not None
+    steps = {b.dts - a.dts for a, b in zip(plan.packets, plan.packets[1:], strict=False)}
+    assert all(step % FRAME == 0 for step in steps), steps
+    resumed = plan.packets[30]  # 8.83 s after the clip's start (the first pts, at 1000.1)
+    assert float(resumed.dts * TB) == pytest.approx(8.83, abs=FRAME * TB / 2 + 0.001)
+
+
 def test_codec_mp4_cannot_carry_goes_to_matroska_unchanged(tmp_path: Path) -> None:
     """No re-encoding: VP8 is refused by the MP4 muxer, so the clip is the same packets in
     Matroska, with a .mkv suffix."""

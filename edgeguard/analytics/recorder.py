@@ -330,7 +330,7 @@ def plan_clip(chosen: Sequence[tuple[Segment, StoredPacket]], alarm_wall: float)
         base_dts = run[0][1].dts
         offset = round((seg.wall(base_dts) - wall0) / tb)
         if last_dts is not None:
-            offset = max(offset, last_dts + 1)
+            offset = resume_on_frame_grid(offset, last_dts, packets[-1].duration)
         for _, p in run:
             dts = offset + rescale(p.dts - base_dts, stb, tb)
             if last_dts is not None and dts <= last_dts:
@@ -341,6 +341,15 @@ def plan_clip(chosen: Sequence[tuple[Segment, StoredPacket]], alarm_wall: float)
             last_dts = dts
             end_wall = max(end_wall, wall0 + float((pts + duration) * tb))
     return ClipPlan(main.source, tb, packets, wall0, end_wall, gaps, tuple(notes))
+
+
+def resume_on_frame_grid(offset: int, last_dts: int, frame: int) -> int:
+    """The first dts of a segment after a gap, a whole number of frames after the last one:
+    a gap of 29.3 frames makes FFmpeg guess the clip's rate as 240 fps (its r_frame_rate
+    fits every dts step), which players and ``ffmpeg -i clip`` then trip over. Rounding the
+    gap to whole frames moves the resumed video by at most half a frame."""
+    frames = max(1, round((offset - last_dts) / frame))
+    return last_dts + frames * frame
 
 
 def _alarm_segment(chosen: Sequence[tuple[Segment, StoredPacket]], alarm_wall: float) -> Segment:
