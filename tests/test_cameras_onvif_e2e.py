@@ -40,7 +40,7 @@ def _configure(site: Site, camera: FakeOnvifCamera, second_url: str) -> None:
         {
             "name": "cam-er-1",
             "location": "er",
-            "offline_after": 5,
+            "offline_after": 60,
             "onvif": {
                 "host": camera.host,
                 "port": camera.port,
@@ -51,7 +51,7 @@ def _configure(site: Site, camera: FakeOnvifCamera, second_url: str) -> None:
             "ptz": {"preset": "1"},
             "inputs": [{"name": "er-cam-button", "token": "DI_1", "location": "er"}],
         },
-        {"name": "cam-er-2", "location": "er", "stream_url": second_url, "offline_after": 5},
+        {"name": "cam-er-2", "location": "er", "stream_url": second_url, "offline_after": 60},
     ]
     site.write()
 
@@ -79,7 +79,7 @@ def _start(
     cam-er-1's events subscribed."""
     _configure(site, camera, streams[1].url)
     daemon = daemons(site)
-    _wait(lambda: _both_online(daemon))
+    _wait(lambda: _both_online(daemon), 60)  # two RTSP opens on a starved machine
     _wait(lambda: camera.subscriptions >= 1)
     return daemon
 
@@ -114,20 +114,26 @@ def test_digital_input_is_a_latching_panic_input_with_snapshots_and_ptz(
     assert new["detail"]["camera"] == "cam-er-1"
     assert new["detail"]["token"] == "DI_1"
 
-    kinds = [(r.kind, (r.payload or {}).get("message")) for _, r in police.received]
+    # scoped to this alarm: on a starved machine a camera health alarm may add snapshots of its own
+    ours = [
+        r
+        for _, r in police.received
+        if (r.payload or {}).get("event_id") == new["event_id"] or new["event_id"] in r.topic
+    ]
+    kinds = [(r.kind, (r.payload or {}).get("message")) for r in ours]
     snapshots = [i for i, (kind, _) in enumerate(kinds) if kind == "snapshot"]
     assert kinds.index(("alarm", "new")) < min(snapshots)  # the alarm first
     # delivery is at least once (docs/mqtt-api.md, section 6): a snapshot may arrive twice,
     # byte for byte the same; there are two distinct ones, one per linked camera
     copies = {
         (r.topic, hashlib.sha256(r.blob).hexdigest())
-        for _, r in police.received
+        for r in ours
         if r.kind == "snapshot" and r.blob
     }
     assert len({topic for topic, _ in copies}) == len(copies) == 2
     received = {
         r.payload["camera"]: hashlib.sha256(r.blob).hexdigest()
-        for _, r in police.received
+        for r in ours
         if r.kind == "snapshot" and r.payload and r.blob
     }
     evidence = _of(police, "er-cam-button")[-1]["evidence"]
