@@ -4,15 +4,18 @@ that made them (outside systemd, whose UMask=0027 would hide the problem)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeguard.cameras.evidence import EvidenceFiles
-from edgeguard.filemodes import DATA_DIR, DATA_FILE, private_file
+from edgeguard.filemodes import DATA_DIR, DATA_FILE, PRIVATE_DIR, PRIVATE_FILE, private_file
 from edgeguard.store import Store
+from edgeguard.web import users
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +53,32 @@ def test_an_existing_world_readable_store_is_closed_to_others(tmp_path: Path) ->
 
 def test_evidence_folders_and_snapshots_are_private(tmp_path: Path) -> None:
     files = EvidenceFiles(tmp_path / "evidence")
-    item = files.save_snapshot("0190a3c4-0000-7000-8000-000000000001", "cam-1", b"\xff\xd8jpeg",
-                               1_700_000_000.0, "stream")
+    item = files.save_snapshot(
+        "0190a3c4-0000-7000-8000-000000000001", "cam-1", b"\xff\xd8jpeg", 1_700_000_000.0, "stream"
+    )
     snapshot = Path(item["path"])
     assert _mode(snapshot) == DATA_FILE
     assert _mode(snapshot.parent) == DATA_DIR
     assert _mode(tmp_path / "evidence") == DATA_DIR
+
+
+def test_users_file_is_private_from_its_first_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Password hashes: the file is 0600 before SQLite first opens it (SQLite gives its
+    journal the database's mode), never world-readable for a moment, and stays so."""
+    path = tmp_path / "console" / "users.db"
+    modes_at_open: list[int] = []
+    connect = sqlite3.connect
+
+    def recording_connect(database: Path, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        modes_at_open.append(_mode(Path(database)) if Path(database).exists() else -1)
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(users.sqlite3, "connect", recording_connect)
+    store = users.UserStore(path)
+    store.add("wang", "correct horse battery", "admin", language="zh")
+    assert set(modes_at_open) == {PRIVATE_FILE}
+    assert _mode(path) == PRIVATE_FILE
+    assert _mode(path.parent) == PRIVATE_DIR
+    assert sorted(p.name for p in path.parent.iterdir()) == ["users.db"]  # no journal left

@@ -503,3 +503,19 @@ def test_a_message_is_acked_when_stored_or_rejected_not_when_the_database_refuse
         assert "could not be handled" in service.store.warnings()[0]["text"]
     finally:
         service.close()
+
+
+def test_housekeeping_bounds_the_changes_feed(
+    tmp_path: Path, broker: Mosquitto, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run every minute by the supervision task, not only at start: a receiver that runs for
+    months keeps a bounded feed table."""
+    monkeypatch.setattr("edgeguard.police.service.CHANGES_KEPT", 5)
+    service = PoliceService(police_config(tmp_path, broker, site))
+    try:
+        for _ in range(20):
+            service.store.note_link()
+        service.housekeeping()
+        assert len(service.store.changes_since(0)) == 5
+    finally:
+        service.close()

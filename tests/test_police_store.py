@@ -249,3 +249,14 @@ def test_schema_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
     with pytest.raises(StoreError, match="newer"):
         PoliceStore(path)
+
+
+def test_changes_feed_keeps_its_last_rows(store: PoliceStore) -> None:
+    for _ in range(30):
+        store.note_link()
+    last = store.last_change_id()
+    store.prune_changes(keep=10)
+    ids = [int(change["id"]) for change in store.changes_since(0)]
+    assert ids == list(range(last - 9, last + 1))
+    store.note_link()  # the feed goes on after a prune
+    assert [int(c["id"]) for c in store.changes_since(last)] == [last + 1]

@@ -29,7 +29,8 @@ PoliceState = Literal["acknowledged", "dispatched", "resolved"]
 POLICE_STATES: tuple[str, ...] = get_args(PoliceState)
 ACK_TIMEOUT_S = 5.0
 TICK_S = 1.0
-ORPHAN_CHECK_ROUNDS = 60  # snapshots of alarms never received: pruned every minute
+HOUSEKEEPING_ROUNDS = 60  # every minute: orphan snapshots and old rows of the changes feed
+CHANGES_KEPT = 100_000  # the live feed's table; a dashboard further behind starts afresh
 MAX_BY = 100
 
 __all__ = ["ActionError", "PoliceService", "PoliceState"]
@@ -57,7 +58,7 @@ class PoliceService:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._seed_sites()
-        self.store.prune_changes()
+        self.store.prune_changes(CHANGES_KEPT)
         self.feed.last_id = self.store.last_change_id()
         self._link = BrokerLink(self.config, _LinkEvents(self, "primary"), loop)
         self._links = [self._link]
@@ -115,11 +116,17 @@ class PoliceService:
             try:
                 for update in self.tracker.tick():
                     self.handler.apply(update)
-                if rounds % ORPHAN_CHECK_ROUNDS == 0:
-                    self.handler.prune_orphans()
+                if rounds % HOUSEKEEPING_ROUNDS == 0:
+                    self.housekeeping()
                 self.feed.pump()
             except Exception:
                 logger.exception("site supervision failed this round")
+
+    def housekeeping(self) -> None:
+        """Snapshots of alarms never received go, and the changes feed keeps its last rows:
+        without this a receiver that runs for months grows its database without bound."""
+        self.handler.prune_orphans()
+        self.store.prune_changes(CHANGES_KEPT)
 
     # --- the link's events (on the loop) ----------------------------------------------------
     def on_link(self, connected: bool, name: str = "primary") -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+from edgeguard.filemodes import PRIVATE_DIR, PRIVATE_FILE, make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.web.config import LANGUAGES, Language
 
@@ -134,10 +135,11 @@ class UserStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent, PRIVATE_DIR)
+        # made private before SQLite opens it: its rollback journal takes the file's mode
+        private_file(path, PRIVATE_FILE)
         with self._connect() as conn:
             conn.execute(_SCHEMA)
-        path.chmod(0o600)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
