@@ -1,9 +1,10 @@
 """The store's writer thread: every write to the event store runs here, in order, with group
 commit — the jobs queued while one commit is fsyncing share the next commit (one fsync).
 
-Callers on the event loop ``await writer.run(job)``; the job gets the Store and runs inside a
-savepoint, so one failing job does not undo the others in its batch. A job's result is handed
-back only after its batch is durably committed.
+Callers on the event loop ``await writer.run(job)``; the job gets the Store. In a batch of
+several, each job runs inside a savepoint, so one failing job does not undo the others; a job
+alone runs in the transaction itself (no savepoint: its failure rolls back only itself). A
+job's result is handed back only after its batch is durably committed.
 """
 
 from __future__ import annotations
