@@ -113,7 +113,11 @@ class Capture:
         cap = cv2.VideoCapture(self.settings.url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            self._lost(f"could not open the stream (RTSP over {self.transport.current})")
+            took = time.monotonic() - started
+            self._lost(
+                f"could not open the stream (RTSP over {self.transport.current}) in {took:.1f} s"
+                f" (open timeout {self.settings.open_timeout_s:g} s)"
+            )
             self.transport.failed()
             return None
         self.stats.open_seconds = round(time.monotonic() - started, 3)
