@@ -21,19 +21,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeguard.analytics import clip_packets, clip_plan
 from edgeguard.analytics import recorder as rec
-from edgeguard.analytics.recorder import (
-    ClipRecorder,
-    ClipResult,
+from edgeguard.analytics.clip_packets import (
     PacketRing,
     RawPacket,
-    RecorderSettings,
     Segment,
     Source,
     StoredPacket,
     TimestampFixer,
-    plan_clip,
 )
+from edgeguard.analytics.clip_plan import plan_clip
+from edgeguard.analytics.recorder import ClipRecorder, ClipResult, RecorderSettings
 from edgeguard.lab.footage import locate
 from edgeguard.lab.rtsp_server import RtspServer, available
 
@@ -97,9 +96,9 @@ def test_timestamp_jump_is_a_discontinuity() -> None:
 def test_stream_that_never_gives_dts() -> None:
     fixer = TimestampFixer(FRAME, 0, 5 * 90000)
     out: list[tuple[RawPacket, int, int]] = []
-    for i in range(rec.MAX_PENDING):
+    for i in range(clip_packets.MAX_PENDING):
         out += fixer.push(raw(i * FRAME + 900, None, key=i == 0)) or []
-    assert [dts for _, _, dts in out] == [900 + i * FRAME for i in range(rec.MAX_PENDING)]
+    assert [dts for _, _, dts in out] == [900 + i * FRAME for i in range(clip_packets.MAX_PENDING)]
 
 
 timestamps = st.lists(
@@ -222,7 +221,7 @@ def test_codec_mp4_cannot_carry_goes_to_matroska_unchanged(tmp_path: Path) -> No
         tb = vs.time_base or TB
         source = Source(vs.codec_context.name, 64, 48, b"", tb)
         first = RawPacket(bytes(packets[0]), 0, 0, True, 1, 0.0)
-        source.template = rec.make_template(vs, first)
+        source.template = clip_plan.make_template(vs, first)
     seg = Segment(source, anchor=1000.0)
     ring = PacketRing(1 << 20)
     for p in packets:
@@ -232,7 +231,7 @@ def test_codec_mp4_cannot_carry_goes_to_matroska_unchanged(tmp_path: Path) -> No
         ring.add(seg, stored, seg.wall(p.dts))
     plan = plan_clip(ring.select(0, 2000), 1000.5)
     assert plan is not None
-    path, fmt, size, digest = rec.write_plan(plan, tmp_path / "cam1.mp4")
+    path, fmt, size, digest = clip_plan.write_plan(plan, tmp_path / "cam1.mp4")
     assert (path.name, fmt) == ("cam1.mkv", "matroska")
     assert size == path.stat().st_size
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -245,7 +244,7 @@ def test_codec_mp4_cannot_carry_goes_to_matroska_unchanged(tmp_path: Path) -> No
 
 
 def test_error_text_for_a_full_disk() -> None:
-    assert rec.describe_error(OSError(errno.ENOSPC, "No space left on device")) == "disk full"
+    assert clip_plan.describe_error(OSError(errno.ENOSPC, "No space left on device")) == "disk full"
 
 
 # --- against the real RTSP server -------------------------------------------------------------
@@ -489,11 +488,11 @@ def test_disk_full_is_reported_and_leaves_no_temp_file(
     recorder = ClipRecorder(RecorderSettings("rtsp://127.0.0.1:9/none"))
     feed(recorder._ring, segment(time.time() - 5), 0, 30)  # 3 s of packets, 5 s ago
 
-    def full(plan: rec.ClipPlan, target: Path, fmt: str) -> None:
+    def full(plan: clip_plan.ClipPlan, target: Path, fmt: str) -> None:
         target.write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rec, "mux", full)
+    monkeypatch.setattr(clip_plan, "mux", full)
     recorder.start()
     try:
         waiter = Waiter()
