@@ -27,7 +27,7 @@ from edgeguard.cameras.discovery import (
     render_snippets,
     run_discover,
 )
-from edgeguard.cameras.onvif_client import OnvifError
+from edgeguard.cameras.onvif_answers import OnvifError
 from edgeguard.lab.fake_onvif import FakeOnvifCamera
 from edgeguard_drivers.base import NAME_PATTERN
 

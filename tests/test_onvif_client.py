@@ -12,14 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from edgeguard.cameras.onvif_client import (
-    MAX_SNAPSHOT_BYTES,
-    OnvifDevice,
-    OnvifError,
-    OnvifEvent,
-    classify_topic,
-    parse_pull_messages,
-)
+from edgeguard.cameras.onvif_answers import OnvifError
+from edgeguard.cameras.onvif_client import MAX_SNAPSHOT_BYTES, OnvifDevice
+from edgeguard.cameras.onvif_events import OnvifEvent, classify_topic, parse_pull_messages
 from edgeguard.lab.fake_onvif import DEFAULT_JPEG, FakeOnvifCamera
 
 T = TypeVar("T")

@@ -26,7 +26,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import yaml
 
 from edgeguard.cameras.discover_args import DEFAULT_PASSWORD_ENV
-from edgeguard.cameras.onvif_client import OnvifDevice, OnvifError, parse_xml
+from edgeguard.cameras.onvif_answers import OnvifError
+from edgeguard.cameras.onvif_client import OnvifDevice
+from edgeguard.cameras.onvif_events import parse_xml
 
 log = logging.getLogger(__name__)
 

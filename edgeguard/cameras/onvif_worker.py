@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from edgeguard.cameras.onvif_client import OnvifDevice, OnvifError
+from edgeguard.cameras.onvif_answers import OnvifError
+from edgeguard.cameras.onvif_client import OnvifDevice
 from edgeguard.cameras.wire import ChildChannel, child_start
 
 logger = logging.getLogger(__name__)
