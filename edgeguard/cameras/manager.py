@@ -12,14 +12,14 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgeguard.cameras.child import ChildProcess, ChildUnavailableError
+from edgeguard.cameras.child import ChildProcess
 from edgeguard.cameras.config import CameraConfig
 from edgeguard.cameras.evidence import EvidenceFiles, evidence_folder
+from edgeguard.cameras.onvif_link import OnvifLink
 from edgeguard.cameras.runner import CameraRunner, Snapshot, SnapshotUnavailableError
 from edgeguard.cameras.wire import encode
 from edgeguard.config import EdgeguardConfig
@@ -41,22 +41,12 @@ logger = logging.getLogger(__name__)
 
 TICK_S = 0.5
 STATS_PUBLISH_S = 30.0
-ONVIF_MODULE = "edgeguard.cameras.onvif_worker"
 DETECTOR_MODULE = "edgeguard.analytics.detector_service"
 MAX_SOCKET_PATH = 100
-ONVIF_REPLY_S = 15.0
 
 # Publishes a retained device payload now if the link is up (camera statistics): not queued,
 # the next one supersedes it. State changes go through the store and the outbox instead.
 StatsPublisher = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass
-class OnvifState:
-    connected: bool = False
-    info: dict[str, Any] | None = None
-    error: str | None = None
-    auth_error: bool = False
 
 
 class CameraManager:
@@ -71,13 +61,11 @@ class CameraManager:
         self.publish_stats = publish_stats
         self.evidence = EvidenceFiles(config.store.evidence_path())
         self.runners: dict[str, CameraRunner] = {}
-        self.onvif: dict[str, OnvifState] = {}
-        self.onvif_child: ChildProcess | None = None
+        self.onvif = OnvifLink(self._submit, self._on_motion, self._set_stream)
         self.detector_child: ChildProcess | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick: asyncio.Task[None] | None = None
         self._offline_open: set[str] = set()  # cameras with an open camera_offline alarm
-        self._input_states: dict[str, bool] = {}
         self.analytics_errors: dict[str, str] = {}
         self.detector_stats: dict[str, Any] = {}
 
@@ -104,7 +92,7 @@ class CameraManager:
             )
             self.runners[camera.name] = runner
             runner.start(camera.stream_url)
-        self._start_onvif()
+        self.onvif.start(self.cameras)
         self.service.listeners.append(self.on_alarm)
         self._tick = asyncio.get_running_loop().create_task(self._tick_loop())
         if self.runners:
@@ -120,9 +108,7 @@ class CameraManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(r.stop() for r in self.runners.values()))
         self.runners.clear()
-        if self.onvif_child is not None:
-            await self.onvif_child.stop()
-            self.onvif_child = None
+        await self.onvif.stop()
         if self.detector_child is not None:
             await self.detector_child.stop()
             self.detector_child = None
@@ -150,7 +136,7 @@ class CameraManager:
         if config is None:
             return
         online = state == "online"
-        detail = {**detail, **self._onvif_detail(camera)}
+        detail = {**detail, **self.onvif.detail(camera)}
         device_state = DeviceState.ONLINE if online else DeviceState.OFFLINE
         self._spawn(self.service.handle_status(DeviceStatus(camera, device_state, detail)))
         if online and camera not in self._offline_open:
@@ -180,21 +166,7 @@ class CameraManager:
         if runner is None:
             return {"kind": "camera", "state": "disabled"}
         detail = runner.health_detail(time.monotonic() if now is None else now)
-        return {**detail, "state": runner.state, **self._onvif_detail(camera)}
-
-    def _onvif_detail(self, camera: str) -> dict[str, Any]:
-        state = self.onvif.get(camera)
-        if state is None:
-            return {}
-        info = state.info or {}
-        return {
-            "onvif": {
-                "connected": state.connected,
-                "error": state.error,
-                "model": " ".join(filter(None, [info.get("manufacturer"), info.get("model")])),
-                "clock_drift_s": info.get("clock_drift_s"),
-            }
-        }
+        return {**detail, "state": runner.state, **self.onvif.detail(camera)}
 
     # --- video analytics (events from the capture processes) -------------------------------
     def _on_analytics(self, camera: str, message: dict[str, Any]) -> None:
@@ -273,105 +245,14 @@ class CameraManager:
     def _on_detector(self, message: dict[str, Any], _blob: bytes | None) -> None:
         self.detector_stats = message
 
-    # --- ONVIF ------------------------------------------------------------------------------
-    def _start_onvif(self) -> None:
-        cameras = [c for c in self.cameras.values() if c.onvif is not None]
-        if not cameras:
-            return
-        settings = {
-            "cameras": [
-                {
-                    "name": c.name,
-                    "host": c.onvif.host,
-                    "port": c.onvif.port,
-                    "username": c.onvif.username,
-                    "password": c.onvif.password.get_secret_value(),
-                    "profile": c.onvif.profile,
-                    "events": c.onvif.events,
-                    "timeout": c.onvif.timeout,
-                }
-                for c in cameras
-                if c.onvif is not None
-            ]
-        }
-        self.onvif = {c.name: OnvifState() for c in cameras}
-        self.onvif_child = ChildProcess(
-            "onvif", ONVIF_MODULE, encode(settings), self._on_onvif_message, silence_s=15.0
-        )
-        self.onvif_child.start()
+    # --- signals and records from cameras (analytics, ONVIF) --------------------------------
+    def _set_stream(self, camera: str, url: str) -> None:
+        runner = self.runners.get(camera)
+        if runner is not None:
+            runner.set_url(url)
 
-    def _on_onvif_message(self, message: dict[str, Any], blob: bytes | None) -> None:
-        kind = message.get("type")
-        camera = str(message.get("camera"))
-        config = self.cameras.get(camera)
-        state = self.onvif.get(camera)
-        if config is None or state is None:
-            return
-        if kind == "info":
-            self._on_onvif_info(config, state, message.get("info") or {})
-        elif kind == "error":
-            state.connected, state.error = False, str(message.get("error"))[:300]
-            state.auth_error = bool(message.get("auth"))
-            logger.warning("camera %s: ONVIF: %s", camera, state.error)
-        elif kind == "event":
-            self._on_onvif_event(config, message)
-
-    def _on_onvif_info(self, config: CameraConfig, state: OnvifState, info: dict[str, Any]) -> None:
-        state.connected, state.info, state.error = True, info, None
-        drift = info.get("clock_drift_s")
-        assert config.onvif is not None
-        if isinstance(drift, int | float) and abs(drift) > config.onvif.max_clock_drift:
-            logger.warning(
-                "camera %s: its clock is %+.1f s off; evidence times would not match (set NTP)",
-                config.name,
-                drift,
-            )
-        stream = info.get("stream_uri")
-        if config.stream_url is None and isinstance(stream, str) and stream:
-            runner = self.runners.get(config.name)
-            if runner is not None:
-                runner.set_url(stream)
-
-    def _on_onvif_event(self, config: CameraConfig, message: dict[str, Any]) -> None:
-        kind, active = message.get("kind"), message.get("active")
-        if not isinstance(active, bool):
-            return
-        if kind == "digital_input":
-            self._digital_input(config, str(message.get("source")), active, message)
-        elif kind == "tamper" and config.onvif_tamper == "alarm":
-            if self._input_states.get(config.onvif_tamper_source()) == active:
-                return  # the same state again (reported anew on each subscription)
-            self._input_states[config.onvif_tamper_source()] = active
-            self._submit(
-                config.onvif_tamper_source(),
-                AlarmKind.CAMERA_TAMPER,
-                DEFAULT_PRIORITY[AlarmKind.CAMERA_TAMPER],
-                config.location,
-                active=active,
-                detail={"camera": config.name, "via": "onvif", "topic": message.get("topic")},
-            )
-        elif kind == "motion" and config.onvif_motion == "event":
-            self._spawn(self._record_motion(config, active, message))
-
-    def _digital_input(
-        self, config: CameraConfig, token: str, state: bool, message: dict[str, Any]
-    ) -> None:
-        for point in config.inputs:
-            if point.token != token:
-                continue
-            active = state == point.active_when
-            previous = self._input_states.get(point.name)
-            self._input_states[point.name] = active
-            if previous == active:
-                continue  # a repeat (e.g. the state reported again on a new subscription)
-            self._submit(
-                point.name,
-                point.kind,
-                point.effective_priority(),
-                point.location,
-                active=active,
-                detail={"input": config.name, "camera": config.name, "token": token},
-            )
+    def _on_motion(self, config: CameraConfig, active: bool, message: dict[str, Any]) -> None:
+        self._spawn(self._record_motion(config, active, message))
 
     def _submit(
         self,
@@ -412,14 +293,6 @@ class CameraManager:
             )
 
         await self.service.writer.run(write)
-
-    async def _onvif_request(self, command: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
-        if self.onvif_child is None:
-            raise SnapshotUnavailableError("no ONVIF process")
-        try:
-            return await self.onvif_child.request(command, ONVIF_REPLY_S)
-        except ChildUnavailableError as exc:
-            raise SnapshotUnavailableError(str(exc)) from exc
 
     # --- alarm linkage ----------------------------------------------------------------------
     def on_alarm(self, what: str, record: AlarmRecord | None) -> None:
@@ -489,10 +362,10 @@ class CameraManager:
             return await runner.snapshot()
         except SnapshotUnavailableError as exc:
             reasons.append(f"stream: {exc}")
-        if camera in self.onvif and self.onvif[camera].connected:
+        if self.onvif.connected(camera):
             try:
                 message, blob = await asyncio.wait_for(
-                    self._onvif_request({"cmd": "snapshot", "camera": camera}),
+                    self.onvif.request({"cmd": "snapshot", "camera": camera}),
                     runner.config.snapshot.timeout,
                 )
                 if blob and blob[:2] == b"\xff\xd8":
@@ -507,7 +380,7 @@ class CameraManager:
         for camera in cameras:
             config = self.cameras.get(camera)
             if config is not None and config.ptz is not None:
-                self._spawn(self._ptz(camera, config.ptz.preset, config.ptz.profile))
+                self._spawn(self.onvif.ptz(camera, config.ptz.preset, config.ptz.profile))
 
     async def _ptz_return(self, record: AlarmRecord, cameras: list[str]) -> None:
         ptz_cameras = [c for c in cameras if (cfg := self.cameras.get(c)) and cfg.ptz]
@@ -518,22 +391,7 @@ class CameraManager:
         for camera in ptz_cameras:
             config = self.cameras[camera]
             if camera not in busy and config.ptz is not None:
-                await self._ptz(camera, config.ptz.return_preset, config.ptz.profile)
-
-    async def _ptz(self, camera: str, preset: str | None, profile: str | None) -> None:
-        try:
-            message, _ = await self._onvif_request(
-                {"cmd": "ptz", "camera": camera, "preset": preset, "profile": profile}
-            )
-        except SnapshotUnavailableError as exc:
-            logger.warning("camera %s: PTZ to %s failed: %s", camera, preset or "home", exc)
-            return
-        if message.get("error"):
-            logger.warning(
-                "camera %s: PTZ to %s failed: %s", camera, preset or "home", message["error"]
-            )
-        else:
-            logger.info("camera %s: PTZ moved to %s", camera, preset or "home")
+                await self.onvif.ptz(camera, config.ptz.return_preset, config.ptz.profile)
 
     # --- reports ----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
