@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from edgeguard.store import MIGRATIONS, Store, StoreError
+from edgeguard.store import Store, StoreError
+from edgeguard.store_schema import MIGRATIONS
 
 EDGEGUARD = str(Path(sys.executable).with_name("edgeguard"))
 
