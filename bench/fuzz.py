@@ -296,7 +296,8 @@ class SiaDc09(Target):
         from edgeguard.lab.dc09 import RecordingPeer
         from edgeguard.lab.sinks import RecordingSink
         from edgeguard_drivers import sia_dc09_protocol as dc
-        from edgeguard_drivers.sia_dc09 import SiaDc09Input, SiaDc09InputConfig
+        from edgeguard_drivers.sia_dc09 import SiaDc09Input
+        from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
         from edgeguard_drivers.sia_dc09_server import Listener
 
         class InlineListener(Listener):

@@ -29,7 +29,8 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
 from edgeguard.lab.modbus_sim import UNIT, ModbusSlave, PtyLink
 from edgeguard.model import DeviceStatus, InputSignal
-from edgeguard_drivers.modbus import ModbusInput, ModbusInputConfig
+from edgeguard_drivers.modbus import ModbusInput
+from edgeguard_drivers.modbus_config import ModbusInputConfig
 
 BAUD = 9600
 SIZE = 2000

@@ -14,70 +14,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from enum import StrEnum
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Self
 
-from pydantic import Field
-
-from edgeguard.model import Action, DeviceState
-from edgeguard_drivers.base import (
-    DriverConfig,
+from edgeguard.config_base import PointConfig
+from edgeguard.driver_api import (
     DriverError,
     InputDriver,
-    PointConfig,
     SetupFailure,
     SignalSink,
 )
+from edgeguard.model import Action, DeviceState
+
+from .gpio_config import Contact, GpioInputConfig, Pull
 
 logger = logging.getLogger(__name__)
-
-
-class Contact(StrEnum):
-    NO = "NO"  # normally open: pressing closes the contact
-    NC = "NC"  # normally closed: pressing (or a cut wire) opens the contact
-
-
-class Pull(StrEnum):
-    UP = "up"
-    DOWN = "down"
-    NONE = "none"
-
-
-class GpioInputConfig(DriverConfig, PointConfig):
-    """A button wired to a GPIO pin."""
-
-    type: Literal["gpio"] = Field(description="Driver type: `gpio`.")
-    pin: int | str = Field(
-        description="Pin as gpiozero names it: a BCM number (17), 'GPIO17' or 'BOARD11'."
-    )
-    contact: Contact = Field(
-        default=Contact.NO,
-        description="NO: pressing closes the contact. NC: pressing opens it (a cut wire then "
-        "also raises the alarm, which is why NC is preferred for panic buttons).",
-    )
-    pull: Pull = Field(
-        default=Pull.UP,
-        description="Internal bias: `up` (contact switches to ground), `down` (contact switches "
-        "to 3.3 V) or `none` (external resistor).",
-    )
-    lockout: float = Field(
-        default=0.05,
-        ge=0.0,
-        le=5.0,
-        description="Seconds after an edge during which further edges are ignored (bounce). "
-        "The first edge is reported at once.",
-    )
-    supervision_pin: int | str | None = Field(
-        default=None,
-        description="A second pin on a normally closed supervision loop run with the button's "
-        "cable (or its box's tamper switch): while it reads open the button is reported "
-        "faulted (a `device_fault` alarm at its location) until the loop is closed again. "
-        "Default: none.",
-    )
-    supervision_pull: Pull = Field(
-        default=Pull.UP,
-        description="Bias of the supervision pin, as `pull` (the loop closes to ground with `up`).",
-    )
 
 
 class GpioButton(InputDriver[GpioInputConfig]):
@@ -95,6 +46,12 @@ class GpioButton(InputDriver[GpioInputConfig]):
         self._stopped = threading.Event()
         self._loop: Any = None  # the supervision loop's input device, when configured
         self._loop_closed: bool | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: GpioInputConfig, sink: SignalSink, hardware: Mapping[str, Any]
+    ) -> Self:
+        return cls(config, sink, pin_factory=hardware.get("pin_factory"))
 
     def points(self) -> dict[str, PointConfig]:
         return {self.name: self.config}

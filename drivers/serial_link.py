@@ -10,15 +10,15 @@ import logging
 import queue
 import threading
 from abc import abstractmethod
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import serial
-from pydantic import Field, model_validator
 
+from edgeguard.driver_api import DriverError, InputDriver, SetupFailure, SignalSink
 from edgeguard.model import DeviceState
 
-from .base import DriverConfig, DriverError, InputDriver, SetupFailure, SignalSink
 from .logs import LogLimiter, held
+from .serial_link_config import SerialLinkConfig
 from .serial_protocol import LineSplitter, Overlong
 
 logger = logging.getLogger(__name__)
@@ -26,40 +26,6 @@ logger = logging.getLogger(__name__)
 READ_TIMEOUT = 0.2  # seconds; bounds how long stop() waits for the reader
 WRITE_TIMEOUT = 0.5
 OUTBOX_SIZE = 256
-
-
-class SerialLinkConfig(DriverConfig):
-    """Fields every serial-port input shares."""
-
-    port: str = Field(
-        min_length=1,
-        description="Serial device, preferably a stable `/dev/serial/by-id/...` path, or a "
-        "pyserial URL such as `rfc2217://host:4000`. Opened exclusively (flock).",
-    )
-    baudrate: int = Field(default=9600, gt=0, le=4_000_000, description="Line speed in baud.")
-    reconnect_min: float = Field(
-        default=0.5,
-        gt=0.0,
-        le=60.0,
-        description="Seconds before the first attempt to reopen a port that is missing or "
-        "disappeared; the interval doubles after each failed attempt.",
-    )
-    reconnect_max: float = Field(
-        default=10.0,
-        gt=0.0,
-        le=600.0,
-        description="Longest interval between attempts to reopen the port, seconds.",
-    )
-
-    @model_validator(mode="after")
-    def _check_reconnect(self) -> Self:
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max must not be less than reconnect_min")
-        return self
-
-    def serial_options(self) -> dict[str, Any]:
-        """Framing options for pyserial beyond the baud rate (default 8N1)."""
-        return {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

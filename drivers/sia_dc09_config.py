@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import binascii
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from edgeguard.config_base import Name, PointConfig, PointEntry, StrictModel
+from edgeguard.driver_api import DriverConfig
 from edgeguard.model import AlarmKind
 from edgeguard.secrets import Secret
 
-from .base import DriverConfig, Name, PointConfig, PointEntry, StrictModel
 from .sia_dc09_protocol import KEY_SIZES
 
 MAX_INPUT_NAME = 20  # "<input>-<account up to 16>-z<zone up to 6>-<code>" fits in 64
@@ -111,6 +112,8 @@ class SiaAccountConfig(StrictModel):
 
 class SiaDc09InputConfig(DriverConfig):
     """A SIA DC-09 receiver: IP alarm communicators report to it over TCP and UDP."""
+
+    implementation: ClassVar[str] = "edgeguard_drivers.sia_dc09:SiaDc09Input"
 
     type: Literal["sia_dc09"] = Field(description="Driver type: `sia_dc09`.")
     name: Name = Field(

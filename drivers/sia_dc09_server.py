@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from .base import DriverError, SetupFailure
+from edgeguard.driver_api import DriverError, SetupFailure
+
 from .logs import LogLimiter
 from .logs import held as held_suffix
 from .sia_dc09_protocol import FrameSplitter, Overlong

@@ -6,27 +6,19 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import Literal
 
-from pydantic import Field
-
-from edgeguard.model import Action, DeviceState
-from edgeguard_drivers.base import (
-    DriverConfig,
+from edgeguard.config_base import PointConfig
+from edgeguard.driver_api import (
     DriverError,
     InputDriver,
-    PointConfig,
     SetupFailure,
     SignalSink,
 )
+from edgeguard.model import Action, DeviceState
+
+from .simulated_config import SimulatedInputConfig
 
 logger = logging.getLogger(__name__)
-
-
-class SimulatedInputConfig(DriverConfig, PointConfig):
-    """A button that exists only in software (`edgeguard simulate press NAME`)."""
-
-    type: Literal["simulated"] = Field(description="Driver type: `simulated`.")
 
 
 class SimulatedButton(InputDriver[SimulatedInputConfig]):

@@ -497,12 +497,8 @@ def _add_police_commands(sub: Subparsers) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.func is cmd_run:
-        # sqlite-utils imports numpy when it is installed (it is, for the camera processes):
-        # 15 MB the daemon never uses, as frames stay in the capture processes.
-        sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]
     from edgeguard.config_loader import ConfigError
-    from edgeguard.store import StoreError
+    from edgeguard.store_error import StoreError
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -3,24 +3,22 @@ is generated from these descriptions (`edgeguard config-reference`)."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
 from edgeguard.cameras.config import MAX_SOURCE, CameraConfig
-from edgeguard.outputs import ModbusCoilOutputConfig, OutputConfig
+from edgeguard.config_base import Name, PointConfig, StrictModel
+from edgeguard.driver_api import DriverConfig
+from edgeguard.driver_registry import schemas
+from edgeguard.gsm_modem_config import SmsConfig
+from edgeguard.outputs_config import ModbusCoilOutputConfig, OutputConfig
 from edgeguard.secrets import Secret, SecretPath
 from edgeguard.web.config import WebConfig
-from edgeguard_drivers.base import DriverConfig, Name, PointConfig, StrictModel
-from edgeguard_drivers.contact_id import ContactIdInputConfig
-from edgeguard_drivers.gpio import GpioInputConfig
-from edgeguard_drivers.gsm_modem_config import SmsConfig
-from edgeguard_drivers.modbus import ModbusInputConfig
-from edgeguard_drivers.serial_box import SerialInputConfig
-from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
-from edgeguard_drivers.simulated import SimulatedInputConfig
 
 FAULT_SUFFIX = "-fault"  # a device's fault alarm has the source f"{device}-fault"
 # the transmission paths as devices (docs/transmission-paths.md), by path
@@ -262,15 +260,13 @@ class LocationConfig(StrictModel):
     )
 
 
-InputConfig = Annotated[
-    GpioInputConfig
-    | SerialInputConfig
-    | SimulatedInputConfig
-    | ModbusInputConfig
-    | ContactIdInputConfig
-    | SiaDc09InputConfig,
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:
+    InputConfig = DriverConfig
+else:
+    # one member per registered driver, selected by `type` (edgeguard.driver_registry)
+    InputConfig = Annotated[
+        functools.reduce(operator.or_, schemas().values()), Field(discriminator="type")
+    ]
 
 
 class EdgeguardConfig(StrictModel):
@@ -403,7 +399,7 @@ class EdgeguardConfig(StrictModel):
 
     def _output_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        modbus = {item.name for item in self.inputs if isinstance(item, ModbusInputConfig)}
+        modbus = {item.name for item in self.inputs if item.has_coils}
         for index, output in enumerate(self.outputs):
             here: tuple[str | int, ...] = ("outputs", index)
             if output.name in {o.name for o in self.outputs[:index]}:

@@ -20,6 +20,7 @@ from edgeguard.config import EdgeguardConfig
 from edgeguard.config_loader import ConfigError, load_config
 from edgeguard.console.server import Console, start_console
 from edgeguard.control import ControlServer, RequestError, ResetRequest, SimulateRequest
+from edgeguard.driver_api import CoilDriver, DriverError
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
 from edgeguard.outbox import Outbox
@@ -32,8 +33,6 @@ from edgeguard.sms import texted_alarms
 from edgeguard.transmission import Transmission
 from edgeguard.uplink import NotConnectedError, Uplink
 from edgeguard.writer import StoreWriter
-from edgeguard_drivers.base import DriverError
-from edgeguard_drivers.modbus import ModbusInput
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class Daemon:
         self._start_uplink(loop)
         if self.paths is not None:
             self.paths.start(loop)
-        self.inputs = InputManager(self.bridge, self.pin_factory)
+        self.inputs = InputManager(self.bridge, {"pin_factory": self.pin_factory})
         await self.inputs.start_all(list(self.config.inputs))
         await self._start_outputs()
         await self._start_cameras()
@@ -171,7 +170,7 @@ class Daemon:
     def _write_coil(self, input_name: str, address: int, value: bool) -> None:
         """Runs on the outputs' worker thread."""
         driver = self.inputs.drivers.get(input_name) if self.inputs is not None else None
-        if not isinstance(driver, ModbusInput):
+        if not isinstance(driver, CoilDriver):
             raise RuntimeError(f"modbus input {input_name!r} is not running")  # noqa: TRY004
         driver.set_coil(address, value)
 

@@ -6,43 +6,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from edgeguard.driver_api import (
+    DriverConfig,
+    DriverError,
+    InputDriver,
+    SetupFailure,
+    SignalSink,
+    SoftwareButton,
+)
+from edgeguard.driver_registry import driver_class
 from edgeguard.model import DeviceState, DeviceStatus
-from edgeguard_drivers.base import DriverConfig, DriverError, InputDriver, SetupFailure, SignalSink
-from edgeguard_drivers.contact_id import ContactIdInput
-from edgeguard_drivers.gpio import GpioButton
-from edgeguard_drivers.modbus import ModbusInput
-from edgeguard_drivers.serial_box import SerialButtonBox
-from edgeguard_drivers.sia_dc09 import SiaDc09Input
-from edgeguard_drivers.simulated import SimulatedButton
 
 logger = logging.getLogger(__name__)
 
-DRIVER_CLASSES: dict[str, type[InputDriver[Any]]] = {
-    "gpio": GpioButton,
-    "serial": SerialButtonBox,
-    "simulated": SimulatedButton,
-    "modbus": ModbusInput,
-    "contact_id": ContactIdInput,
-    "sia_dc09": SiaDc09Input,
-}
 RETRY_MIN_S = 2.0
 RETRY_MAX_S = 60.0
 
 
 class InputManager:
-    def __init__(self, sink: SignalSink, pin_factory: Any | None = None) -> None:
+    def __init__(self, sink: SignalSink, hardware: Mapping[str, Any] | None = None) -> None:
         self.sink = sink
-        self.pin_factory = pin_factory
+        self.hardware: Mapping[str, Any] = hardware or {}
         self.drivers: dict[str, InputDriver[Any]] = {}
         self._retries: dict[str, asyncio.Task[None]] = {}
 
     def _build(self, config: DriverConfig) -> InputDriver[Any]:
-        cls = DRIVER_CLASSES[config.type]
-        if cls is GpioButton:
-            return GpioButton(config, self.sink, pin_factory=self.pin_factory)  # type: ignore[arg-type]
-        return cls(config, self.sink)
+        return driver_class(config.type).from_config(config, self.sink, self.hardware)
 
     async def start_all(self, configs: list[DriverConfig]) -> None:
         for config in configs:
@@ -90,10 +82,10 @@ class InputManager:
                 logger.exception("input %s failed to stop", driver.name)
         self.drivers.clear()
 
-    def simulated(self, name: str) -> SimulatedButton:
+    def simulated(self, name: str) -> SoftwareButton:
         driver = self.drivers.get(name)
-        if not isinstance(driver, SimulatedButton):
-            known = sorted(n for n, d in self.drivers.items() if isinstance(d, SimulatedButton))
+        if not isinstance(driver, SoftwareButton):
+            known = sorted(n for n, d in self.drivers.items() if isinstance(d, SoftwareButton))
             raise KeyError(
                 f"no simulated input {name!r} (simulated inputs: {', '.join(known) or 'none'})"
             )

@@ -10,9 +10,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from edgeguard.gsm_modem import GsmModem
+from edgeguard.gsm_modem_config import SmsConfig
 from edgeguard.store import OutboxRow, Store
-from edgeguard_drivers.gsm_modem import GsmModem
-from edgeguard_drivers.gsm_modem_config import SmsConfig
 
 logger = logging.getLogger(__name__)
 

@@ -15,14 +15,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
-from sqlite_utils import Database
 
 from edgeguard.filemodes import make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.lean_import import import_without
+from edgeguard.store_error import StoreError
 from edgeguard.store_schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+else:
+    # sqlite-utils imports numpy whenever it is installed (it is, for the camera processes),
+    # only to map numpy column types, which the store never writes: 15 MB the daemon's process
+    # would carry for nothing.
+    Database = import_without("sqlite_utils", "numpy").Database
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +49,6 @@ CHAINED_COLUMNS = (
     "recorded_at",
     "data",
 )
-
-
-class StoreError(Exception):
-    """The store cannot be opened or is not an edgeguard store."""
 
 
 @dataclass

@@ -4,8 +4,10 @@ and leaves ``PRAGMA user_version`` at its number (edgeguard/store.py applies the
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+if TYPE_CHECKING:  # the store imports sqlite-utils without numpy (edgeguard/lean_import.py)
+    from sqlite_utils import Database
 
 
 def migration_1(db: Database) -> None:
@@ -107,4 +109,4 @@ def migration_2(db: Database) -> None:
     db.table("evidence").create_index(["event_id"])
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [migration_1, migration_2]
+MIGRATIONS: list[Callable[["Database"], None]] = [migration_1, migration_2]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from edgeguard.config import EdgeguardConfig
+from edgeguard.gsm_modem import GsmModem
 from edgeguard.model import DeviceState
 from edgeguard.outbox import Outbox
 from edgeguard.paths import PathSupervisor, SecondaryEvents, failover_after
@@ -18,7 +19,6 @@ from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
 from edgeguard.sms import SMS_FAILED, SMS_SENT, SmsNotifier, mask_number
 from edgeguard.uplink import NotConnectedError, Uplink
-from edgeguard_drivers.gsm_modem import GsmModem
 
 logger = logging.getLogger(__name__)
 

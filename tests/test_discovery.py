@@ -28,8 +28,8 @@ from edgeguard.cameras.discovery import (
     run_discover,
 )
 from edgeguard.cameras.onvif_answers import OnvifError
+from edgeguard.config_base import NAME_PATTERN
 from edgeguard.lab.fake_onvif import FakeOnvifCamera
-from edgeguard_drivers.base import NAME_PATTERN
 
 SUB = "rtsp://127.0.0.1:8554/sub"
 

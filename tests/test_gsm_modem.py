@@ -14,15 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeguard.lab.broker import Mosquitto
-from edgeguard.lab.harness import DaemonProcess, make_site
-from edgeguard.lab.modem_sim import ModemSim
-from edgeguard.lab.pki import DevPKI
-from edgeguard.model import DeviceState
-from edgeguard.sms import sms_text
-from edgeguard.store import Store
-from edgeguard_drivers.gsm_modem import GsmModem
-from edgeguard_drivers.gsm_modem_at import (
+from edgeguard.gsm_modem import GsmModem
+from edgeguard.gsm_modem_at import (
     INIT_COMMANDS,
     ReplyParser,
     fit_sms,
@@ -32,7 +25,14 @@ from edgeguard_drivers.gsm_modem_at import (
     ucs2_decode,
     ucs2_hex,
 )
-from edgeguard_drivers.gsm_modem_config import SmsConfig
+from edgeguard.gsm_modem_config import SmsConfig
+from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.harness import DaemonProcess, make_site
+from edgeguard.lab.modem_sim import ModemSim
+from edgeguard.lab.pki import DevPKI
+from edgeguard.model import DeviceState
+from edgeguard.sms import sms_text
+from edgeguard.store import Store
 
 NUMBER = "+8613800138000"
 PAYLOAD = {

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from edgeguard.lab.modbus_sim import UNIT, ModbusSlave, PtyLink
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard.model import Action, AlarmKind, DeviceState
-from edgeguard_drivers.modbus import ModbusInput, ModbusInputConfig, PollError
+from edgeguard_drivers.modbus import ModbusInput, PollError
+from edgeguard_drivers.modbus_config import ModbusInputConfig
 
 WAIT = 3.0  # upper bound for anything that should happen "at once"
 SIZE = 64  # discrete inputs and coils the simulated module has (addresses 0..63)

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from edgeguard.lab.dc09 import Dc09Transmitter
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard.model import Action, DeviceState
-from edgeguard_drivers.sia_dc09 import SiaDc09Input, SiaDc09InputConfig
+from edgeguard_drivers.sia_dc09 import SiaDc09Input
+from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
 from edgeguard_drivers.sia_dc09_protocol import format_time, wrap
 
 KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
@@ -250,7 +251,7 @@ def test_port_in_use_is_a_retryable_driver_error() -> None:
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
-    from edgeguard_drivers.base import DriverError, SetupFailure
+    from edgeguard.driver_api import DriverError, SetupFailure
 
     driver = SiaDc09Input(_config(port=blocker.getsockname()[1]), RecordingSink())
     with pytest.raises(DriverError) as error:

@@ -18,7 +18,8 @@ from my_dc09_spt.msg.dc09_msg import dc09_msg  # type: ignore[import-untyped]
 from edgeguard.lab.dc09 import Dc09Transmitter, RecordingPeer
 from edgeguard.lab.sinks import RecordingSink
 from edgeguard_drivers.contact_id_protocol import Qualifier
-from edgeguard_drivers.sia_dc09 import SiaDc09Input, SiaDc09InputConfig
+from edgeguard_drivers.sia_dc09 import SiaDc09Input
+from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
 from edgeguard_drivers.sia_dc09_events import CidEvent, SiaEvent, parse_adm, parse_sia, sia_code
 from edgeguard_drivers.sia_dc09_protocol import (
     MAX_FRAME,

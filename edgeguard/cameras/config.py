@@ -8,9 +8,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, model_validator
 
 from edgeguard.analytics.config import AnalyticsConfig, ClipConfig
+from edgeguard.config_base import Name, PointConfig, StrictModel
 from edgeguard.model import AlarmKind
 from edgeguard.secrets import Secret
-from edgeguard_drivers.base import Name, PointConfig, StrictModel
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 OFFLINE_SUFFIX = "-offline"  # a camera's camera_offline alarm has the source f"{camera}-offline"

@@ -23,8 +23,8 @@ import select
 import threading
 from dataclasses import dataclass
 
+from edgeguard.gsm_modem_at import ucs2_decode
 from edgeguard.lab.serial_box_sim import open_pty
-from edgeguard_drivers.gsm_modem_at import ucs2_decode
 
 
 @dataclass(frozen=True)

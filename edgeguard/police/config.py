@@ -8,9 +8,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from edgeguard.config import BrokerEndpoint, LoggingConfig
+from edgeguard.config_base import Name, StrictModel
 from edgeguard.config_loader import ConfigError, load_model
 from edgeguard.web.config import WebConfig
-from edgeguard_drivers.base import Name, StrictModel
 
 MAX_LOST_AFTER_S = 17.0  # docs/mqtt-api.md section 8: 3 x heartbeat interval must stay <= 17 s
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"

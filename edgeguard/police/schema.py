@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeguard.store import StoreError
+from edgeguard.store_error import StoreError
 
 logger = logging.getLogger(__name__)
 

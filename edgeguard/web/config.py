@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgeguard.config_base import StrictModel
 from edgeguard.secrets import SecretPath
-from edgeguard_drivers.base import StrictModel
 
 Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")

@@ -1,67 +1,29 @@
-"""The driver contract: config base models, the sink drivers report to, and the base class."""
+"""The driver contract, the only part of the core a driver needs (with edgeguard.config_base and
+edgeguard.model): the config base model, the sink drivers report to, the base class, and the
+capabilities the core looks for. Drivers depend on this module; the core never imports a
+concrete driver (they are found through edgeguard.driver_registry)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from edgeguard.config_base import Name, PointConfig, PointEntry, StrictModel
 from edgeguard.ids import utc_now
-from edgeguard.model import (
-    DEFAULT_PRIORITY,
-    Action,
-    AlarmKind,
-    DeviceState,
-    DeviceStatus,
-    InputSignal,
-)
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-
-Name = Annotated[
-    str,
-    Field(
-        pattern=NAME_PATTERN,
-        description="Identifier: letters, digits, '-' and '_', up to 64 characters; "
-        "used in MQTT topics, so no spaces, '/', '+' or '#'.",
-    ),
-]
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
-
-
-class PointConfig(StrictModel):
-    """What an alarm point raises: its kind, priority and where it is."""
-
-    location: Name = Field(description="Key of the location (under `locations`) this point is at.")
-    kind: AlarmKind = Field(
-        default=AlarmKind.PANIC,
-        description="Alarm kind raised when the point goes into alarm (panic, duress, intrusion, "
-        "test, ...).",
-    )
-    priority: int | None = Field(
-        default=None,
-        ge=1,
-        le=4,
-        description="Priority 1-4 (1 = life safety). Default: by kind (panic and duress 1, "
-        "intrusion 2, faults 3, test 4).",
-    )
-
-    def effective_priority(self) -> int:
-        return self.priority if self.priority is not None else DEFAULT_PRIORITY[self.kind]
-
-
-PointEntry = tuple[str, PointConfig, tuple[str | int, ...]]
+from edgeguard.model import Action, DeviceState, DeviceStatus, InputSignal
 
 
 class DriverConfig(StrictModel):
-    """Fields every input shares."""
+    """Fields every input shares. A driver's schema narrows ``type`` to ``Literal["its name"]``
+    and names its driver class in ``implementation`` ("module:Class"), which is imported only
+    when such an input starts: a schema stays light to import."""
+
+    implementation: ClassVar[str]
+    has_coils: ClassVar[bool] = False  # its driver is a CoilDriver (`modbus_coil` outputs)
 
     type: str = Field(description="Driver type.")
     name: Name = Field(description="Unique name of this input; also its device name in status.")
@@ -116,6 +78,13 @@ class InputDriver(ABC, Generic[C]):
         self.config = config
         self.sink = sink
 
+    @classmethod
+    def from_config(cls, config: C, sink: SignalSink, hardware: Mapping[str, Any]) -> Self:
+        """How the daemon builds a driver. ``hardware`` holds what the daemon was given for
+        devices by name (e.g. gpiozero's ``pin_factory`` in tests); a driver takes what it
+        knows and ignores the rest."""
+        return cls(config, sink)
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -146,3 +115,25 @@ class InputDriver(ABC, Generic[C]):
 
     def report(self, state: DeviceState, **detail: Any) -> None:
         self.sink.device_status(DeviceStatus(device=self.name, state=state, detail=detail))
+
+
+OnRecorded = Callable[[], None]
+OnFailed = Callable[[BaseException], None]
+
+
+@runtime_checkable
+class SoftwareButton(Protocol):
+    """A driver pressed over the control socket (`edgeguard simulate press NAME`)."""
+
+    def press(self, on_recorded: OnRecorded | None = None,
+              on_failed: OnFailed | None = None) -> None: ...
+
+    def release(self, on_recorded: OnRecorded | None = None,
+                on_failed: OnFailed | None = None) -> None: ...
+
+
+@runtime_checkable
+class CoilDriver(Protocol):
+    """A driver whose device has coils that `modbus_coil` outputs switch (blocking call)."""
+
+    def set_coil(self, address: int, value: bool) -> None: ...

@@ -20,9 +20,7 @@ from typing import Any
 
 import serial
 
-from edgeguard.model import DeviceState
-
-from .gsm_modem_at import (
+from edgeguard.gsm_modem_at import (
     CTRL_Z,
     ESC,
     INIT_COMMANDS,
@@ -38,7 +36,8 @@ from .gsm_modem_at import (
     rssi_dbm,
     ucs2_hex,
 )
-from .gsm_modem_config import SmsConfig
+from edgeguard.gsm_modem_config import SmsConfig
+from edgeguard.model import DeviceState
 
 logger = logging.getLogger(__name__)
 
