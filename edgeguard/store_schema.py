@@ -109,4 +109,4 @@ def migration_2(db: Database) -> None:
     db.table("evidence").create_index(["event_id"])
 
 
-MIGRATIONS: list[Callable[["Database"], None]] = [migration_1, migration_2]
+MIGRATIONS: list[Callable[[Database], None]] = [migration_1, migration_2]

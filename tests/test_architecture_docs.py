@@ -65,5 +65,6 @@ def test_the_tree_parser_reads_folders_and_descriptions() -> None:
     documented = documented_modules()
     assert "edgeguard/cameras/discover_args.py" in documented
     assert "edgeguard/analytics/models.py" in documented
-    assert "drivers/gsm_modem_config.py" in documented
+    assert "edgeguard/gsm_modem_config.py" in documented
+    assert "drivers/serial_link_config.py" in documented
     assert "edgeguard/cli.py" in documented
