@@ -23,15 +23,15 @@ from edgeguard.control import ControlServer, RequestError, ResetRequest, Simulat
 from edgeguard.driver_api import CoilDriver, DriverError
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
-from edgeguard.outbox import Outbox
 from edgeguard.outputs import OutputController
-from edgeguard.paths import several_paths
 from edgeguard.payloads import device_payload, device_topic, heartbeat_payload, heartbeat_topic
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
-from edgeguard.sms import texted_alarms
-from edgeguard.transmission import Transmission
-from edgeguard.uplink import NotConnectedError, Uplink
+from edgeguard.uplink.outbox import Outbox
+from edgeguard.uplink.path_supervisor import several_paths
+from edgeguard.uplink.site_link import NotConnectedError, Uplink
+from edgeguard.uplink.sms import texted_alarms
+from edgeguard.uplink.transmission import Transmission
 from edgeguard.writer import StoreWriter
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class Daemon:
 
     def on_disconnected(self, reason: str) -> None:
         """Nothing to undo: the lane resends its in-flight rows, in order, on reconnect.
-        With a second path, what waits moves on to it (edgeguard/failover.py)."""
+        With a second path, what waits moves on to it (edgeguard/uplink/failover.py)."""
         self.outbox.on_disconnected()
         if self.paths is not None:
             self.paths.on_primary(False, reason)

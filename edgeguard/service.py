@@ -10,10 +10,10 @@ from typing import Any
 
 from edgeguard.alarms import AlarmBook, Change
 from edgeguard.model import Action, AlarmState, DeviceStatus, InputSignal
-from edgeguard.outbox import Outbox
 from edgeguard.payloads import AckError, parse_police_ack
 from edgeguard.safe_text import preview
 from edgeguard.store import AlarmRecord
+from edgeguard.uplink.outbox import Outbox
 from edgeguard.writer import StoreWriter
 
 logger = logging.getLogger(__name__)

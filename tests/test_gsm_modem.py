@@ -31,8 +31,8 @@ from edgeguard.lab.harness import DaemonProcess, make_site
 from edgeguard.lab.modem_sim import ModemSim
 from edgeguard.lab.pki import DevPKI
 from edgeguard.model import DeviceState
-from edgeguard.sms import sms_text
 from edgeguard.store import Store
+from edgeguard.uplink.sms import sms_text
 
 NUMBER = "+8613800138000"
 PAYLOAD = {

@@ -11,9 +11,9 @@ from edgeguard.alarms import AlarmBook
 from edgeguard.config import EdgeguardConfig
 from edgeguard.ids import utc_now
 from edgeguard.model import Action, AlarmKind, InputSignal
-from edgeguard.outbox import Outbox
 from edgeguard.signing import Signer
 from edgeguard.store import OutboxRow, Store
+from edgeguard.uplink.outbox import Outbox
 
 
 async def _nothing(_ids: list[int]) -> None:

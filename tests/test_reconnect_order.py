@@ -22,10 +22,10 @@ from edgeguard.config import EdgeguardConfig
 from edgeguard.ids import utc_now
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import lab_broker
-from edgeguard.lane import Lane
 from edgeguard.signing import Signer
 from edgeguard.store import OutboxRow
-from edgeguard.uplink import Uplink
+from edgeguard.uplink.lane import Lane
+from edgeguard.uplink.site_link import Uplink
 
 SITE = "order-site"
 TOPIC = f"edgeguard/{SITE}/alarm"

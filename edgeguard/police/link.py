@@ -28,7 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.config import PoliceConfig, PoliceMqttConfig
-from edgeguard.uplink import apply_login, connect_persistent, no_delay
+from edgeguard.uplink.site_link import apply_login, connect_persistent, no_delay
 
 logger = logging.getLogger(__name__)
 

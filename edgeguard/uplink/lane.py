@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from edgeguard.store import OutboxRow
-from edgeguard.uplink import NotConnectedError, Uplink
+from edgeguard.uplink.site_link import NotConnectedError, Uplink
 
 logger = logging.getLogger(__name__)
 

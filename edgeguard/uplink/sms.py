@@ -1,5 +1,5 @@
 """The SMS path (docs/transmission-paths.md): an alarm that no police broker has PUBACKed in
-time (edgeguard/failover.py declares it overdue) is texted through the GSM modem, if its
+time (edgeguard/uplink/failover.py declares it overdue) is texted through the GSM modem, if its
 priority is one of ``sms.priorities``, once per alarm. The outbox keeps the message until a
 broker takes it: the SMS is an extra, not a delivery."""
 

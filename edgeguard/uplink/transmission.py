@@ -13,12 +13,12 @@ from typing import Any
 from edgeguard.config import EdgeguardConfig
 from edgeguard.gsm_modem import GsmModem
 from edgeguard.model import DeviceState
-from edgeguard.outbox import Outbox
-from edgeguard.paths import PathSupervisor, SecondaryEvents, failover_after
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
-from edgeguard.sms import SMS_FAILED, SMS_SENT, SmsNotifier, mask_number
-from edgeguard.uplink import NotConnectedError, Uplink
+from edgeguard.uplink.outbox import Outbox
+from edgeguard.uplink.path_supervisor import PathSupervisor, SecondaryEvents, failover_after
+from edgeguard.uplink.site_link import NotConnectedError, Uplink
+from edgeguard.uplink.sms import SMS_FAILED, SMS_SENT, SmsNotifier, mask_number
 
 logger = logging.getLogger(__name__)
 

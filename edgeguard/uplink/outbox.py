@@ -3,15 +3,15 @@ ahead of their PUBACKs; a row is marked delivered only when its PUBACK arrives.
 
 Rows live in the store until delivered; this object holds the undelivered ones in memory (read
 back from the store at start-up) and never drops one. On reconnect the lane resends the
-messages that had no PUBACK first, in order (paho's own resend is off, see uplink.py), and
+messages that had no PUBACK first, in order (paho's own resend is off, see site_link.py), and
 everything not yet sent follows. A row
 the broker refuses (negative PUBACK) waits with its own back-off, so it never holds up the
 alarms behind it.
 
 With a second transmission path (docs/transmission-paths.md) every row goes to the primary
 broker's lane first; a row the primary has not PUBACKed in time, or any row while the primary
-is down, is also put on the secondary broker's lane (edgeguard/failover.py decides when). A
-row is delivered when either broker PUBACKs it; each lane keeps the rows' order.
+is down, is also put on the secondary broker's lane (edgeguard/uplink/failover.py decides
+when). A row is delivered when either broker PUBACKs it; each lane keeps the rows' order.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from edgeguard.failover import Failover
-from edgeguard.lane import STALE_INFLIGHT_S, Lane, in_order
 from edgeguard.store import OutboxRow
-from edgeguard.uplink import Uplink
+from edgeguard.uplink.failover import Failover
+from edgeguard.uplink.lane import STALE_INFLIGHT_S, Lane, in_order
+from edgeguard.uplink.site_link import Uplink
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Outbox:
         self, after_s: float, secondary_window: int | None, on_overdue: Overdue | None
     ) -> None:
         """A second broker (``secondary_window`` given) and/or an SMS path (``on_overdue``):
-        rows the primary does not deliver in time move on (edgeguard/failover.py)."""
+        rows the primary does not deliver in time move on (edgeguard/uplink/failover.py)."""
         if secondary_window is not None and self.secondary is None:
             self.secondary = Lane("secondary", secondary_window, self.pending)
         self.on_overdue = on_overdue

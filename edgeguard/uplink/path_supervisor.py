@@ -18,8 +18,8 @@ from edgeguard.model import (
     DeviceState,
     DeviceStatus,
 )
-from edgeguard.outbox import Outbox
 from edgeguard.service import AlarmService
+from edgeguard.uplink.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
