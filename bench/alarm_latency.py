@@ -51,7 +51,7 @@ from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_b
 from edgeguard.lab.rtsp_server import RtspServer
 from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty
 from edgeguard.receiver import Received
-from edgeguard.uplink.site_link import no_delay
+from edgeguard.uplink.paho_link import no_delay
 
 N = int(os.environ.get("EDGEGUARD_BENCH_N", "1000"))
 TIMEOUT = 10.0

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.payloads import ack_topic
 from edgeguard.receiver import Received, Receiver, load_site_keys, render
-from edgeguard.uplink.site_link import no_delay
+from edgeguard.uplink.paho_link import no_delay
 
 SESSION_EXPIRY_S = 86400
 

@@ -31,7 +31,7 @@ from edgeguard.lab.procs import stop_process
 from edgeguard.model import Action, AlarmKind, InputSignal
 from edgeguard.receiver import Received, Receiver
 from edgeguard.signing import generate_keypair, load_public_key
-from edgeguard.uplink.site_link import no_delay
+from edgeguard.uplink.paho_link import no_delay
 
 
 @dataclass

@@ -3,8 +3,9 @@ session expiry (alarms are queued at the broker while the receiver is away), TLS
 certificate, keepalive <= 8 s, reconnect with exponential back-off (paho's network thread,
 ``reconnect_delay_set``).
 
-paho's callbacks run in its network thread: each is handed to the event loop through
-``_to_loop`` (``call_soon_threadsafe``), the one bridge; nothing else runs in that thread.
+On the paho base the site's uplinks use too (``edgeguard/uplink/paho_link.py``): paho's
+callbacks run in its network thread and each is handed to the event loop through ``_to_loop``
+(``call_soon_threadsafe``), the one bridge; nothing else runs in that thread.
 
 Messages are acknowledged by hand (``manual_ack``): the PUBACK of a QoS 1 message leaves only
 once the handler says it is stored, or rejected and recorded, so a receiver killed in between
@@ -18,17 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.config import PoliceConfig, PoliceMqttConfig
-from edgeguard.uplink.site_link import apply_login, connect_persistent, no_delay
+from edgeguard.uplink.paho_link import PahoLink, connect_persistent
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def subscriptions(group: str | None) -> list[str]:
     ]
 
 
-class BrokerLink:
+class BrokerLink(PahoLink):
     def __init__(
         self,
         config: PoliceConfig,
@@ -89,17 +89,14 @@ class BrokerLink:
         name: str = "primary",
     ) -> None:
         """``mqtt``: the broker of this link (default ``config.mqtt``); ``name`` for logs."""
+        super().__init__(loop)
         self.config = config
         self.mqtt = mqtt if mqtt is not None else config.mqtt
         self.name = name
         self.handler = handler
-        self.loop = loop
-        self.connected = False
         self.since = iso_ms(utc_now())
-        self.last_error: str | None = None
         self.session_present: bool | None = None
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
-        self._stopping = False
         self._connection = 0  # counted in paho's thread, at each accepted CONNACK
         self.client = self._make_client()
 
@@ -109,22 +106,10 @@ class BrokerLink:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.config.receiver_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
+        client = self._new_client(
+            cfg, self.config.receiver_id, v5=True, reconnect_max=cfg.reconnect_max, manual_ack=True
         )
-        client.enable_logger(logging.getLogger("edgeguard.paho"))
-        apply_login(client, cfg)
-        client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
-        client.on_socket_open = no_delay
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
         return client
 
     def start(self) -> None:
@@ -138,9 +123,7 @@ class BrokerLink:
         )
 
     async def stop(self) -> None:
-        self._stopping = True
-        self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
+        await self._disconnect()
         for future in self._pubacks.values():
             future.cancel()
         self._pubacks.clear()
@@ -179,12 +162,6 @@ class BrokerLink:
             raise ActionError(f"the broker refused the ack: {reason}")
 
     # --- paho thread: hand everything to the loop -------------------------------------------
-    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop closed during shutdown
-            logger.debug("event loop closed; dropped %s", getattr(fn, "__name__", fn))
-
     def _on_connect(
         self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
@@ -193,15 +170,7 @@ class BrokerLink:
             return
         self._connection += 1
         client.subscribe([(topic, 1) for topic in subscriptions(self.config.shared_group)])
-        self._to_loop(self._set_up, bool(getattr(flags, "session_present", False)))
-
-    def _on_connect_fail(self, _client: mqtt.Client, _u: Any) -> None:
-        self._to_loop(self._set_down, "connect failed")
-
-    def _on_disconnect(
-        self, _client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
-    ) -> None:
-        self._to_loop(self._set_down, str(reason))
+        self._to_loop(self._session_up, bool(getattr(flags, "session_present", False)))
 
     def _on_subscribe(
         self, _client: mqtt.Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
@@ -255,28 +224,27 @@ class BrokerLink:
         if future is not None and not future.done():
             future.set_result(reason)
 
-    def _set_up(self, session_present: bool) -> None:
-        self.connected = True
-        self.since = iso_ms(utc_now())
-        self.last_error = None
+    def _session_up(self, session_present: bool) -> None:
         self.session_present = session_present
+        self._set_up()
+
+    def _went_up(self) -> None:
+        self.since = iso_ms(utc_now())
         logger.info(
             "police: broker link up (%s, session %s)",
             self.broker,
-            "resumed" if session_present else "new",
+            "resumed" if self.session_present else "new",
         )
         self.handler.on_link(True)
 
-    def _set_down(self, reason: str) -> None:
-        was_up = self.connected
-        self.connected = False
-        self.last_error = reason
+    def _log_down(self, reason: str, *, was_up: bool) -> None:
         if self._stopping:
             logger.info("police: disconnected from the broker (stopping)")
         elif was_up:
             logger.error("police: broker link DOWN: %s", reason)
         else:
             logger.warning("police: cannot reach the broker %s: %s", self.broker, reason)
-        if was_up:
-            self.since = iso_ms(utc_now())
-            self.handler.on_link(False)
+
+    def _went_down(self, reason: str) -> None:
+        self.since = iso_ms(utc_now())
+        self.handler.on_link(False)

@@ -1,10 +1,10 @@
-"""The MQTT link to the police broker (paho-mqtt 2.x, MQTT 5 or 3.1.1).
+"""The site's MQTT link to a police broker (paho-mqtt 2.x, MQTT 5 or 3.1.1), one per broker.
 
-paho runs its own network thread; every callback is handed to the event loop with
-``call_soon_threadsafe`` and handled there, so the rest of the daemon never sees paho's thread.
-The link announces itself with a retained ``status`` (``online``) and leaves a Will that sets
-``offline`` if it vanishes; it subscribes to the police acknowledgements with a persistent
-session, so acks sent while the site was away are delivered when it returns.
+On the paho base of ``paho_link.py``: every callback is handed to the event loop and handled
+there, so the rest of the daemon never sees paho's thread. The link announces itself with a
+retained ``status`` (``online``) and leaves a Will that sets ``offline`` if it vanishes; it
+subscribes to the police acknowledgements with a persistent session, so acks sent while the
+site was away are delivered when it returns.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -21,14 +19,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edgeguard.config import BrokerConfig, BrokerEndpoint, EdgeguardConfig, MqttProtocol
+from edgeguard.config import BrokerConfig, EdgeguardConfig, MqttProtocol
 from edgeguard.payloads import ack_topic, status_payload, status_topic
 from edgeguard.signing import Signer
+from edgeguard.uplink.paho_link import PahoLink, connect_persistent
 
 logger = logging.getLogger(__name__)
 
@@ -49,51 +46,6 @@ class NotConnectedError(Exception):
     pass
 
 
-def no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    """Turn Nagle's algorithm off: paho does not, and a PUBLISH held back behind an un-ACKed
-    small packet waits for the peer's delayed ACK — 40 ms on Linux (measured in bench/)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def apply_login(client: mqtt.Client, broker: BrokerEndpoint) -> None:
-    """Username/password and TLS (CA, client certificate, host-name check) of ``broker``."""
-    if broker.username is not None:
-        client.username_pw_set(
-            broker.username, broker.password.get_secret_value() if broker.password else None
-        )
-    tls = broker.tls
-    if tls is not None:
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-        client.tls_insecure_set(not tls.check_hostname)
-
-
-def connect_persistent(
-    client: mqtt.Client, broker: BrokerEndpoint, keepalive: int, *, v5: bool = True
-) -> None:
-    """Connect in the background and start paho's network thread, keeping the broker's session:
-    Clean Start 0 on the very first connect too (the broker may hold our session, and messages
-    queued in it, from before a restart), with the endpoint's session expiry on MQTT 5."""
-    properties = None
-    if v5:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = broker.session_expiry
-    client.connect_async(
-        broker.host,
-        broker.effective_port(),
-        keepalive=keepalive,
-        clean_start=False,
-        properties=properties,
-    )
-    client.loop_start()
-
-
 def drop_session_messages(client: mqtt.Client) -> None:
     """Forget the QoS 1 messages paho keeps for resending. paho resends them itself right after
     ``on_connect`` — but on its own thread, so a new message the loop publishes meanwhile can
@@ -105,7 +57,7 @@ def drop_session_messages(client: mqtt.Client) -> None:
         client._inflight_messages = 0
 
 
-class Uplink:
+class Uplink(PahoLink):
     def __init__(
         self,
         config: EdgeguardConfig,
@@ -119,19 +71,16 @@ class Uplink:
     ) -> None:
         """``broker``: the broker of this path (default ``config.mqtt``, the primary);
         ``path`` names it in logs and in the daemon's status."""
+        super().__init__(loop)
         self.config = config
         self.broker = broker if broker is not None else config.mqtt
         self.path = path
         self.signer = signer
         self.handler = handler
-        self.loop = loop
         self.started_at = started_at
         self._started_monotonic = time.monotonic()
-        self.connected = False
         self.last_change = time.time()
-        self.last_error: str | None = None
         self.connects = 0
-        self._stopping = False
         self._retired = False
         # publish() sends only on a connection the loop has seen come up (see _on_connect)
         self._session_lock = threading.Lock()
@@ -155,28 +104,20 @@ class Uplink:
     def _make_client(self) -> mqtt.Client:
         cfg = self.broker
         v5 = cfg.protocol is MqttProtocol.V5
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
+        client = self._new_client(
+            cfg,
+            self.client_id,
+            v5=v5,
+            reconnect_max=cfg.reconnect_max,
             clean_session=None if v5 else False,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
-        client.enable_logger(logging.getLogger("edgeguard.paho"))
-        apply_login(client, cfg)
         will = self._status_message("offline")
         client.will_set(status_topic(self.site), will, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=cfg.reconnect_min, max_delay=cfg.reconnect_max)  # type: ignore[arg-type]
         # room for the lane's window and the link's own status and heartbeat messages, so a
         # lane message never waits in paho's queue
         client.max_inflight_messages_set(cfg.inflight_window + 4)
         client.max_queued_messages_set(0)
-        client.on_socket_open = no_delay
         client.on_pre_connect = self._on_pre_connect
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
         return client
 
     def _status_message(self, state: str) -> bytes:
@@ -206,9 +147,7 @@ class Uplink:
             )
             with contextlib.suppress(RuntimeError, ValueError):  # link lost meanwhile
                 await asyncio.to_thread(info.wait_for_publish, timeout)
-        self._stopping = True
-        self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
+        await self._disconnect()
 
     # --- use --------------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
@@ -221,18 +160,6 @@ class Uplink:
         return int(info.mid)
 
     # --- paho thread callbacks: hand everything to the loop ---------------------------------
-    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._if_current, fn, *args)
-        except RuntimeError:  # loop closed during shutdown
-            logger.debug("event loop closed; dropped %s", getattr(fn, "__name__", fn))
-
-    def _if_current(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run a paho callback on the loop, unless this uplink was replaced meanwhile: a retired
-        client's packet ids and link state mean nothing to the outbox any more."""
-        if not self._retired:
-            fn(*args)
-
     def _on_pre_connect(self, client: mqtt.Client, _userdata: Any) -> None:
         """Sign the Will anew before each (re)connect, so its time is that of the connection."""
         client.will_set(
@@ -252,15 +179,7 @@ class Uplink:
             drop_session_messages(client)
         client.subscribe(ack_topic(self.site), qos=1)
         client.publish(status_topic(self.site), self._status_message("online"), qos=1, retain=True)
-        self._to_loop(self._set_up, session)
-
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self._to_loop(self._set_down, "connect failed")
-
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        self._to_loop(self._set_down, str(reason))
+        self._to_loop(self._session_up, session)
 
     def _on_publish(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
@@ -276,28 +195,33 @@ class Uplink:
             logger.warning("event loop closed; a police ack could not be handled")
 
     # --- loop side --------------------------------------------------------------------------
-    def _set_up(self, session: int) -> None:
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a paho callback on the loop, unless this uplink was replaced meanwhile: a retired
+        client's packet ids and link state mean nothing to the outbox any more."""
+        if not self._retired:
+            fn(*args)
+
+    def _session_up(self, session: int) -> None:
         with self._session_lock:
             if session != self._session:
                 return  # a later connect already replaced this one
             self._open_session = session
-        self.connected = True
+        self._set_up()
+
+    def _went_up(self) -> None:
         self.connects += 1
         self.last_change = time.time()
-        self.last_error = None
         logger.info("mqtt %s: police link up (%s)", self.path, self.address)
         self.handler.on_connected()
 
-    def _set_down(self, reason: str) -> None:
-        was_up = self.connected
-        self.connected = False
-        self.last_error = reason
+    def _log_down(self, reason: str, *, was_up: bool) -> None:
         if self._stopping:
             logger.info("mqtt %s: disconnected from the police broker (stopping)", self.path)
         elif was_up:
             logger.error("mqtt %s: police link DOWN: %s", self.path, reason)
         else:
             logger.warning("mqtt %s: cannot reach the police broker: %s", self.path, reason)
-        if was_up:
-            self.last_change = time.time()
-            self.handler.on_disconnected(reason)
+
+    def _went_down(self, reason: str) -> None:
+        self.last_change = time.time()
+        self.handler.on_disconnected(reason)
