@@ -27,6 +27,7 @@ from edgeguard.outputs import OutputController
 from edgeguard.payloads import device_payload, device_topic, heartbeat_payload, heartbeat_topic
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
+from edgeguard.uplink.link_events import LinkEvents
 from edgeguard.uplink.outbox import Outbox
 from edgeguard.uplink.path_supervisor import several_paths
 from edgeguard.uplink.site_link import NotConnectedError, Uplink
@@ -71,11 +72,19 @@ class Daemon:
         self._evidence_written = asyncio.Event()
         self.service.listeners.append(self._on_alarm_change)
         self.uplink: Uplink | None = None
-        self.paths: Transmission | None = None
+        self.transmission: Transmission | None = None
         if several_paths(config):
-            self.paths = Transmission(
+            self.transmission = Transmission(
                 config, self.signer, self.outbox, self.service, self.started_at
             )
+        self.uplink_events = LinkEvents(
+            "primary",
+            self.outbox,
+            self.outbox.primary,
+            self.service,
+            spawn=self._spawn,
+            supervisor=self.transmission.supervisor if self.transmission is not None else None,
+        )
         self.inputs: InputManager | None = None
         self.bridge: Bridge | None = None
         self.control: ControlServer | None = None
@@ -110,13 +119,13 @@ class Daemon:
             )
         )
         self.book.seq.load(await self.writer.run(lambda s: s.current_seq()))
-        if self.paths is not None:
-            self.paths.prepare(await self.writer.run(texted_alarms))
+        if self.transmission is not None:
+            self.transmission.prepare(await self.writer.run(texted_alarms))
         self.outbox.load(await self.writer.run(lambda s: s.undelivered()))
         self.bridge = Bridge(loop, self.service.handle_signal, self.service.handle_status)
         self._start_uplink(loop)
-        if self.paths is not None:
-            self.paths.start(loop)
+        if self.transmission is not None:
+            self.transmission.start(loop)
         self.inputs = InputManager(self.bridge, {"pin_factory": self.pin_factory})
         await self.inputs.start_all(list(self.config.inputs))
         await self._start_outputs()
@@ -175,7 +184,7 @@ class Daemon:
         driver.set_coil(address, value)
 
     def _start_uplink(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.uplink = Uplink(self.config, self.signer, self, loop, self.started_at)
+        self.uplink = Uplink(self.config, self.signer, self.uplink_events, loop, self.started_at)
         self.outbox.attach(self.uplink)
         self.uplink.start()
 
@@ -215,31 +224,12 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.writer.run(lambda s: s.append_event("system.stop", data={}))
-        if self.paths is not None:
-            await self.paths.stop()
+        if self.transmission is not None:
+            await self.transmission.stop()
         if self.uplink is not None:
             await self.uplink.stop()
         await asyncio.to_thread(self.writer.stop)
         logger.info("stopped")
-
-    # --- uplink events (UplinkHandler) ------------------------------------------------------
-    def on_connected(self) -> None:
-        self.outbox.on_connected()
-        if self.paths is not None:
-            self.paths.on_primary(True)
-
-    def on_disconnected(self, reason: str) -> None:
-        """Nothing to undo: the lane resends its in-flight rows, in order, on reconnect.
-        With a second path, what waits moves on to it (edgeguard/uplink/failover.py)."""
-        self.outbox.on_disconnected()
-        if self.paths is not None:
-            self.paths.on_primary(False, reason)
-
-    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
-        self.outbox.on_puback(mid, ok, reason)
-
-    def on_ack_message(self, payload: bytes) -> None:
-        self._spawn(self.service.handle_police_ack(payload))
 
     async def _mark_delivered(self, ids: list[int]) -> None:
         await self.service.mark_delivered(ids)
@@ -268,8 +258,8 @@ class Daemon:
             log_head=head,
         )
         body, topic = self.signer.encode(payload), heartbeat_topic(self.config.site.id)
-        if self.paths is not None:
-            self.paths.publish_heartbeat(topic, body, self.config.mqtt.heartbeat_qos)
+        if self.transmission is not None:
+            self.transmission.publish_heartbeat(topic, body, self.config.mqtt.heartbeat_qos)
         if uplink is not None and uplink.connected:
             with contextlib.suppress(NotConnectedError):
                 uplink.publish(topic, body, self.config.mqtt.heartbeat_qos, False)
@@ -382,7 +372,7 @@ class Daemon:
         )
         uplink = None
         if (new.mqtt, new.site, new.signing) != (old.mqtt, old.site, old.signing):
-            uplink = Uplink(new, signer, self, self._loop, self.started_at)
+            uplink = Uplink(new, signer, self.uplink_events, self._loop, self.started_at)
         if new.store != old.store or new.control != old.control:
             logger.warning("reload: store and control socket changes take effect on restart")
         self.config, self.signer = new, signer
@@ -397,8 +387,8 @@ class Daemon:
         if uplink is not None:
             logger.info("reload: MQTT settings changed, reconnecting")
             await self._replace_uplink(uplink)
-        if self.paths is not None:
-            await self.paths.reload(new, signer)
+        if self.transmission is not None:
+            await self.transmission.reload(new, signer)
         await self.writer.run(lambda s: s.append_event("config.reload", data={}))
         logger.info("config reloaded from %s", self.config_path)
 
@@ -479,7 +469,7 @@ class Daemon:
             "link": link,
             "heartbeat": {"count": self.heartbeats, "last_at": self.last_heartbeat_at},
             "outbox": self.outbox.stats(),
-            **({"paths": self.paths.status()} if self.paths is not None else {}),
+            **({"paths": self.transmission.status()} if self.transmission is not None else {}),
             **snapshot,
         }
 

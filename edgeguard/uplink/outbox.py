@@ -142,26 +142,14 @@ class Outbox:
         assert self.secondary is not None
         self.secondary.attach(uplink)
 
-    def on_connected(self) -> None:
-        self.primary.on_connected()
-
     def on_disconnected(self) -> None:
         """Either link went down: rows waiting on it move on to the next path now."""
         if self.failover is not None:
             self.failover.advance()
 
-    def on_secondary_connected(self) -> None:
-        if self.secondary is not None:
-            self.secondary.on_connected()
-
-    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
-        self._delivered_by(self.primary, mid, ok, reason)
-
-    def on_secondary_puback(self, mid: int, ok: bool, reason: str) -> None:
-        if self.secondary is not None:
-            self._delivered_by(self.secondary, mid, ok, reason)
-
-    def _delivered_by(self, lane: Lane, mid: int, ok: bool, reason: str) -> None:
+    def delivered_by(self, lane: Lane, mid: int, ok: bool, reason: str) -> None:
+        """A PUBACK on ``lane``'s link: a positive one delivers its row, whichever lane sent it
+        first; the lane then sends what waits."""
         row_id = lane.on_puback(mid, ok, reason)
         if row_id is not None:
             self.pending.pop(row_id, None)

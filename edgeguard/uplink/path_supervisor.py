@@ -14,15 +14,10 @@ import logging
 from typing import Any
 
 from edgeguard.config import PATH_DEVICES, EdgeguardConfig
-from edgeguard.model import (
-    DeviceState,
-    DeviceStatus,
-)
+from edgeguard.model import DeviceState, DeviceStatus
 from edgeguard.service import AlarmService
-from edgeguard.uplink.outbox import Outbox
 
 logger = logging.getLogger(__name__)
-
 
 
 def several_paths(config: EdgeguardConfig) -> bool:
@@ -108,29 +103,3 @@ class PathSupervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class SecondaryEvents:
-    """The UplinkHandler of the secondary broker's uplink."""
-
-    def __init__(self, outbox: Outbox, paths: PathSupervisor, service: AlarmService) -> None:
-        self.outbox = outbox
-        self.paths = paths
-        self.service = service
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def on_connected(self) -> None:
-        self.outbox.on_secondary_connected()
-        self.paths.link_up("secondary")
-
-    def on_disconnected(self, reason: str) -> None:
-        self.outbox.on_disconnected()
-        self.paths.link_down("secondary", reason)
-
-    def on_puback(self, mid: int, ok: bool, reason: str) -> None:
-        self.outbox.on_secondary_puback(mid, ok, reason)
-
-    def on_ack_message(self, payload: bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self.service.handle_police_ack(payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

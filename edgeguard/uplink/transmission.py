@@ -1,12 +1,14 @@
 """The extra transmission paths of the daemon (docs/transmission-paths.md): the secondary
 broker's uplink, the SMS modem, and the supervision of every path. The primary uplink stays
-the daemon's own (``Daemon.uplink``); this object is only built when a second path is set."""
+the daemon's own (``Daemon.uplink``, its events reported to ``supervisor`` too); this object is
+only built when a second path is set."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +17,9 @@ from edgeguard.gsm_modem import GsmModem
 from edgeguard.model import DeviceState
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
+from edgeguard.uplink.link_events import LinkEvents
 from edgeguard.uplink.outbox import Outbox
-from edgeguard.uplink.path_supervisor import PathSupervisor, SecondaryEvents, failover_after
+from edgeguard.uplink.path_supervisor import PathSupervisor, failover_after
 from edgeguard.uplink.site_link import NotConnectedError, Uplink
 from edgeguard.uplink.sms import SMS_FAILED, SMS_SENT, SmsNotifier, mask_number
 
@@ -37,11 +40,13 @@ class Transmission:
         self.outbox = outbox
         self.service = service
         self.started_at = started_at
-        self.paths = PathSupervisor(config, service)
+        self.supervisor = PathSupervisor(config, service)
         self.secondary: Uplink | None = None
+        self.secondary_events: LinkEvents | None = None
         self.modem: GsmModem | None = None
         self.notifier: SmsNotifier | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def prepare(self, texted: list[str] | None = None) -> None:
         """Before the outbox loads its rows (on the loop): set up the failover. ``texted``: the
@@ -58,8 +63,17 @@ class Transmission:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.paths.start()
+        self.supervisor.start()
         if self.config.mqtt.secondary is not None:
+            assert self.outbox.secondary is not None  # prepare() made its lane
+            self.secondary_events = LinkEvents(
+                "secondary",
+                self.outbox,
+                self.outbox.secondary,
+                self.service,
+                spawn=self._spawn,
+                supervisor=self.supervisor,
+            )
             self.secondary = self._make_secondary(self.config, self.signer, loop)
             self.outbox.attach_secondary(self.secondary)
             self.secondary.start()
@@ -69,18 +83,29 @@ class Transmission:
     def _make_secondary(
         self, config: EdgeguardConfig, signer: Signer, loop: asyncio.AbstractEventLoop
     ) -> Uplink:
-        events = SecondaryEvents(self.outbox, self.paths, self.service)
+        assert self.secondary_events is not None
         broker = config.mqtt.secondary
         return Uplink(
-            config, signer, events, loop, self.started_at, broker=broker, path="secondary"
+            config,
+            signer,
+            self.secondary_events,
+            loop,
+            self.started_at,
+            broker=broker,
+            path="secondary",
         )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _modem_state(self, state: DeviceState, detail: dict[str, Any]) -> None:
         """From the modem's thread: handed to the loop."""
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                loop.call_soon_threadsafe(self.paths.modem_state, state, detail)
+                loop.call_soon_threadsafe(self.supervisor.modem_state, state, detail)
 
     def _sms_result(self, event_id: str, number: str, mr: int | None, error: str | None) -> None:
         """From the modem's thread: each SMS, sent or not, goes into the ledger (evidence that
@@ -99,12 +124,6 @@ class Transmission:
         task.add_done_callback(_log_record_failure)
 
     # --- the daemon's hooks -----------------------------------------------------------------
-    def on_primary(self, connected: bool, reason: str = "") -> None:
-        if connected:
-            self.paths.link_up("primary")
-        else:
-            self.paths.link_down("primary", reason)
-
     def publish_heartbeat(self, topic: str, payload: bytes, qos: int) -> None:
         uplink = self.secondary
         if uplink is not None and uplink.connected:
@@ -114,7 +133,7 @@ class Transmission:
     async def reload(self, new: EdgeguardConfig, signer: Signer) -> None:
         """A changed secondary broker reconnects; adding or removing a path needs a restart."""
         old, self.config, self.signer = self.config, new, signer
-        self.paths.config = new
+        self.supervisor.config = new
         if (old.mqtt.secondary is None) != (new.mqtt.secondary is None) or old.sms != new.sms:
             logger.warning("reload: adding or removing a transmission path takes a restart")
             return
@@ -134,7 +153,7 @@ class Transmission:
 
     async def stop(self) -> None:
         self.outbox.close()
-        await self.paths.close()
+        await self.supervisor.close()
         if self.secondary is not None:
             await self.secondary.stop()
         if self.modem is not None:
@@ -142,7 +161,7 @@ class Transmission:
 
     def status(self) -> dict[str, Any]:
         uplink = self.secondary
-        out: dict[str, Any] = {"supervision": self.paths.status()}
+        out: dict[str, Any] = {"supervision": self.supervisor.status()}
         if uplink is not None:
             out["secondary"] = {
                 "connected": uplink.connected,
