@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CaptureProcess, cpu_s, emit, machine, memory_mb, rss_mb
 
 from edgeguard.analytics.detector import PersonDetector
-from edgeguard.analytics.models import find_person_model
+from edgeguard.analytics.model_files import find_person_model
 from edgeguard.analytics.motion import MotionDetector, MotionSettings
 from edgeguard.analytics.pipeline import AnalysisPipeline
 from edgeguard.analytics.spec import PipelineSpec, ZoneSpec

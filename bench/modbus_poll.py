@@ -27,8 +27,8 @@ from common import emit, line, machine, percentiles
 from pymodbus import __version__ as pymodbus_version
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
+from edgeguard.alarm_model import DeviceStatus, InputSignal
 from edgeguard.lab.modbus_sim import UNIT, ModbusSlave, PtyLink
-from edgeguard.model import DeviceStatus, InputSignal
 from edgeguard_drivers.modbus import ModbusInput
 from edgeguard_drivers.modbus_config import ModbusInputConfig
 

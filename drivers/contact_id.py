@@ -22,10 +22,7 @@ import logging
 import time
 from typing import Any, NamedTuple
 
-from edgeguard.config_base import PointConfig
-from edgeguard.driver_api import SignalSink
-from edgeguard.ids import utc_now
-from edgeguard.model import (
+from edgeguard.alarm_model import (
     DEFAULT_PRIORITY,
     LATCHING_KINDS,
     Action,
@@ -33,6 +30,9 @@ from edgeguard.model import (
     DeviceState,
     InputSignal,
 )
+from edgeguard.config_base import PointConfig
+from edgeguard.driver_api import SignalSink
+from edgeguard.ids import utc_now
 
 from .contact_id_config import ContactIdInputConfig
 from .contact_id_protocol import (

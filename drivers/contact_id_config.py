@@ -9,8 +9,8 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from edgeguard.alarm_model import DEFAULT_PRIORITY, AlarmKind
 from edgeguard.config_base import Name, PointConfig, PointEntry, StrictModel
-from edgeguard.model import DEFAULT_PRIORITY, AlarmKind
 
 from .contact_id_protocol import Ccc, CodeInfo, Handling, lookup
 from .serial_link_config import SerialLinkConfig

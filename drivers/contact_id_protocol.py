@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from edgeguard.model import AlarmKind
+from edgeguard.alarm_model import AlarmKind
 
 MESSAGE_TYPES = frozenset({"18", "98"})
 MAX_LINE = 64  # longest line either parser looks at (a plain message is at most 21 bytes)

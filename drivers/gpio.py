@@ -17,6 +17,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
+from edgeguard.alarm_model import Action, DeviceState
 from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import (
     DriverError,
@@ -24,7 +25,6 @@ from edgeguard.driver_api import (
     SetupFailure,
     SignalSink,
 )
-from edgeguard.model import Action, DeviceState
 
 from .gpio_config import Contact, GpioInputConfig, Pull
 
@@ -44,8 +44,8 @@ class GpioButton(InputDriver[GpioInputConfig]):
         self._reported_pressed = False
         self._lockout_timer: threading.Timer | None = None
         self._stopped = threading.Event()
-        self._loop: Any = None  # the supervision loop's input device, when configured
-        self._loop_closed: bool | None = None
+        self._supervision_wire: Any = None  # the supervision wire's input device, when configured
+        self._wire_closed: bool | None = None
 
     @classmethod
     def from_config(
@@ -85,8 +85,8 @@ class GpioButton(InputDriver[GpioInputConfig]):
         self._device = device
         device.when_activated = self._on_edge
         device.when_deactivated = self._on_edge
-        self._loop = self._open_supervision()
-        self._report_loop()
+        self._supervision_wire = self._open_supervision()
+        self._report_wire()
         with self._lock:
             # Report the state found at start, pressed or not: a button released while the
             # daemon was down must end its input's alarm, or that alarm could never be reset.
@@ -104,7 +104,7 @@ class GpioButton(InputDriver[GpioInputConfig]):
             return None
         pull_up = {Pull.UP: True, Pull.DOWN: False, Pull.NONE: None}[cfg.supervision_pull]
         try:
-            loop = DigitalInputDevice(
+            wire = DigitalInputDevice(
                 cfg.supervision_pin,
                 pull_up=pull_up,
                 active_state=None if pull_up is not None else True,
@@ -118,26 +118,26 @@ class GpioButton(InputDriver[GpioInputConfig]):
             raise DriverError(
                 f"gpio {cfg.name}: cannot open supervision pin {cfg.supervision_pin}: {exc}"
             ) from exc
-        loop.when_activated = self._report_loop
-        loop.when_deactivated = self._report_loop
-        return loop
+        wire.when_activated = self._report_wire
+        wire.when_deactivated = self._report_wire
+        return wire
 
-    def _report_loop(self) -> None:
+    def _report_wire(self) -> None:
         """The button's health: online, or fault while its supervision loop is open. Runs at
         start and on gpiozero's callback thread for every edge of the loop."""
         cfg = self.config
         detail: dict[str, Any] = {
             "driver": "gpio", "pin": str(cfg.pin), "contact": cfg.contact.value
         }  # fmt: skip
-        loop = self._loop
-        if loop is None:
+        wire = self._supervision_wire
+        if wire is None:
             self.report(DeviceState.ONLINE, **detail)
             return
-        closed = bool(loop.is_active)
+        closed = bool(wire.is_active)
         with self._lock:
-            if closed == self._loop_closed or self._stopped.is_set():
+            if closed == self._wire_closed or self._stopped.is_set():
                 return
-            self._loop_closed = closed
+            self._wire_closed = closed
         detail["supervision_pin"] = str(cfg.supervision_pin)
         if closed:
             self.report(DeviceState.ONLINE, **detail)
@@ -151,11 +151,11 @@ class GpioButton(InputDriver[GpioInputConfig]):
             if self._lockout_timer is not None:
                 self._lockout_timer.cancel()
                 self._lockout_timer = None
-        for device in (self._device, self._loop):
+        for device in (self._device, self._supervision_wire):
             if device is not None:
                 device.close()
-        self._device = self._loop = None
-        self._loop_closed = None
+        self._device = self._supervision_wire = None
+        self._wire_closed = None
 
     def _pressed_now(self) -> bool:
         closed = bool(self._device.is_active)

@@ -23,9 +23,9 @@ from typing import Any
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from edgeguard.alarm_model import Action, DeviceState
 from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import DriverError, InputDriver, SetupFailure, SignalSink
-from edgeguard.model import Action, DeviceState
 
 from .gpio_config import Contact
 from .logs import LogLimiter

@@ -18,9 +18,9 @@ import logging
 import time
 from typing import Any
 
+from edgeguard.alarm_model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import SignalSink
-from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 
 from .logs import held as held_suffix
 from .logs import preview

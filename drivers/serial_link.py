@@ -14,8 +14,8 @@ from typing import Any, ClassVar, TypeVar
 
 import serial
 
+from edgeguard.alarm_model import DeviceState
 from edgeguard.driver_api import DriverError, InputDriver, SetupFailure, SignalSink
-from edgeguard.model import DeviceState
 
 from .logs import LogLimiter, held
 from .serial_link_config import SerialLinkConfig

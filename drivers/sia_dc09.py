@@ -18,10 +18,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeguard.alarm_model import Action, AlarmKind, DeviceState, DeviceStatus, InputSignal
 from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import InputDriver, SignalSink
 from edgeguard.ids import utc_now
-from edgeguard.model import Action, AlarmKind, DeviceState, DeviceStatus, InputSignal
 
 from .logs import LogLimiter, preview
 from .logs import held as held_suffix

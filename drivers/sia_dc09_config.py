@@ -7,9 +7,9 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from edgeguard.alarm_model import AlarmKind
 from edgeguard.config_base import Name, PointConfig, PointEntry, StrictModel
 from edgeguard.driver_api import DriverConfig
-from edgeguard.model import AlarmKind
 from edgeguard.secrets import Secret
 
 from .sia_dc09_protocol import KEY_SIZES

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from edgeguard.model import AlarmKind
+from edgeguard.alarm_model import AlarmKind
 
 from .contact_id_protocol import Handling, Qualifier
 from .sia_dc09_protocol import Frame, FrameError, Reason

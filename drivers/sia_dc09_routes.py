@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from edgeguard.model import DEFAULT_PRIORITY, LATCHING_KINDS, Action, AlarmKind
+from edgeguard.alarm_model import DEFAULT_PRIORITY, LATCHING_KINDS, Action, AlarmKind
 
 from .contact_id_protocol import Ccc, Handling, Qualifier, lookup
 from .sia_dc09_config import SiaDc09InputConfig

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from edgeguard.alarm_model import Action, DeviceState
 from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import (
     DriverError,
@@ -14,7 +15,6 @@ from edgeguard.driver_api import (
     SetupFailure,
     SignalSink,
 )
-from edgeguard.model import Action, DeviceState
 
 from .simulated_config import SimulatedInputConfig
 

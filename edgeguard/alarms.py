@@ -13,15 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeguard.config import (
-    DEFAULT_PATHS_LOCATION,
-    FAULT_SUFFIX,
-    PATH_DEVICES,
-    EdgeguardConfig,
-    input_points,
-)
-from edgeguard.ids import iso_ms, utc_now, uuid7
-from edgeguard.model import (
+from edgeguard.alarm_model import (
     DEFAULT_PRIORITY,
     LATCHING_KINDS,
     Action,
@@ -32,6 +24,14 @@ from edgeguard.model import (
     InputSignal,
     MessageType,
 )
+from edgeguard.config import (
+    DEFAULT_PATHS_LOCATION,
+    FAULT_SUFFIX,
+    PATH_DEVICES,
+    EdgeguardConfig,
+    input_points,
+)
+from edgeguard.ids import iso_ms, utc_now, uuid7
 from edgeguard.payloads import (
     PoliceAck,
     alarm_payload,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edgeguard.model import DeviceStatus, InputSignal
+from edgeguard.alarm_model import DeviceStatus, InputSignal
 
 logger = logging.getLogger(__name__)
 

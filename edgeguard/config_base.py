@@ -1,6 +1,6 @@
 """What every config model builds on: the strict base model, names and alarm points.
 
-Light to import (pydantic and edgeguard.model only): the config, the drivers' schemas and the
+Light to import (pydantic and edgeguard.alarm_model only): the config, the drivers' schemas and the
 police receiver's config all start here.
 """
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeguard.model import DEFAULT_PRIORITY, AlarmKind
+from edgeguard.alarm_model import DEFAULT_PRIORITY, AlarmKind
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 

@@ -1,5 +1,5 @@
 """The driver contract, the only part of the core a driver needs (with edgeguard.config_base and
-edgeguard.model): the config base model, the sink drivers report to, the base class, and the
+edgeguard.alarm_model): the config base model, the sink drivers report to, the base class, and the
 capabilities the core looks for. Drivers depend on this module; the core never imports a
 concrete driver (they are found through edgeguard.driver_registry)."""
 
@@ -12,9 +12,9 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_chec
 
 from pydantic import Field
 
+from edgeguard.alarm_model import Action, DeviceState, DeviceStatus, InputSignal
 from edgeguard.config_base import Name, PointConfig, PointEntry, StrictModel
 from edgeguard.ids import utc_now
-from edgeguard.model import Action, DeviceState, DeviceStatus, InputSignal
 
 
 class DriverConfig(StrictModel):

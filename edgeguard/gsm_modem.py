@@ -20,6 +20,7 @@ from typing import Any
 
 import serial
 
+from edgeguard.alarm_model import DeviceState
 from edgeguard.gsm_modem_at import (
     CTRL_Z,
     ESC,
@@ -37,7 +38,6 @@ from edgeguard.gsm_modem_at import (
     ucs2_hex,
 )
 from edgeguard.gsm_modem_config import SmsConfig
-from edgeguard.model import DeviceState
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from edgeguard.alarm_model import DeviceState, DeviceStatus
 from edgeguard.driver_api import (
     DriverConfig,
     DriverError,
@@ -18,7 +19,6 @@ from edgeguard.driver_api import (
     SoftwareButton,
 )
 from edgeguard.driver_registry import driver_class
-from edgeguard.model import DeviceState, DeviceStatus
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from edgeguard.model import AlarmState
+from edgeguard.alarm_model import AlarmState
 from edgeguard.outputs_config import GpioOutputConfig, OutputBase, RuleConfig, Until
 from edgeguard.store import AlarmRecord
 

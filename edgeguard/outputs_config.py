@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from edgeguard.alarm_model import AlarmKind
 from edgeguard.config_base import Name, StrictModel
-from edgeguard.model import AlarmKind
 
 
 class Until(StrEnum):

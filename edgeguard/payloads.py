@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from edgeguard import __version__
+from edgeguard.alarm_model import SCHEMA_VERSION, MessageType, PoliceAction
 from edgeguard.config import LocationConfig
 from edgeguard.ids import iso_ms, utc_now
-from edgeguard.model import SCHEMA_VERSION, MessageType, PoliceAction
 from edgeguard.store import AlarmRecord
 
 TOPIC_ROOT = "edgeguard"

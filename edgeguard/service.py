@@ -8,8 +8,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from edgeguard.alarm_model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.alarms import AlarmBook, Change
-from edgeguard.model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.payloads import AckError, parse_police_ack
 from edgeguard.safe_text import preview
 from edgeguard.store import AlarmRecord

@@ -58,7 +58,7 @@ EDGEGUARD = str(BIN / "edgeguard")
 
 sys.path.insert(0, str(REPO))
 
-from edgeguard.analytics.models import ModelError, find_person_model  # noqa: E402
+from edgeguard.analytics.model_files import ModelError, find_person_model  # noqa: E402
 from edgeguard.config_loader import load_config  # noqa: E402
 from edgeguard.control import call  # noqa: E402
 from edgeguard.lab.broker import Mosquitto, free_port  # noqa: E402

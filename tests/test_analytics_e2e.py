@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from edgeguard.analytics.models import ModelError, find_person_model
+from edgeguard.analytics.model_files import ModelError, find_person_model
 from edgeguard.ids import parse_iso
 from edgeguard.lab.footage import composed, locate
 from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site

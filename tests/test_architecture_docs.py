@@ -64,7 +64,7 @@ def test_the_tree_parser_reads_folders_and_descriptions() -> None:
     """The parser itself: a nested entry, a module named in a description, a continuation."""
     documented = documented_modules()
     assert "edgeguard/cameras/discover_args.py" in documented
-    assert "edgeguard/analytics/models.py" in documented
+    assert "edgeguard/analytics/model_files.py" in documented
     assert "edgeguard/gsm_modem_config.py" in documented
     assert "drivers/serial_link_config.py" in documented
     assert "edgeguard/cli.py" in documented

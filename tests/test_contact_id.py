@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edgeguard.alarm_model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard.driver_api import DriverError, SetupFailure
 from edgeguard.lab.serial_box_sim import open_pty, repoint_symlink
 from edgeguard.lab.sinks import RecordingSink
-from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard_drivers.contact_id import ContactIdInput
 from edgeguard_drivers.contact_id_config import ContactIdInputConfig
 from edgeguard_drivers.contact_id_protocol import ACK, NAK, make_message, make_surgard_message

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeguard.model import AlarmKind
+from edgeguard.alarm_model import AlarmKind
 from edgeguard_drivers.contact_id_protocol import (
     CODES,
     MAX_LINE,

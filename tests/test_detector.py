@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeguard.analytics import models
+from edgeguard.analytics import model_files
 from edgeguard.analytics.counting import Zone, ZoneCounter, count_in_zones
 from edgeguard.analytics.detector import Detection, PersonDetector, nms
 from edgeguard.analytics.geometry import Box
-from edgeguard.analytics.models import (
+from edgeguard.analytics.model_files import (
     PERSON_MODEL_NAME,
     PERSON_MODEL_SHA256,
     ModelError,
@@ -170,11 +170,11 @@ def test_search_dirs_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert dirs[1] == Path("/var/lib/edgeguard/models")
     assert dirs[2] == tmp_path / "cache" / "edgeguard" / "models"
     assert dirs[-1] == Path("/work/shared/models")
-    assert models.REPO_ROOT.parent / "shared" / "models" in dirs
+    assert model_files.REPO_ROOT.parent / "shared" / "models" in dirs
 
 
 def test_missing_model_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(models, "model_search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(model_files, "model_search_dirs", lambda: [tmp_path])
     with pytest.raises(ModelError, match=r"make_person_model\.sh"):
         find_person_model()
     with pytest.raises(ModelError, match="does not exist"):
@@ -186,13 +186,13 @@ def test_wrong_bytes_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     fake.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="sha256"):
         find_person_model(fake)
-    monkeypatch.setattr(models, "model_search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(model_files, "model_search_dirs", lambda: [tmp_path])
     with pytest.raises(ModelError, match="not found"):
         find_person_model()
 
 
 def test_found_model_is_the_measured_one(model: Path, tmp_path: Path) -> None:
-    assert models.sha256_of(model) == PERSON_MODEL_SHA256
+    assert model_files.sha256_of(model) == PERSON_MODEL_SHA256
     assert find_person_model(model) == model
     with pytest.raises(ModelError, match="cannot load"):
         PersonDetector(tmp_path / "missing.onnx")

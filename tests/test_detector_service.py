@@ -13,7 +13,7 @@ import pytest
 
 from edgeguard.analytics.detector import PersonDetector
 from edgeguard.analytics.detector_service import SERVICE_MIN_SCORE, DetectorService
-from edgeguard.analytics.models import ModelError, find_person_model
+from edgeguard.analytics.model_files import ModelError, find_person_model
 from edgeguard.analytics.remote import RemoteDetector
 from edgeguard.cameras.wire import encode, read_message
 from edgeguard.lab.footage import locate

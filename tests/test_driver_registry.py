@@ -106,7 +106,7 @@ from pydantic import Field
 
 from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import DriverConfig, InputDriver
-from edgeguard.model import Action, DeviceState
+from edgeguard.alarm_model import Action, DeviceState
 
 
 class ThrowawayConfig(DriverConfig, PointConfig):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from edgeguard.alarm_model import Action, DeviceStatus, InputSignal
 from edgeguard.driver_api import DriverError
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, make_site
-from edgeguard.model import Action, DeviceStatus, InputSignal
 from edgeguard_drivers.gpio import GpioButton
 from edgeguard_drivers.gpio_config import GpioInputConfig
 

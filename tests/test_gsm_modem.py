@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeguard.alarm_model import DeviceState
 from edgeguard.gsm_modem import GsmModem
 from edgeguard.gsm_modem_at import (
     INIT_COMMANDS,
@@ -30,7 +31,6 @@ from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import DaemonProcess, make_site
 from edgeguard.lab.modem_sim import ModemSim
 from edgeguard.lab.pki import DevPKI
-from edgeguard.model import DeviceState
 from edgeguard.store import Store
 from edgeguard.uplink.sms import sms_text
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edgeguard.alarm_model import Action, AlarmKind, DeviceState
 from edgeguard.lab.modbus_sim import UNIT, ModbusSlave, PtyLink
 from edgeguard.lab.sinks import RecordingSink
-from edgeguard.model import Action, AlarmKind, DeviceState
 from edgeguard_drivers.modbus import ModbusInput, PollError
 from edgeguard_drivers.modbus_config import ModbusInputConfig
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgeguard.alarm_model import Action, AlarmKind, InputSignal
 from edgeguard.alarms import AlarmBook
 from edgeguard.config import EdgeguardConfig
 from edgeguard.ids import utc_now
-from edgeguard.model import Action, AlarmKind, InputSignal
 from edgeguard.signing import Signer
 from edgeguard.store import OutboxRow, Store
 from edgeguard.uplink.outbox import Outbox

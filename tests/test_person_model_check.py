@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeguard.analytics import models
-from edgeguard.analytics.models import (
+from edgeguard.analytics import model_files
+from edgeguard.analytics.model_files import (
     PERSON_MODEL_NAME,
     PERSON_MODEL_SHA256,
     ModelError,
@@ -70,12 +70,14 @@ def _copy_with_a_changed_byte(measured: Path, folder: Path) -> tuple[Path, str]:
     shutil.copyfile(measured, copy)
     with copy.open("ab") as f:
         f.write(b"\n")
-    return copy, models.sha256_of(copy)
+    return copy, model_files.sha256_of(copy)
 
 
 def _record(model: Path, sha256: str, measured_sha256: str = PERSON_MODEL_SHA256) -> None:
     record = {"sha256": sha256, "same_outputs_as": measured_sha256, "checked_by": "test"}
-    model.with_name(model.name + models.VERIFIED_SUFFIX).write_text(json.dumps(record), "utf-8")
+    model.with_name(model.name + model_files.VERIFIED_SUFFIX).write_text(
+        json.dumps(record), "utf-8"
+    )
 
 
 def test_a_verified_record_admits_exactly_its_bytes(measured: Path, tmp_path: Path) -> None:
@@ -96,7 +98,7 @@ def test_a_broken_record_is_ignored_with_a_warning(
     measured: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     copy, _ = _copy_with_a_changed_byte(measured, tmp_path)
-    copy.with_name(copy.name + models.VERIFIED_SUFFIX).write_text("{not json", "utf-8")
+    copy.with_name(copy.name + model_files.VERIFIED_SUFFIX).write_text("{not json", "utf-8")
     with pytest.raises(ModelError, match="sha256"):
         find_person_model(copy)
     assert "ignoring" in caplog.text

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgeguard.analytics.analyze import analyze, frames
-from edgeguard.analytics.models import ModelError, find_person_model
+from edgeguard.analytics.model_files import ModelError, find_person_model
 from edgeguard.analytics.pipeline import AnalysisPipeline, in_schedule
 from edgeguard.analytics.spec import PipelineSpec, pipeline_spec
 from edgeguard.cameras.config import CameraConfig

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
+from edgeguard.alarm_model import DeviceState, DeviceStatus
 from edgeguard.control import call
 from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_broker, make_site
-from edgeguard.model import DeviceState, DeviceStatus
 from edgeguard.payloads import PoliceAck
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"

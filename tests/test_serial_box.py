@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edgeguard.alarm_model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard.driver_api import DriverError, SetupFailure
 from edgeguard.lab.serial_box_sim import SerialBoxSim, open_pty, repoint_symlink
 from edgeguard.lab.sinks import RecordingSink
-from edgeguard.model import Action, AlarmKind, DeviceState, InputSignal
 from edgeguard_drivers import serial_box
 from edgeguard_drivers.serial_box import SerialButtonBox
 from edgeguard_drivers.serial_box_config import SerialInputConfig

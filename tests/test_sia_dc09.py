@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edgeguard.alarm_model import Action, DeviceState
 from edgeguard.lab.dc09 import Dc09Transmitter
 from edgeguard.lab.sinks import RecordingSink
-from edgeguard.model import Action, DeviceState
 from edgeguard_drivers.sia_dc09 import SiaDc09Input
 from edgeguard_drivers.sia_dc09_config import SiaDc09InputConfig
 from edgeguard_drivers.sia_dc09_protocol import format_time, wrap

@@ -139,7 +139,7 @@ def _write_event(out: TextIO, event: dict[str, Any], *, as_json: bool) -> None:
 
 def _detector(model: Path | None, config: AnalyticsConfig) -> Any:
     from edgeguard.analytics.detector import PersonDetector
-    from edgeguard.analytics.models import find_person_model
+    from edgeguard.analytics.model_files import find_person_model
 
     return PersonDetector(find_person_model(model), min_score=config.detection.min_score, threads=1)
 
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     start = args.start or datetime.now(UTC)
-    from edgeguard.analytics.models import ModelError
+    from edgeguard.analytics.model_files import ModelError
 
     try:
         found = analyze(

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgeguard.alarm_model import AlarmKind
 from edgeguard.config_base import Name, StrictModel
-from edgeguard.model import AlarmKind
 
 Point = tuple[float, float]
 PolygonPx = Annotated[

@@ -1,6 +1,6 @@
 """The person detector: COCO-SSD (SSDLite MobileNetV2) on onnxruntime, CPU only.
 
-The ONNX graph (edgeguard.analytics.models) takes a uint8 RGB image of any size, resizes it to
+The ONNX graph (edgeguard.analytics.model_files) takes a uint8 RGB image of any size, resizes it to
 300x300 itself and returns, for 1,917 anchors, 90 class scores (sigmoid; index 0 is "person")
 and decoded boxes (normalised ymin, xmin, ymax, xmax). What is left here: colour conversion, a
 cheap shrink of large frames before the graph, the person scores, non-maximum suppression, and
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeguard.analytics.geometry import Box
-from edgeguard.analytics.models import ModelError
+from edgeguard.analytics.model_files import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -92,7 +92,7 @@ def _heartbeat(service: DetectorService, channel: Any) -> None:
 def main() -> int:
     channel, raw = child_start("detector", "EDGEGUARD_DETECTOR_LOG")
     from edgeguard.analytics.detector import PersonDetector
-    from edgeguard.analytics.models import find_person_model
+    from edgeguard.analytics.model_files import find_person_model
 
     model = find_person_model(Path(raw["model"]) if raw.get("model") else None)
     detector = PersonDetector(

@@ -85,7 +85,7 @@ def _detector(settings: CaptureSettings) -> Any:
 
         return RemoteDetector(Path(settings.detector_socket), min_score=settings.min_score)
     from edgeguard.analytics.detector import PersonDetector
-    from edgeguard.analytics.models import find_person_model
+    from edgeguard.analytics.model_files import find_person_model
 
     model = find_person_model(Path(settings.model) if settings.model else None)
     return PersonDetector(model, min_score=settings.min_score, threads=1)

@@ -7,9 +7,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 
+from edgeguard.alarm_model import AlarmKind
 from edgeguard.analytics.config import AnalyticsConfig, ClipConfig
 from edgeguard.config_base import Name, PointConfig, StrictModel
-from edgeguard.model import AlarmKind
 from edgeguard.secrets import Secret
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")

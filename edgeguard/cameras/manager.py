@@ -16,6 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgeguard.alarm_model import (
+    DEFAULT_PRIORITY,
+    Action,
+    AlarmKind,
+    AlarmState,
+    DeviceState,
+    DeviceStatus,
+    InputSignal,
+)
 from edgeguard.cameras.child import ChildProcess
 from edgeguard.cameras.config import CameraConfig
 from edgeguard.cameras.evidence import EvidenceFiles, evidence_folder
@@ -25,15 +34,6 @@ from edgeguard.cameras.wire import encode
 from edgeguard.config import EdgeguardConfig
 from edgeguard.filemodes import make_dir
 from edgeguard.ids import iso_ms, parse_iso, utc_now
-from edgeguard.model import (
-    DEFAULT_PRIORITY,
-    Action,
-    AlarmKind,
-    AlarmState,
-    DeviceState,
-    DeviceStatus,
-    InputSignal,
-)
 from edgeguard.service import AlarmService
 from edgeguard.store import AlarmRecord
 

@@ -9,11 +9,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edgeguard.alarm_model import DEFAULT_PRIORITY, AlarmKind
 from edgeguard.cameras.child import ChildProcess, ChildUnavailableError
 from edgeguard.cameras.config import CameraConfig
 from edgeguard.cameras.runner import SnapshotUnavailableError
 from edgeguard.cameras.wire import encode
-from edgeguard.model import DEFAULT_PRIORITY, AlarmKind
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeguard.analytics.models import sha256_of
+from edgeguard.analytics.model_files import sha256_of
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from edgeguard.alarm_model import Action, AlarmKind, InputSignal
 from edgeguard.config import EdgeguardConfig
 from edgeguard.control import call
 from edgeguard.daemon import Daemon
@@ -28,7 +29,6 @@ from edgeguard.ids import utc_now
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.pki import DevPKI
 from edgeguard.lab.procs import stop_process
-from edgeguard.model import Action, AlarmKind, InputSignal
 from edgeguard.receiver import Received, Receiver
 from edgeguard.signing import generate_keypair, load_public_key
 from edgeguard.uplink.paho_link import no_delay

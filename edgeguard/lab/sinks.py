@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from edgeguard.model import Action, DeviceState, DeviceStatus, InputSignal
+from edgeguard.alarm_model import Action, DeviceState, DeviceStatus, InputSignal
 
 WAIT = 5.0
 

@@ -13,8 +13,8 @@ import asyncio
 import logging
 from typing import Any
 
+from edgeguard.alarm_model import DeviceState, DeviceStatus
 from edgeguard.config import PATH_DEVICES, EdgeguardConfig
-from edgeguard.model import DeviceState, DeviceStatus
 from edgeguard.service import AlarmService
 
 logger = logging.getLogger(__name__)

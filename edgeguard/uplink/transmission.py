@@ -12,9 +12,9 @@ from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
+from edgeguard.alarm_model import DeviceState
 from edgeguard.config import EdgeguardConfig
 from edgeguard.gsm_modem import GsmModem
-from edgeguard.model import DeviceState
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
 from edgeguard.uplink.link_events import LinkEvents
