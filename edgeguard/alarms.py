@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from edgeguard.alarm_model import (
@@ -51,11 +52,32 @@ class AlarmError(Exception):
     """A request about an alarm that cannot be honoured (unknown id, already reset, ...)."""
 
 
+class AlarmChange(StrEnum):
+    """What happened to an alarm: a Change's ``what``, and what the alarm service's listeners
+    are told (the control room's live page sends it on as text)."""
+
+    NEW = "new"
+    UPDATE = "update"
+    RESTORED = "restored"
+    EVIDENCE = "evidence"
+    RESET = "reset"
+    ACKNOWLEDGED = "acknowledged"  # the police actions (PoliceAction)
+    DISPATCHED = "dispatched"
+    RESOLVED = "resolved"
+    DEVICE = "device"
+    IGNORED = "ignored"
+    UNKNOWN = "unknown"  # an ack for an alarm this site does not have
+    DUPLICATE = "duplicate"
+    UNCHANGED = "unchanged"
+    UNRECORDED = "unrecorded"  # sent while the store failed (service only)
+    DELIVERED = "delivered"  # the broker's PUBACK (service only)
+
+
 @dataclass
 class Change:
     """What one call recorded: the alarm as it now stands and the messages to send."""
 
-    what: str
+    what: AlarmChange
     alarm: AlarmRecord | None = None
     outbox: list[OutboxRow] = field(default_factory=list)
 
@@ -184,7 +206,7 @@ class AlarmBook:
                 occurred_at=signal.occurred_at,
                 data=signal.detail,
             )
-            return Change("ignored")
+            return Change(AlarmChange.IGNORED)
         return self._restore(store, current, signal)
 
     def _raise_new(self, store: Store, signal: InputSignal) -> Change:
@@ -200,7 +222,7 @@ class AlarmBook:
             record.priority,
             record.event_id,
         )
-        return Change("new", record, [row])
+        return Change(AlarmChange.NEW, record, [row])
 
     def _retrigger(self, store: Store, record: AlarmRecord, signal: InputSignal) -> Change:
         record.input_active = True
@@ -216,7 +238,7 @@ class AlarmBook:
             at=iso_ms(signal.occurred_at),
         )
         logger.warning("alarm %s triggered again (%d)", record.event_id, record.trigger_count)
-        return Change("update", record, [row])
+        return Change(AlarmChange.UPDATE, record, [row])
 
     def _restore(self, store: Store, record: AlarmRecord, signal: InputSignal) -> Change:
         record.input_active = False
@@ -238,7 +260,7 @@ class AlarmBook:
             record.event_id,
             "latched until reset" if latching else "cleared",
         )
-        return Change("restored", record, rows)
+        return Change(AlarmChange.RESTORED, record, rows)
 
     @staticmethod
     def _close(record: AlarmRecord, by: str) -> None:
@@ -290,7 +312,7 @@ class AlarmBook:
             record.evidence.append(listed)
         rows.append(self._publish(store, record, MessageType.EVIDENCE))
         store.save_alarm(record)
-        return Change("evidence", record, rows)
+        return Change(AlarmChange.EVIDENCE, record, rows)
 
     # --- people -----------------------------------------------------------------------------
     def reset(self, store: Store, event_id: str, by: str) -> Change:
@@ -311,7 +333,7 @@ class AlarmBook:
         store.save_alarm(record)
         self._ledger(store, "alarm.reset", record, by=by)
         logger.info("alarm %s reset by %s", event_id, by)
-        return Change("reset", record, [row])
+        return Change(AlarmChange.RESET, record, [row])
 
     def police_ack(self, store: Store, ack: PoliceAck) -> Change:
         record = store.alarm(ack.event_id)
@@ -321,10 +343,10 @@ class AlarmBook:
                 event_id=ack.event_id,
                 data={"state": ack.state.value, "by": ack.by},
             )
-            return Change("unknown")
+            return Change(AlarmChange.UNKNOWN)
         at_field, by_field = f"{ack.state.value}_at", f"{ack.state.value}_by"
         if getattr(record, at_field) is not None:
-            return Change("duplicate", record)
+            return Change(AlarmChange.DUPLICATE, record)
         setattr(record, at_field, iso_ms(ack.at))
         setattr(record, by_field, ack.by)
         new_state = AlarmState(ack.state.value)
@@ -336,7 +358,7 @@ class AlarmBook:
         store.save_alarm(record)
         self._ledger(store, f"alarm.{ack.state.value}", record, by=ack.by, at=iso_ms(ack.at))
         logger.info("police %s alarm %s (%s)", ack.state.value, ack.event_id, ack.by)
-        return Change(ack.state.value, record)
+        return Change(AlarmChange(ack.state.value), record)
 
     # --- delivery ---------------------------------------------------------------------------
     def delivered(self, store: Store, ids: list[int]) -> list[AlarmRecord]:
@@ -362,7 +384,7 @@ class AlarmBook:
     def device_status(self, store: Store, status: DeviceStatus) -> Change:
         previous = store.device(status.device)
         if previous is not None and previous["state"] == status.state.value:
-            return Change("unchanged")
+            return Change(AlarmChange.UNCHANGED)
         store.save_device(status.device, status.state.value, status.detail)
         store.append_event(
             "device.status", source=status.device, state=status.state.value, data=status.detail
@@ -382,8 +404,8 @@ class AlarmBook:
         if fault is not None:
             change = self.apply_signal(store, fault)
             rows.extend(change.outbox)
-            return Change("device", change.alarm, rows)
-        return Change("device", None, rows)
+            return Change(AlarmChange.DEVICE, change.alarm, rows)
+        return Change(AlarmChange.DEVICE, None, rows)
 
     def _device_fault_signal(self, status: DeviceStatus) -> InputSignal | None:
         location = self._device_location(status.device)

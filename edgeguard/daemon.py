@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeguard import __version__, sysd
-from edgeguard.alarms import AlarmBook, AlarmError
+from edgeguard.alarms import AlarmBook, AlarmChange, AlarmError
 from edgeguard.bridge import Bridge
 from edgeguard.cameras.manager import CameraManager
 from edgeguard.config import EdgeguardConfig
@@ -300,8 +300,8 @@ class Daemon:
             except Exception:
                 logger.exception("housekeeping failed; trying again next time")
 
-    def _on_alarm_change(self, what: str, _record: object) -> None:
-        if what == "evidence":
+    def _on_alarm_change(self, what: AlarmChange, _record: object) -> None:
+        if what == AlarmChange.EVIDENCE:
             self._evidence_written.set()
 
     async def _evidence_loop(self) -> None:

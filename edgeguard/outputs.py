@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeguard.alarm_model import AlarmState
 from edgeguard.outputs_config import GpioOutputConfig, OutputBase, RuleConfig, Until
 from edgeguard.store import AlarmRecord
+
+if TYPE_CHECKING:
+    from edgeguard.alarms import AlarmChange
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class OutputController:
         for output in self.outputs.values():
             self._submit(self._open, output)
         for record in open_alarms:
-            self.on_alarm("start", record)
+            self.recompute(record)
 
     def close(self) -> None:
         for name in self.outputs:
@@ -69,10 +72,13 @@ class OutputController:
         self._executor.submit(self._close_devices)
         self._executor.shutdown(wait=True)
 
-    def on_alarm(self, _what: str, record: AlarmRecord | None) -> None:
+    def on_alarm(self, _what: AlarmChange, record: AlarmRecord | None) -> None:
         """AlarmService listener (event loop): recompute the outputs this alarm concerns."""
-        if record is None:
-            return
+        if record is not None:
+            self.recompute(record)
+
+    def recompute(self, record: AlarmRecord) -> None:
+        """Each output on while an alarm it follows holds it (at start: the open alarms)."""
         for name, output in self.outputs.items():
             holding = self._holding[name]
             if matches(output, record) and still_on(output.rule, record):

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from edgeguard.alarm_model import Action, AlarmState, DeviceStatus, InputSignal
-from edgeguard.alarms import AlarmBook, Change
+from edgeguard.alarms import AlarmBook, AlarmChange, Change
 from edgeguard.payloads import AckError, parse_police_ack
 from edgeguard.safe_text import preview
 from edgeguard.store import AlarmRecord
@@ -18,7 +18,7 @@ from edgeguard.writer import StoreWriter
 
 logger = logging.getLogger(__name__)
 
-Listener = Callable[[str, AlarmRecord | None], None]
+Listener = Callable[[AlarmChange, AlarmRecord | None], None]
 
 
 class AlarmService:
@@ -30,7 +30,7 @@ class AlarmService:
         self.failed_writes = 0
         self.unrecorded: dict[str, AlarmRecord] = {}  # alarms sent while the store failed
 
-    def _notify(self, what: str, record: AlarmRecord | None) -> None:
+    def _notify(self, what: AlarmChange, record: AlarmRecord | None) -> None:
         for listener in list(self.listeners):
             try:
                 listener(what, record)
@@ -102,7 +102,7 @@ class AlarmService:
             record.event_id,
             signal.source,
         )
-        self._notify("unrecorded", record)
+        self._notify(AlarmChange.UNRECORDED, record)
 
     async def handle_status(self, status: DeviceStatus) -> None:
         try:
@@ -132,7 +132,7 @@ class AlarmService:
     async def mark_delivered(self, ids: list[int]) -> None:
         changed = await self.writer.run(partial(self.book.delivered, ids=ids))
         for record in changed:
-            self._notify("delivered", record)
+            self._notify(AlarmChange.DELIVERED, record)
 
     async def handle_police_ack(self, payload: bytes) -> None:
         try:
@@ -147,7 +147,7 @@ class AlarmService:
         except Exception:  # the ack is lost, not the alarm: the police see no change and resend
             logger.exception("could not record the police %s of %s", ack.state.value, ack.event_id)
             return
-        if change.what == "unknown":
+        if change.what == AlarmChange.UNKNOWN:
             logger.warning(
                 "police ack rejected: %s for unknown alarm %s", ack.state.value, ack.event_id
             )

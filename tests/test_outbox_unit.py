@@ -51,3 +51,12 @@ def test_recording_an_alarm_late_twice_is_harmless(tmp_path: Path) -> None:
         assert [a.event_id for a in store.open_alarms()] == [record.event_id]
     finally:
         store.close()
+
+
+def test_every_police_action_is_an_alarm_change() -> None:
+    """An ack's state becomes the listeners' AlarmChange: a police action without one would
+    raise in the writer thread, not at review."""
+    from edgeguard.alarm_model import PoliceAction
+    from edgeguard.alarms import AlarmChange
+
+    assert {AlarmChange(action.value) for action in PoliceAction} <= set(AlarmChange)

@@ -25,6 +25,7 @@ from edgeguard.alarm_model import (
     DeviceStatus,
     InputSignal,
 )
+from edgeguard.alarms import AlarmChange
 from edgeguard.cameras.child import ChildProcess
 from edgeguard.cameras.config import CameraConfig
 from edgeguard.cameras.evidence import EvidenceFiles, evidence_folder
@@ -38,6 +39,8 @@ from edgeguard.service import AlarmService
 from edgeguard.store import AlarmRecord
 
 logger = logging.getLogger(__name__)
+
+_ENDED = (AlarmChange.RESET, AlarmChange.RESTORED)  # the alarm may have ended: PTZ back
 
 TICK_S = 0.5
 STATS_PUBLISH_S = 30.0
@@ -295,16 +298,16 @@ class CameraManager:
         await self.service.writer.run(write)
 
     # --- alarm linkage ----------------------------------------------------------------------
-    def on_alarm(self, what: str, record: AlarmRecord | None) -> None:
+    def on_alarm(self, what: AlarmChange, record: AlarmRecord | None) -> None:
         """Service listener (on the loop, after the alarm is recorded and queued)."""
         if record is None:
             return
         linked = [name for name in record.cameras if name in self.runners]
         if record.kind == AlarmKind.CAMERA_OFFLINE.value:  # no snapshot from the dead camera
             linked = [name for name in linked if name != record.detail.get("camera")]
-        if what == "new" and linked:
+        if what == AlarmChange.NEW and linked:
             self._spawn(self._link_new_alarm(record, linked))
-        elif what in ("reset", "restored") and record.state == AlarmState.RESET.value:
+        elif what in _ENDED and record.state == AlarmState.RESET.value:
             self._spawn(self._ptz_return(record, linked))
 
     async def _link_new_alarm(self, record: AlarmRecord, cameras: list[str]) -> None:

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgeguard.alarms import AlarmError
+from edgeguard.alarms import AlarmChange, AlarmError
 from edgeguard.config import EdgeguardConfig
 from edgeguard.console.views import HistoryFilter, alarm_view, local_acks_by_event
 from edgeguard.service import AlarmService
@@ -60,7 +60,7 @@ class ConsoleBackend:
     def store_path(self) -> Path:
         return self.daemon.config.store.path
 
-    def _on_change(self, what: str, record: AlarmRecord | None) -> None:
+    def _on_change(self, what: AlarmChange, record: AlarmRecord | None) -> None:
         """Runs on the loop right after the change is durably recorded."""
         if record is None or not self.hub.subscribers:
             return  # no page open: nothing to build on the alarm path

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.files import make_private_folders, private_file, tighten
@@ -58,6 +58,9 @@ def _priority(payload: dict[str, Any]) -> int:
     return value if 1 <= value <= 9 else 1
 
 
+# What a row of the changes feed is about: the dashboard rebuilds that thing by its key
+FeedTopic = Literal["alarm", "site", "warning", "link"]
+
 class PoliceStore(StoreQueries):
     def __init__(self, path: Path, *, receiver: str = "") -> None:
         self.path = path
@@ -87,7 +90,7 @@ class PoliceStore(StoreQueries):
             raise
         self.conn.execute("COMMIT")
 
-    def _change(self, what: str, key: str) -> None:
+    def _change(self, what: FeedTopic, key: str) -> None:
         self.conn.execute(
             "INSERT INTO changes (what, key, at) VALUES (?, ?, ?)", (what, key, iso_ms(utc_now()))
         )
