@@ -237,9 +237,11 @@ class ContactId(Target):
     alphabet = b"0123456789ABCDEF @\x14\r\n"
 
     def __init__(self) -> None:
+        from edgeguard_drivers import contact_id_codes
         from edgeguard_drivers import contact_id_protocol as cid
 
         self.cid = cid
+        self.lookup = contact_id_codes.lookup
         plain = [
             cid.make_message(account, code, zone, qualifier=q, spaces=spaces).encode()
             for account, code, zone in ((1234, 130, 5), ("BCDE", 602, 0), (9999, 401, 17))
@@ -278,7 +280,7 @@ class ContactId(Target):
                 outcomes.append(f"refused {exc.reason.value}")
                 continue
             if isinstance(message, cid.ContactIdMessage):
-                cid.lookup(message.event_code)
+                self.lookup(message.event_code)
                 if message.checksum_ok and not cid.checksum_ok(message.digits + message.raw[-1]):
                     raise ViolationError(f"accepted a bad checksum: {message}")
             outcomes.append("accepted")

@@ -34,16 +34,14 @@ from edgeguard.config_base import PointConfig
 from edgeguard.driver_api import SignalSink
 from edgeguard.ids import utc_now
 
+from .contact_id_codes import Ccc, CodeInfo, Handling
 from .contact_id_config import ContactIdInputConfig
 from .contact_id_protocol import (
     ACK,
     MAX_LINE,
     NAK,
-    Ccc,
-    CodeInfo,
     ContactIdError,
     ContactIdMessage,
-    Handling,
     Qualifier,
     Reason,
     SurgardHeartbeat,

@@ -12,7 +12,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from edgeguard.alarm_model import DEFAULT_PRIORITY, AlarmKind
 from edgeguard.config_base import Name, PointConfig, PointEntry, StrictModel
 
-from .contact_id_protocol import Ccc, CodeInfo, Handling, lookup
+from .contact_id_codes import Ccc, CodeInfo, Handling, lookup
 from .serial_link_config import SerialLinkConfig
 
 MAX_POINT_NAME = 64 - 4  # "<point>-<code>" must still be a 64-character Name

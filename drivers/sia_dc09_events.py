@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from edgeguard.alarm_model import AlarmKind
 
-from .contact_id_protocol import Handling, Qualifier
+from .contact_id_codes import Handling
+from .contact_id_protocol import Qualifier
 from .sia_dc09_protocol import Frame, FrameError, Reason
 
 _ACCOUNT_RE = re.compile(r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?")

@@ -9,7 +9,8 @@ from typing import Any
 
 from edgeguard.alarm_model import DEFAULT_PRIORITY, LATCHING_KINDS, Action, AlarmKind
 
-from .contact_id_protocol import Ccc, Handling, Qualifier, lookup
+from .contact_id_codes import Ccc, Handling, lookup
+from .contact_id_protocol import Qualifier
 from .sia_dc09_config import SiaDc09InputConfig
 from .sia_dc09_events import CidEvent, SiaEvent, parse_adm, parse_sia, sia_code
 from .sia_dc09_protocol import Frame

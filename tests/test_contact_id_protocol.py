@@ -14,20 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeguard.alarm_model import AlarmKind
+from edgeguard_drivers.contact_id_codes import CODES, Ccc, Handling, lookup
 from edgeguard_drivers.contact_id_protocol import (
-    CODES,
     MAX_LINE,
-    Ccc,
     ContactIdError,
     ContactIdMessage,
-    Handling,
     Qualifier,
     Reason,
     SurgardHeartbeat,
     check_digit,
     checksum_ok,
     digit_value,
-    lookup,
     make_message,
     make_surgard_message,
     parse_line,
