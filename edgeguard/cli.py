@@ -15,14 +15,13 @@ from typing import Any
 import yaml
 
 from edgeguard import __version__
-from edgeguard.ledger_csv import EVENT_COLUMNS, write_events_csv
+from edgeguard.cli_common import EXIT_FAIL, EXIT_OK, config_arg, config_setting
+from edgeguard.log_cli import add_log_commands
 from edgeguard.user_cli import add_user_commands
 
-DEFAULT_CONFIG = Path(os.environ.get("EDGEGUARD_CONFIG", "/etc/edgeguard/edgeguard.yaml"))
 DEFAULT_POLICE_CONFIG = Path(
     os.environ.get("EDGEGUARD_POLICE_CONFIG", "/etc/edgeguard/police.yaml")
 )
-EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def _err(message: str) -> None:
@@ -100,101 +99,15 @@ def cmd_verify_message(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- the log ---------------------------------------------------------------------------------
-def _setting(args: argparse.Namespace, section: str, key: str, default: Path) -> Path:
-    """One path from the config file without validating the rest: operators run `status`,
-    `reset` and `events` outside systemd, where the daemon's credentials cannot be read."""
-    from edgeguard.config_loader import ConfigError, ConfigIssue, parse_yaml
-
-    try:
-        text = Path(args.config).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(str(args.config), None, "", f"cannot read: {exc}")]) from exc
-    data, _ = parse_yaml(text, str(args.config))
-    part = data.get(section) if isinstance(data, dict) else None
-    found = part.get(key) if isinstance(part, dict) else None
-    return Path(found) if isinstance(found, str) else default
-
-
-def _open_store(args: argparse.Namespace) -> Any:
-    from edgeguard.config import StoreConfig
-    from edgeguard.store import Store
-
-    db = args.db if args.db is not None else _setting(args, "store", "path", StoreConfig().path)
-    return Store(Path(db), readonly=True)
-
-
-def cmd_verify_log(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    try:
-        checked, problems = store.verify_chain()
-        head = store.head()
-    finally:
-        store.close()
-    for problem in problems:
-        print(f"TAMPERED: {problem}")
-    if problems:
-        print(f"{checked} row(s) checked, {len(problems)} problem(s)")
-        return EXIT_FAIL
-    print(f"OK: {checked} row(s), hash chain intact; head row {head[0]} {head[1]}")
-    return EXIT_OK
-
-
-
-
-def cmd_events(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    try:
-        rows = list(
-            store.query_events(
-                since=args.since,
-                until=args.until,
-                kinds=args.kind,
-                types=args.type,
-                source=args.source,
-                location=args.location,
-                event_id=args.event_id,
-                limit=args.limit,
-            )
-        )
-    finally:
-        store.close()
-    if args.csv is not None:
-        _write_csv(rows, args.csv)
-    elif args.json:
-        for row in rows:
-            print(json.dumps({k: row.get(k) for k in EVENT_COLUMNS}, ensure_ascii=False))
-    else:
-        for row in rows:
-            print(
-                f"{row['id']:>6} {row['recorded_at']} {row['type']:<20} "
-                f"{row['kind'] or '':<14} {row['state'] or '':<12} {row['source'] or '':<20} "
-                f"{row['location'] or ''} {row['event_id'] or ''}"
-            )
-    return EXIT_OK
-
-
-def _write_csv(rows: list[dict[str, Any]], target: str) -> None:
-    """UTF-8 with a BOM so that Excel shows Chinese text correctly."""
-    if target == "-":
-        handle = open(  # noqa: SIM115 - stdout's fd, not a path
-            sys.stdout.fileno(), "w", encoding="utf-8-sig", newline="", closefd=False
-        )
-    else:
-        handle = Path(target).open("w", encoding="utf-8-sig", newline="")  # noqa: SIM115
-    with handle:
-        write_events_csv(rows, handle)
-
-
 # --- the running daemon ----------------------------------------------------------------------
 def _control(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | None:
     from edgeguard.config import ControlConfig
     from edgeguard.control import call
 
     default = ControlConfig().socket
-    socket_path = (
-        args.socket if args.socket is not None else _setting(args, "control", "socket", default)
-    )
+    socket_path = args.socket
+    if socket_path is None:
+        socket_path = config_setting(args, "control", "socket", default)
     try:
         answer = call(Path(socket_path), request)
     except (ConnectionError, OSError) as exc:
@@ -311,23 +224,8 @@ def cmd_police(args: argparse.Namespace) -> int:
 
 
 # --- parser ----------------------------------------------------------------------------------
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        default=DEFAULT_CONFIG,
-        help="config file (default: $EDGEGUARD_CONFIG or /etc/edgeguard/edgeguard.yaml)",
-    )
-
-
-def _store_args(parser: argparse.ArgumentParser) -> None:
-    _config_arg(parser)
-    parser.add_argument("--db", type=Path, help="read this database instead of the config's")
-
-
 def _socket_args(parser: argparse.ArgumentParser) -> None:
-    _config_arg(parser)
+    config_arg(parser)
     parser.add_argument("--socket", type=Path, help="control socket instead of the config's")
 
 
@@ -351,10 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_config_commands(sub)
-    _add_log_commands(sub)
+    add_log_commands(sub)
     _add_daemon_commands(sub)
     _add_police_commands(sub)
-    add_user_commands(sub, _config_arg)
+    add_user_commands(sub, config_arg)
     return parser
 
 
@@ -364,11 +262,11 @@ Subparsers = Any
 def _add_config_commands(sub: Subparsers) -> None:
     p = sub.add_parser("check-config", help="validate a config file; errors name file:line")
     p.add_argument("file", nargs="?", type=Path, help="config file (default: -c)")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("print-config", help="print the effective config, secrets masked")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_print_config)
 
     p = sub.add_parser("config-reference", help="print the config reference (Markdown)")
@@ -387,29 +285,9 @@ def _add_config_commands(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_verify_message)
 
 
-def _add_log_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("verify-log", help="check the event log's hash chain")
-    _store_args(p)
-    p.set_defaults(func=cmd_verify_log)
-
-    p = sub.add_parser("events", help="list or export events (the ledger)")
-    _store_args(p)
-    p.add_argument("--since", help="from this UTC time (ISO 8601, e.g. 2026-11-01)")
-    p.add_argument("--until", help="before this UTC time")
-    p.add_argument("--kind", action="append", help="alarm kind (repeatable)")
-    p.add_argument("--type", action="append", help="event type, e.g. alarm.new (repeatable)")
-    p.add_argument("--source", help="alarm source (input name)")
-    p.add_argument("--location", help="location key")
-    p.add_argument("--event-id", help="one alarm's events")
-    p.add_argument("--limit", type=int, help="at most this many rows")
-    p.add_argument("--csv", metavar="FILE", help="write CSV (UTF-8 with BOM for Excel); - = stdout")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=cmd_events)
-
-
 def _add_daemon_commands(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run the daemon")
-    _config_arg(p)
+    config_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reset", help="reset a latched alarm (recorded with your name)")
@@ -428,7 +306,7 @@ def _add_daemon_commands(sub: Subparsers) -> None:
     )
     p.add_argument("video", type=Path, help="video file (anything FFmpeg reads)")
     p.add_argument("--camera", required=True, help="the configured camera whose analysis runs")
-    _config_arg(p)
+    config_arg(p)
     p.add_argument(
         "--json", action="store_true", help="one JSON line per analysed frame and per event"
     )
