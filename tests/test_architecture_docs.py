@@ -68,3 +68,16 @@ def test_the_tree_parser_reads_folders_and_descriptions() -> None:
     assert "edgeguard/gsm_modem_config.py" in documented
     assert "drivers/serial_link_config.py" in documented
     assert "edgeguard/cli.py" in documented
+
+
+def test_no_production_module_over_500_lines() -> None:
+    """Modules at a readable size (split where a real seam is); the lab is not production."""
+    long = {}
+    for path in actual_modules():
+        if path.startswith("edgeguard/lab/"):
+            continue
+        folder, _, rest = path.partition("/")
+        lines = len((TREES[folder + "/"] / rest).read_text(encoding="utf-8").splitlines())
+        if lines > 500:
+            long[path] = lines
+    assert long == {}
