@@ -20,7 +20,7 @@ from edgeguard.lab.harness import InProcessDaemon, PoliceSubscriber, Site, lab_b
 from edgeguard.payloads import PoliceAck
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"
-SCHEMA_NAMES = ("alarm", "status", "heartbeat", "device", "ack")
+SCHEMA_NAMES = ("alarm", "status", "heartbeat", "device", "ack", "receipt")
 SITE_TO_POLICE = ("alarm", "status", "heartbeat", "device")
 
 ACK = {

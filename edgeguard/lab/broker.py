@@ -51,12 +51,14 @@ pattern write edgeguard/%u/status
 pattern write edgeguard/%u/heartbeat
 pattern write edgeguard/%u/device/#
 pattern write edgeguard/%u/snapshot/#
-# ... and reads only the police acks addressed to it.
+# ... and reads only the police acks and receipts addressed to it.
 pattern read edgeguard/%u/ack
+pattern read edgeguard/%u/receipt
 
 user police
 topic read edgeguard/#
 topic write edgeguard/+/ack
+topic write edgeguard/+/receipt
 """
 
 

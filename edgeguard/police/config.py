@@ -79,6 +79,13 @@ class PoliceConfig(StrictModel):
         description="Folder of the sites' public keys, `{site id}.pub` (made by "
         "`edgeguard keygen` at each site). Messages of a site without a key are rejected."
     )
+    receipt_key: Path | None = Field(
+        default=None,
+        description="The police platform's Ed25519 private key (made by `edgeguard keygen`): "
+        "with it, every alarm message gets a signed receipt on `edgeguard/{site}/receipt` "
+        "once it is stored (docs/mqtt-api.md, Receipts); give its `.pub` to the sites. Every "
+        "receiver of one platform uses the same key. Default: no receipts.",
+    )
     sites: dict[Name, SitePolicy] = Field(
         default_factory=dict,
         description="Per-site settings (display name, heartbeat interval), by site id; sites "

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from edgeguard.receiver import Received, Receiver
 from edgeguard.safe_text import preview
 
 logger = logging.getLogger(__name__)
+
+# (site, the alarm message's payload, the link it came on): called once it is durably stored
+StoredAlarm = Callable[[str, dict[str, Any], str], None]
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,69}$")
 WARNING_REPEAT_S = 30.0  # the same warning for the same site at most this often
@@ -47,8 +51,10 @@ class MessageHandler:
         names: dict[str, str],
         *,
         orphans: OrphanLimits | None = None,
+        on_stored: StoredAlarm | None = None,
     ) -> None:
         self.store = store
+        self.on_stored = on_stored  # after the commit: the receipt (edgeguard/receipts.py)
         self.orphans = orphans or OrphanLimits()
         self.tracker = tracker
         self.receiver = receiver
@@ -90,7 +96,7 @@ class MessageHandler:
             self.warn(received.site, received.topic, f"malformed {received.kind}: {problem}")
             return
         if received.kind == "alarm":
-            self._alarm(received.site, parts, payload)
+            self._alarm(received.site, parts, payload, link)
         elif received.kind == "status":
             self._status(received.site, payload, retained, arrived, link)
         elif received.kind == "heartbeat":
@@ -101,7 +107,7 @@ class MessageHandler:
             self.warn(received.site, received.topic, "device message under another device")
 
     # --- alarms -----------------------------------------------------------------------------
-    def _alarm(self, site: str, parts: list[str], payload: dict[str, Any]) -> None:
+    def _alarm(self, site: str, parts: list[str], payload: dict[str, Any], link: str) -> None:
         topic = "/".join(parts)
         if len(parts) != 4 or payload.get("source") != parts[3]:
             self.warn(site, topic, f"alarm of source {payload.get('source')!r} published here")
@@ -126,6 +132,8 @@ class MessageHandler:
                 self.warn(site, topic, f"snapshot of {camera} does not match its sha256")
         else:
             logger.info("duplicate alarm message %s seq %s ignored", event_id, seq)
+        if self.on_stored is not None:  # stored now or before: a receipt either way
+            self.on_stored(site, payload, link)
 
     def _name(self, site: str, site_name: Any) -> None:
         name = self.names.get(site) or (site_name if isinstance(site_name, str) else None)

@@ -19,6 +19,7 @@ from edgeguard.police.config import PoliceConfig
 from edgeguard.police.feed import UpdateFeed
 from edgeguard.police.handler import MessageHandler
 from edgeguard.police.link import ActionError, BrokerLink
+from edgeguard.police.receipts import ReceiptSender
 from edgeguard.police.store import PoliceStore
 from edgeguard.police.tracker import Tracker
 from edgeguard.receiver import Receiver, load_site_keys
@@ -44,8 +45,14 @@ class PoliceService:
         # the store dedupes by (site, event_id, seq): nothing remembered per message here
         self.receiver = Receiver(load_site_keys(config.keys_dir), remember=0)
         names = {site: p.name for site, p in config.sites.items() if p.name}
+        self.receipts = ReceiptSender(config, self._link_named)
         self.handler = MessageHandler(
-            self.store, self.tracker, self.receiver, config.snapshots_path(), names
+            self.store,
+            self.tracker,
+            self.receiver,
+            config.snapshots_path(),
+            names,
+            on_stored=self.receipts.send if self.receipts.enabled else None,
         )
         self.feed = UpdateFeed(self.store, self._build_update)
         self._link: BrokerLink | None = None  # the primary broker's link
@@ -89,6 +96,7 @@ class PoliceService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.receipts.stop()
         for link in self._links:
             await link.stop()
         self.feed.pump()
@@ -121,6 +129,11 @@ class PoliceService:
                 self.feed.pump()
             except Exception:
                 logger.exception("site supervision failed this round")
+
+    def _link_named(self, name: str) -> BrokerLink | None:
+        """The link a message came on if it is up, else any link that is up."""
+        up = [link for link in self._links if link.connected]
+        return next((link for link in up if link.name == name), up[0] if up else None)
 
     def housekeeping(self) -> None:
         """Snapshots of alarms never received go, and the changes feed keeps its last rows:
