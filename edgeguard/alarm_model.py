@@ -45,7 +45,8 @@ class AlarmState(StrEnum):
     """Lifecycle of an alarm. The order of the members is the order of progress."""
 
     ACTIVE = "active"
-    DELIVERED = "delivered"
+    DELIVERED = "delivered"  # the broker has it (its PUBACK)
+    RECEIVED = "received"  # the police platform stored it (its signed receipt)
     ACKNOWLEDGED = "acknowledged"
     DISPATCHED = "dispatched"
     RESOLVED = "resolved"

@@ -71,6 +71,7 @@ class AlarmChange(StrEnum):
     UNCHANGED = "unchanged"
     UNRECORDED = "unrecorded"  # sent while the store failed (service only)
     DELIVERED = "delivered"  # the broker's PUBACK (service only)
+    RECEIVED = "received"  # the police platform's receipt (service only)
 
 
 @dataclass
@@ -101,6 +102,11 @@ class SeqCounter:
                 raise RuntimeError("the message counter was not loaded from the store")
             self._value += 1
             return self._value
+
+
+def is_alarm_message(row: OutboxRow) -> bool:
+    """An alarm message (new, update, restored, reset, evidence): what receipts are for."""
+    return row.event_id is not None and "/alarm/" in row.topic and row.message is not None
 
 
 class AlarmBook:
@@ -363,10 +369,14 @@ class AlarmBook:
     # --- delivery ---------------------------------------------------------------------------
     def delivered(self, store: Store, ids: list[int]) -> list[AlarmRecord]:
         """Mark outbox rows delivered (PUBACK); alarms whose first message went through
-        become ``delivered``."""
+        become ``delivered``. With receipts on, the alarm messages among them now wait for the
+        police platform's."""
         now = iso_ms(utc_now())
         changed: list[AlarmRecord] = []
-        for row in store.mark_delivered(ids, now):
+        rows = store.mark_delivered(ids, now)
+        if self.config.receipts is not None:
+            store.await_receipts([row.id for row in rows if is_alarm_message(row)])
+        for row in rows:
             if row.message != MessageType.NEW.value or row.event_id is None:
                 continue
             record = store.alarm(row.event_id)
@@ -379,6 +389,23 @@ class AlarmBook:
             self._ledger(store, "alarm.delivered", record, at=now)
             changed.append(record)
         return changed
+
+    def received(self, store: Store, event_id: str, seq: int) -> AlarmRecord | None:
+        """The police platform's receipt for one alarm message: recorded; the alarm, when its
+        first message is the one received, becomes ``received`` (returned)."""
+        now = iso_ms(utc_now())
+        message = store.mark_received(event_id, seq, now)
+        if message != MessageType.NEW.value:
+            return None
+        record = store.alarm(event_id)
+        if record is None or record.received_at is not None:
+            return None
+        record.received_at = now
+        if AlarmState(record.state).rank < AlarmState.RECEIVED.rank:
+            record.state = AlarmState.RECEIVED.value
+        store.save_alarm(record)
+        self._ledger(store, "alarm.received", record, at=now)
+        return record
 
     # --- devices ----------------------------------------------------------------------------
     def device_status(self, store: Store, status: DeviceStatus) -> Change:

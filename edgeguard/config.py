@@ -226,6 +226,31 @@ class ControlConfig(StrictModel):
     )
 
 
+class ReceiptsConfig(StrictModel):
+    """End-to-end receipts (docs/mqtt-api.md 4.7): the police platform confirms each alarm
+    message it stored. Without one in time the message is published again: a broker's PUBACK
+    alone does not prove the police have it."""
+
+    police_keys: list[Path] = Field(
+        min_length=1,
+        max_length=8,
+        description="The police platform's public receipt key(s), PEM (`.pub` of its "
+        "`receipt_key`); two during a key change. A receipt signed otherwise is refused.",
+    )
+    resend_after_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=3600.0,
+        description="An alarm message without its receipt this long after its PUBACK is "
+        "published again, for as long as it takes (receivers dedupe).",
+    )
+    required: bool = Field(
+        default=True,
+        description="False: a missing receipt is only shown (`delivered`, not `received`), "
+        "nothing is published again — for a police side that sends no receipts yet.",
+    )
+
+
 class LoggingConfig(StrictModel):
     """Where and how much the daemon logs."""
 
@@ -278,6 +303,11 @@ class EdgeguardConfig(StrictModel):
     signing: SigningConfig = Field(description="Message signing key.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Event log.")
     control: ControlConfig = Field(default_factory=ControlConfig, description="Control socket.")
+    receipts: ReceiptsConfig | None = Field(
+        default=None,
+        description="The police platform's receipts; default: none awaited (an alarm is "
+        "done at the broker's PUBACK).",
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     locations: dict[Name, LocationConfig] = Field(
         default_factory=dict, description="Places, by key; inputs refer to them."

@@ -30,6 +30,7 @@ from edgeguard.signing import Signer
 from edgeguard.uplink.link_events import LinkEvents
 from edgeguard.uplink.outbox import Outbox
 from edgeguard.uplink.path_supervisor import several_paths
+from edgeguard.uplink.receipt_wait import enable_receipts, load_awaiting_receipts
 from edgeguard.uplink.site_link import NotConnectedError, Uplink
 from edgeguard.uplink.sms import texted_alarms
 from edgeguard.uplink.transmission import Transmission
@@ -69,6 +70,7 @@ class Daemon:
         self.book = AlarmBook(config, self.signer)
         self.outbox = Outbox(config.mqtt.inflight_window, self._mark_delivered)
         self.service = AlarmService(self.writer, self.book, self.outbox)
+        enable_receipts(config.receipts, self.service, self.outbox)
         self._evidence_written = asyncio.Event()
         self.service.listeners.append(self._on_alarm_change)
         self.uplink: Uplink | None = None
@@ -122,6 +124,7 @@ class Daemon:
         if self.transmission is not None:
             self.transmission.prepare(await self.writer.run(texted_alarms))
         self.outbox.load(await self.writer.run(lambda s: s.undelivered()))
+        await load_awaiting_receipts(self.writer, self.outbox)
         self.bridge = Bridge(loop, self.service.handle_signal, self.service.handle_status)
         self._start_uplink(loop)
         if self.transmission is not None:
@@ -296,6 +299,7 @@ class Daemon:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
                 self.outbox.check_stale()
+                self.outbox.check_receipts()
                 await self.service.record_unrecorded()
             except Exception:
                 logger.exception("housekeeping failed; trying again next time")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -22,10 +23,24 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from edgeguard.alarm_model import SCHEMA_VERSION, MessageType
 from edgeguard.ids import iso_ms, utc_now
-from edgeguard.signing import SignatureError, verify
+from edgeguard.signing import SignatureError, load_public_key, verify
 
 MAX_RECEIPT_BYTES = 2048
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,69}$"
+
+
+class ReceiptKeyError(ValueError):
+    """A configured police receipt key cannot be read or is not an Ed25519 public key."""
+
+
+def load_receipt_keys(paths: list[Path]) -> list[Ed25519PublicKey]:
+    keys = []
+    for path in paths:
+        try:
+            keys.append(load_public_key(path))
+        except (OSError, ValueError) as exc:
+            raise ReceiptKeyError(f"receipts.police_keys: {path}: {exc}") from exc
+    return keys
 
 
 def receipt_topic(site: str) -> str:

@@ -8,9 +8,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edgeguard.alarm_model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.alarms import AlarmBook, AlarmChange, Change
 from edgeguard.payloads import AckError, parse_police_ack
+from edgeguard.receipts import ReceiptError, parse_receipt
 from edgeguard.safe_text import preview
 from edgeguard.store import AlarmRecord
 from edgeguard.uplink.outbox import Outbox
@@ -29,6 +32,8 @@ class AlarmService:
         self.listeners: list[Listener] = []
         self.failed_writes = 0
         self.unrecorded: dict[str, AlarmRecord] = {}  # alarms sent while the store failed
+        self.receipt_keys: list[Ed25519PublicKey] = []  # the police's, with receipts on
+        self.receipts_refused = 0
 
     def _notify(self, what: AlarmChange, record: AlarmRecord | None) -> None:
         for listener in list(self.listeners):
@@ -133,6 +138,34 @@ class AlarmService:
         changed = await self.writer.run(partial(self.book.delivered, ids=ids))
         for record in changed:
             self._notify(AlarmChange.DELIVERED, record)
+
+    async def handle_receipt(self, payload: bytes) -> None:
+        """A receipt from the police platform: verified, then its message waits no more and
+        the alarm becomes ``received`` (its first message's receipt)."""
+        if not self.receipt_keys:
+            return  # receipts off: a receipt changes nothing
+        try:
+            receipt = parse_receipt(payload, self.receipt_keys, self.book.site)
+        except ReceiptError as exc:
+            self.receipts_refused += 1
+            logger.warning("receipt refused: %s", _short(exc))
+            return
+        if self.outbox.receipts is not None:
+            self.outbox.receipts.received((receipt.event_id, receipt.seq))
+        try:
+            record = await self.writer.run(
+                partial(self.book.received, event_id=receipt.event_id, seq=receipt.seq)
+            )
+        except Exception:  # the message may be published again: its next receipt records it
+            logger.exception(
+                "could not record the receipt of %s seq %s", receipt.event_id, receipt.seq
+            )
+            return
+        if record is not None:
+            logger.info(
+                "alarm %s stored by the police platform (%s)", record.event_id, receipt.receiver
+            )
+            self._notify(AlarmChange.RECEIVED, record)
 
     async def handle_police_ack(self, payload: bytes) -> None:
         try:

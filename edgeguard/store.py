@@ -72,6 +72,7 @@ class AlarmRecord:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     restored_at: str | None = None
     delivered_at: str | None = None
+    received_at: str | None = None
     acknowledged_at: str | None = None
     acknowledged_by: str | None = None
     dispatched_at: str | None = None
@@ -459,6 +460,36 @@ class Store:
             "WHERE delivered_at IS NULL ORDER BY id"
         ).fetchall()
         return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    def await_receipts(self, ids: list[int]) -> None:
+        """These delivered alarm messages now wait for the police platform's receipt (one
+        that came before its PUBACK is kept: receipt 2 stays)."""
+        self.conn.executemany(
+            "UPDATE outbox SET receipt = 1 WHERE id = ? AND receipt IS NULL",
+            [(row_id,) for row_id in ids],
+        )
+
+    def awaiting_receipts(self) -> list[OutboxRow]:
+        rows = self.conn.execute(
+            "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
+            "WHERE receipt = 1 ORDER BY id"
+        ).fetchall()
+        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    def mark_received(self, event_id: str, seq: int, at: str) -> str | None:
+        """The receipt of the alarm message (event_id, seq): its ``message`` if this site sent
+        it and had no receipt for it yet, else None (a repeat, or not ours)."""
+        row = self.conn.execute(
+            "SELECT id, message FROM outbox WHERE event_id = ? AND seq = ? "
+            "AND (receipt IS NULL OR receipt = 1) AND topic LIKE '%/alarm/%'",
+            (event_id, seq),
+        ).fetchone()
+        if row is None:
+            return None
+        self.conn.execute(
+            "UPDATE outbox SET receipt = 2, received_at = ? WHERE id = ?", (at, row[0])
+        )
+        return str(row[1])
 
     def mark_delivered(self, ids: list[int], at: str) -> list[OutboxRow]:
         """Mark outbox rows delivered; return the rows that were not already marked."""

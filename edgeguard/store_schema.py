@@ -109,4 +109,13 @@ def migration_2(db: Database) -> None:
     db.table("evidence").create_index(["event_id"])
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [migration_1, migration_2]
+def migration_3(db: Database) -> None:
+    """End-to-end receipts: an alarm message awaits one (receipt 1) from its PUBACK until the
+    police platform's receipt (receipt 2); NULL: none awaited (receipts off, or not an alarm)."""
+    db.execute("ALTER TABLE alarms ADD COLUMN received_at TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN receipt INTEGER")
+    db.execute("ALTER TABLE outbox ADD COLUMN received_at TEXT")
+    db.execute("CREATE INDEX idx_outbox_receipt ON outbox(event_id, seq) WHERE receipt = 1")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [migration_1, migration_2, migration_3]

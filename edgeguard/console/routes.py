@@ -26,7 +26,7 @@ BACKEND = web.AppKey("console_backend", ConsoleBackend)
 EVENT_ID = r"{event_id:[0-9a-f-]{36}}"
 ALARM_COLUMNS = [
     "event_id", "occurred_at", "recorded_at", "kind", "priority", "source", "location_key",
-    "state", "delivered_at", "acknowledged_at", "acknowledged_by", "dispatched_at",
+    "state", "delivered_at", "received_at", "acknowledged_at", "acknowledged_by", "dispatched_at",
     "dispatched_by", "resolved_at", "resolved_by", "restored_at", "reset_at", "reset_by",
 ]  # fmt: skip
 MEDIA_TYPES = {"snapshot": "image/jpeg", "clip": "video/mp4"}

@@ -14,7 +14,9 @@ from edgeguard.store import AlarmRecord, Store
 
 LOCAL_ACK_TYPE = "alarm.local_ack"
 MAX_HISTORY = 1000
-_STATES = ("active", "delivered", "acknowledged", "dispatched", "resolved", "reset")
+_STATES = (
+    "active", "delivered", "received", "acknowledged", "dispatched", "resolved", "reset",
+)  # fmt: skip
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 
 

@@ -52,3 +52,6 @@ class LinkEvents:
 
     def on_ack_message(self, payload: bytes) -> None:
         self.spawn(self.service.handle_police_ack(payload))
+
+    def on_receipt_message(self, payload: bytes) -> None:
+        self.spawn(self.service.handle_receipt(payload))

@@ -21,9 +21,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from edgeguard.alarms import is_alarm_message
 from edgeguard.store import OutboxRow
 from edgeguard.uplink.failover import Failover
 from edgeguard.uplink.lane import STALE_INFLIGHT_S, Lane, in_order
+from edgeguard.uplink.receipt_wait import ReceiptWait
 from edgeguard.uplink.site_link import Uplink
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Outbox:
         self._flushing: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._volatile_ids = 0
+        self.receipts: ReceiptWait | None = None  # with receipts on (edgeguard/receipts.py)
 
     # --- the primary lane, as the rest of the daemon knew the outbox ------------------------
     @property
@@ -152,7 +155,14 @@ class Outbox:
         first; the lane then sends what waits."""
         row_id = lane.on_puback(mid, ok, reason)
         if row_id is not None:
-            self.pending.pop(row_id, None)
+            row = self.pending.pop(row_id, None)
+            if (
+                row is not None
+                and row_id > 0
+                and self.receipts is not None
+                and is_alarm_message(row)
+            ):
+                self.receipts.delivered(row)
             if self.failover is not None:
                 self.failover.forget(row_id)
             if row_id > 0:
@@ -166,6 +176,26 @@ class Outbox:
         self.primary.pump()
         if self.secondary is not None:
             self.secondary.pump()
+
+    def await_receipts(self, rows: list[OutboxRow]) -> None:
+        """At start: delivered alarm messages still without their receipt wait anew."""
+        if self.receipts is not None:
+            for row in rows:
+                self.receipts.delivered(row)
+
+    def check_receipts(self) -> None:
+        """Alarm messages whose receipt is overdue are published again, in order."""
+        if self.receipts is None:
+            return
+        rows = self.receipts.due()
+        if rows:
+            logger.warning(
+                "outbox: %d alarm message(s) without the police's receipt %g s after the "
+                "broker's PUBACK: published again",
+                len(rows),
+                self.receipts.resend_after_s,
+            )
+            self.add(rows)
 
     def check_stale(self) -> None:
         """Safety net: a message without PUBACK for long while connected is sent again."""
@@ -216,6 +246,8 @@ class Outbox:
         out = {"pending": len(self.pending), **primary}
         if self.secondary is not None:
             out.update({f"secondary_{k}": v for k, v in self.secondary.stats().items()})
+        if self.receipts is not None:
+            out.update(self.receipts.stats())
         if self.failover is not None:
             out["handed_over"] = self.failover.handed_over
             out["overdue"] = self.failover.overdue_rows

@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.config import BrokerConfig, EdgeguardConfig, MqttProtocol
 from edgeguard.payloads import ack_topic, status_payload, status_topic
+from edgeguard.receipts import receipt_topic
 from edgeguard.signing import Signer
 from edgeguard.uplink.paho_link import PahoLink, connect_persistent
 
@@ -40,6 +41,7 @@ class UplinkHandler(Protocol):
     def on_puback(self, mid: int, ok: bool, reason: str) -> None: ...
 
     def on_ack_message(self, payload: bytes) -> None: ...
+    def on_receipt_message(self, payload: bytes) -> None: ...
 
 
 class NotConnectedError(Exception):
@@ -177,7 +179,7 @@ class Uplink(PahoLink):
             self._session += 1
             session = self._session
             drop_session_messages(client)
-        client.subscribe(ack_topic(self.site), qos=1)
+        client.subscribe([(ack_topic(self.site), 1), (receipt_topic(self.site), 1)])
         client.publish(status_topic(self.site), self._status_message("online"), qos=1, retain=True)
         self._to_loop(self._session_up, session)
 
@@ -187,12 +189,16 @@ class Uplink(PahoLink):
         self._to_loop(self.handler.on_puback, mid, not reason.is_failure, str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic != ack_topic(self.site):
+        if message.topic == ack_topic(self.site):
+            handle = self.handler.on_ack_message
+        elif message.topic == receipt_topic(self.site):
+            handle = self.handler.on_receipt_message
+        else:
             return
-        try:  # even from a retired client: the broker counts the ack as delivered to us
-            self.loop.call_soon_threadsafe(self.handler.on_ack_message, bytes(message.payload))
+        try:  # even from a retired client: the broker counts the message as delivered to us
+            self.loop.call_soon_threadsafe(handle, bytes(message.payload))
         except RuntimeError:
-            logger.warning("event loop closed; a police ack could not be handled")
+            logger.warning("event loop closed; a message on %s could not be handled", message.topic)
 
     # --- loop side --------------------------------------------------------------------------
     def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:

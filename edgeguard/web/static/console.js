@@ -140,7 +140,7 @@ const Console = {
         .map((k) => EG.el("option", { value: k, text: EG.kind(k) })));
     const location = field("location", "text");
     const state = EG.el("select", { name: "state" }, EG.el("option", { value: "", text: EG.t("history.any") }),
-      ["active", "delivered", "acknowledged", "dispatched", "resolved", "reset"].map((s) => EG.el("option", { value: s, text: EG.t(`state.${s}`) })));
+      ["active", "delivered", "received", "acknowledged", "dispatched", "resolved", "reset"].map((s) => EG.el("option", { value: s, text: EG.t(`state.${s}`) })));
     const results = EG.el("div", { id: "history" });
     const query = () => {
       const q = new URLSearchParams();
