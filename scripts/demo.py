@@ -146,6 +146,9 @@ def prepare() -> DevPKI:
     if not key.exists():
         generate_keypair(key)
     shutil.copyfile(key.with_suffix(".pub"), DEMO / "police-keys" / "demo-hospital.pub")
+    receipts = DEMO / "keys" / "police-receipts.key"  # the police platform's receipt key
+    if not receipts.exists():
+        generate_keypair(receipts)  # its .pub beside it is what the site trusts
     site = load_config(CONFIG)  # fail early, with file:line, if the demo config is broken
     police = load_police_config(POLICE_CONFIG)
     for login, role, display in CONSOLE_USERS:
