@@ -46,6 +46,7 @@ bench: venv
 	$(BIN)/python bench/motion_compare.py
 	$(BIN)/python bench/console_latency.py
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/broker_loss.py
 
 # >= 200 SIGKILLs of a real daemon and 30 of its broker, counted at an independent subscriber
 chaos: system-deps venv

@@ -242,7 +242,7 @@ class ReceiptsConfig(StrictModel):
         ge=1.0,
         le=3600.0,
         description="An alarm message without its receipt this long after its PUBACK is "
-        "published again, for as long as it takes (receivers dedupe).",
+        "published again (checked every 5 s), for as long as it takes (receivers dedupe).",
     )
     required: bool = Field(
         default=True,
