@@ -32,37 +32,41 @@ packages=(
 )
 
 # The packages' own services: mosquitto's broker on :1883, RabbitMQ on :5672/:25672 (and its
-# epmd on :4369), PostgreSQL on :5432. The tests, demo and lab run their own instances, so the
-# system ones are stopped and disabled, whether apt just started them or an earlier run did.
-services=(mosquitto rabbitmq-server postgresql epmd.socket epmd)
-
+# epmd on :4369), PostgreSQL on :5432. The tests, demo and lab run their own instances on free
+# ports, so the ones apt starts when it installs the packages are stopped and disabled; a
+# service the machine already had (a developer's own PostgreSQL) is left alone.
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 
+just_installed() {  # is package $1 among those this run installed?
+  local pkg
+  for pkg in "${missing[@]}"; do [ "$pkg" = "$1" ] && return 0; done
+  return 1
+}
+
+units_of() {  # the system services package $1 starts
+  case "$1" in
+    mosquitto) echo mosquitto ;;
+    rabbitmq-server) echo rabbitmq-server epmd.socket epmd ;;
+    postgresql) echo postgresql ;;
+  esac
+}
+
 stop_system_services() {
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-    local unit
-    for unit in "${services[@]}"; do
-      if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit" 2>/dev/null; then
+  local pkg unit
+  for pkg in mosquitto rabbitmq-server postgresql; do
+    just_installed "$pkg" || continue
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+      for unit in $(units_of "$pkg"); do
         "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
-      fi
-    done
-    return 0
-  fi
-  # No systemd (a container): apt's invoke-rc.d starts services unless policy-rc.d forbids it
-  # (exit 101). Stop whatever the init scripts did start, as the packages' own users run it.
-  if [ -x /etc/init.d/postgresql ] && pgrep -u postgres -x postgres >/dev/null 2>&1; then
-    "${sudo[@]}" /etc/init.d/postgresql stop >/dev/null 2>&1 || true
-  fi
-  if [ -x /etc/init.d/rabbitmq-server ] && pgrep -u rabbitmq beam.smp >/dev/null 2>&1; then
-    "${sudo[@]}" /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true
-  fi
-  if pgrep -u rabbitmq -x epmd >/dev/null 2>&1; then
-    "${sudo[@]}" pkill -u rabbitmq -x epmd || true
-  fi
-  if [ -x /etc/init.d/mosquitto ] && pgrep -u mosquitto -x mosquitto >/dev/null 2>&1; then
-    "${sudo[@]}" /etc/init.d/mosquitto stop >/dev/null 2>&1 || true
-  fi
+      done
+    elif [ -x "/etc/init.d/$pkg" ]; then
+      # No systemd (a container): apt's invoke-rc.d starts services unless policy-rc.d
+      # forbids it (exit 101); stop whatever the init script did start.
+      "${sudo[@]}" "/etc/init.d/$pkg" stop >/dev/null 2>&1 || true
+      [ "$pkg" = rabbitmq-server ] && { "${sudo[@]}" pkill -u rabbitmq -x epmd || true; }
+    fi
+  done
 }
 
 missing=()
@@ -74,5 +78,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  stop_system_services
 fi
-stop_system_services
