@@ -43,7 +43,8 @@ from edgeguard.payloads import (
 )
 from edgeguard.payloads import location_payload as make_location
 from edgeguard.signing import Signer
-from edgeguard.store import AlarmRecord, OutboxRow, Store
+from edgeguard.store import AlarmRecord, Store
+from edgeguard.store_outbox import OutboxRow
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from edgeguard.filemodes import make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.lean_import import import_without
 from edgeguard.store_error import StoreError
+from edgeguard.store_outbox import OutboxQueries, insert_row
 from edgeguard.store_schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -111,17 +112,6 @@ class AlarmRecord:
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    event_id: str | None
-    message: str | None
-
-
-@dataclass(frozen=True)
 class ChainProblem:
     row_id: int
     problem: str
@@ -134,15 +124,6 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     body = {name: row.get(name) for name in CHAINED_COLUMNS}
     digest = hashlib.sha256(prev_hash.encode("ascii") + b"\n" + bytes(rfc8785.dumps(body)))
     return digest.hexdigest()
-
-
-def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
-    """A plain parameterised INSERT. The alarm path uses this rather than sqlite-utils' insert,
-    whose per-call table introspection costs ~0.15 ms a row (measured in bench/)."""
-    columns = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
-    cursor = conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values()))  # noqa: S608 - names are ours
-    return int(cursor.lastrowid or 0)
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -167,7 +148,7 @@ def _conditions(*tests: tuple[str, str, Any]) -> tuple[list[str], list[Any]]:
     return [f"{column} {op} ?" for column, op, _ in given], [value for _, _, value in given]
 
 
-class Store:
+class Store(OutboxQueries):
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self.conn = connect(path, readonly=readonly)
@@ -268,7 +249,7 @@ class Store:
         }
         row["prev_hash"] = prev_hash
         row["hash"] = row_hash(prev_hash, row)
-        _insert(self.conn, "events", row)
+        insert_row(self.conn, "events", row)
         self._head = (row["id"], row["hash"])
         return row
 
@@ -356,7 +337,7 @@ class Store:
     # --- alarms -----------------------------------------------------------------------------
     def insert_alarm(self, record: AlarmRecord) -> None:
         record.updated_at = iso_ms(utc_now())
-        _insert(self.conn, "alarms", record.to_row())
+        insert_row(self.conn, "alarms", record.to_row())
 
     def save_alarm(self, record: AlarmRecord) -> None:
         record.updated_at = iso_ms(utc_now())
@@ -390,7 +371,7 @@ class Store:
 
     # --- evidence ---------------------------------------------------------------------------
     def add_evidence(self, event_id: str, item: dict[str, Any]) -> None:
-        _insert(
+        insert_row(
             self.conn,
             "evidence",
             {"event_id": event_id, **item, "recorded_at": iso_ms(utc_now())},
@@ -425,87 +406,3 @@ class Store:
 
     def devices(self) -> list[dict[str, Any]]:
         return list(self.db.table("devices").rows_where(order_by="device"))
-
-    # --- outbox -----------------------------------------------------------------------------
-    def enqueue(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        event_id: str | None = None,
-        message: str | None = None,
-        seq: int | None = None,
-    ) -> OutboxRow:
-        row_id = _insert(
-            self.conn,
-            "outbox",
-            {
-                "topic": topic,
-                "payload": payload,
-                "qos": qos,
-                "retain": int(retain),
-                "event_id": event_id,
-                "message": message,
-                "seq": seq,
-                "created_at": iso_ms(utc_now()),
-            },
-        )
-        return OutboxRow(row_id, topic, payload, qos, retain, event_id, message)
-
-    def undelivered(self) -> list[OutboxRow]:
-        rows = self.conn.execute(
-            "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
-            "WHERE delivered_at IS NULL ORDER BY id"
-        ).fetchall()
-        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
-
-    def await_receipts(self, ids: list[int]) -> None:
-        """These delivered alarm messages now wait for the police platform's receipt (one
-        that came before its PUBACK is kept: receipt 2 stays)."""
-        self.conn.executemany(
-            "UPDATE outbox SET receipt = 1 WHERE id = ? AND receipt IS NULL",
-            [(row_id,) for row_id in ids],
-        )
-
-    def awaiting_receipts(self) -> list[OutboxRow]:
-        rows = self.conn.execute(
-            "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
-            "WHERE receipt = 1 ORDER BY id"
-        ).fetchall()
-        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
-
-    def mark_received(self, event_id: str, seq: int, at: str) -> str | None:
-        """The receipt of the alarm message (event_id, seq): its ``message`` if this site sent
-        it and had no receipt for it yet, else None (a repeat, or not ours)."""
-        row = self.conn.execute(
-            "SELECT id, message FROM outbox WHERE event_id = ? AND seq = ? "
-            "AND (receipt IS NULL OR receipt = 1) AND topic LIKE '%/alarm/%'",
-            (event_id, seq),
-        ).fetchone()
-        if row is None:
-            return None
-        self.conn.execute(
-            "UPDATE outbox SET receipt = 2, received_at = ? WHERE id = ?", (at, row[0])
-        )
-        return str(row[1])
-
-    def mark_delivered(self, ids: list[int], at: str) -> list[OutboxRow]:
-        """Mark outbox rows delivered; return the rows that were not already marked."""
-        marked: list[OutboxRow] = []
-        for row_id in ids:
-            row = self.conn.execute(
-                "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
-                "WHERE id = ? AND delivered_at IS NULL",
-                (row_id,),
-            ).fetchone()
-            if row is None:
-                continue
-            self.conn.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (at, row_id))
-            if row[6] == "snapshot":  # the JPEG stays in the evidence folder; keep the DB small
-                self.conn.execute("UPDATE outbox SET payload = X'' WHERE id = ?", (row_id,))
-            marked.append(
-                OutboxRow(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), row[5], row[6])
-            )
-        return marked

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from uplink_fakes import FakeLink, stored_rows
 
-from edgeguard.store import OutboxRow, Store
+from edgeguard.store import Store
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink.failover import OVERDUE, PRIMARY, SECONDARY, Failover
 from edgeguard.uplink.outbox import Outbox
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from uplink_fakes import FakeLink, stored_rows
 
-from edgeguard.store import OutboxRow
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink import lane as lane_module
 from edgeguard.uplink.lane import STALE_INFLIGHT_S, Lane, in_order
 

@@ -12,7 +12,8 @@ from edgeguard.alarms import AlarmBook
 from edgeguard.config import EdgeguardConfig
 from edgeguard.ids import utc_now
 from edgeguard.signing import Signer
-from edgeguard.store import OutboxRow, Store
+from edgeguard.store import Store
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink.outbox import Outbox
 
 

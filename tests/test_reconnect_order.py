@@ -23,7 +23,7 @@ from edgeguard.ids import utc_now
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import lab_broker
 from edgeguard.signing import Signer
-from edgeguard.store import OutboxRow
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink.lane import Lane
 from edgeguard.uplink.site_link import Uplink
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeguard.store import OutboxRow, Store
+from edgeguard.store import Store
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink.site_link import NotConnectedError
 
 

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from edgeguard.store import OutboxRow
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink.site_link import NotConnectedError, Uplink
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from edgeguard.alarms import is_alarm_message
-from edgeguard.store import OutboxRow
+from edgeguard.store_outbox import OutboxRow
 from edgeguard.uplink.failover import Failover
 from edgeguard.uplink.lane import STALE_INFLIGHT_S, Lane, in_order
 from edgeguard.uplink.receipt_wait import ReceiptWait

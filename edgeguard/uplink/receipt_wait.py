@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgeguard.config import ReceiptsConfig
 from edgeguard.receipts import load_receipt_keys
-from edgeguard.store import OutboxRow
+from edgeguard.store_outbox import OutboxRow
 
 if TYPE_CHECKING:
     from edgeguard.service import AlarmService

@@ -12,7 +12,8 @@ from typing import Any
 
 from edgeguard.gsm_modem import GsmModem
 from edgeguard.gsm_modem_config import SmsConfig
-from edgeguard.store import OutboxRow, Store
+from edgeguard.store import Store
+from edgeguard.store_outbox import OutboxRow
 
 logger = logging.getLogger(__name__)
 
