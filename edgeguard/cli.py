@@ -46,6 +46,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(issue, file=sys.stderr)
         print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
         return EXIT_FAIL
+    if config.receipts is not None:  # read as the daemon will at start
+        from edgeguard.receipts import load_receipt_keys
+
+        load_receipt_keys(config.receipts.police_keys)  # ReceiptKeyError: a ValueError
     points = config.points()
     print(
         f"{path}: OK — site {config.site.id} ({config.site.name}), {len(config.inputs)} "

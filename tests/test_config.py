@@ -12,6 +12,7 @@ import pytest
 from edgeguard.cli import main
 from edgeguard.config_docs import config_reference
 from edgeguard.config_loader import ConfigError, load_config
+from edgeguard.signing import generate_keypair
 
 REPO = Path(__file__).resolve().parent.parent
 EDGEGUARD = str(Path(sys.executable).with_name("edgeguard"))
@@ -233,3 +234,21 @@ def test_check_config_reports_unparseable_yaml_as_file_line(
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"{path}:{line}: "), first
     assert message in first
+
+
+def test_check_config_reads_the_police_receipt_keys(tmp_path: Path) -> None:
+    """A receipt key that is missing or not a public key fails check-config with its path,
+    as it would stop the daemon's start."""
+    text = GOOD.replace("{env: EG_TEST_PASSWORD}", "pw")
+    missing = tmp_path / "police-receipts.pub"
+    path = _write(tmp_path, text + f"\nreceipts:\n  police_keys: [{missing}]\n")
+    result = subprocess.run(
+        [EDGEGUARD, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert f"receipts.police_keys: {missing}" in result.stderr
+    generate_keypair(tmp_path / "police-receipts.key")
+    result = subprocess.run(
+        [EDGEGUARD, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
