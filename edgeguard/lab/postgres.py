@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Self
 
 from edgeguard.lab.broker import _bindable, free_port
+from edgeguard.lab.procs import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -194,26 +195,15 @@ class PostgresServer:
     # -- internals ---------------------------------------------------------------------------
 
     def _run(self, argv: list[str], timeout: float, *, stdin: bytes | None = None) -> str:
-        try:
-            done = subprocess.run(
-                argv,
-                input=stdin,
-                check=False,
-                capture_output=True,
-                timeout=timeout,
-                cwd=self.workdir,
-                user=self._uid,
-                group=self._gid,
-                extra_groups=self._extra_groups,
-            )
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{argv[0]} did not finish in {timeout}s") from None
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited with {done.returncode}:\n"
-                f"{done.stdout.decode(errors='replace')}{done.stderr.decode(errors='replace')}"
-            )
-        return done.stdout.decode(errors="replace")
+        return run_tool(
+            argv,
+            timeout,
+            input=stdin,
+            cwd=self.workdir,
+            user=self._uid,
+            group=self._gid,
+            extra_groups=self._extra_groups,
+        )
 
     # Popen's identity for children: the postgres user when we are root, else our own.
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from typing import Any
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
@@ -16,3 +17,18 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
             proc.kill()
             proc.wait()
     return int(proc.returncode)
+
+
+def run_tool(argv: list[str], timeout: float, **popen: Any) -> str:
+    """Run a command-line tool to the end and return its stdout; RuntimeError with its output
+    when it fails or takes longer than ``timeout`` (``popen``: cwd, env, user, input, ...)."""
+    try:
+        done = subprocess.run(argv, check=False, capture_output=True, timeout=timeout, **popen)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{' '.join(argv)} did not finish in {timeout}s") from None
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} exited with {done.returncode}:\n"
+            f"{done.stdout.decode(errors='replace')}{done.stderr.decode(errors='replace')}"
+        )
+    return str(done.stdout.decode(errors="replace"))

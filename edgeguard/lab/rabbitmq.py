@@ -49,6 +49,7 @@ from typing import IO, Self
 
 from edgeguard.lab.broker import _answers_connect, _bindable, free_port
 from edgeguard.lab.pki import DevPKI
+from edgeguard.lab.procs import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -384,24 +385,13 @@ class RabbitCluster:
     def _cli(self, tool: str, *args: str, node: RabbitNode | int | None, timeout: float) -> str:
         target = self._node(node) if node is not None else self._first_running()
         argv = [str(self.sbin / tool), "-q", "-n", target.name, *args]
-        try:
-            done = subprocess.run(
-                argv,
-                check=False,
-                capture_output=True,
-                timeout=timeout,
-                env=self._env(target, server=False),
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{' '.join(argv)} did not finish in {timeout}s") from None
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited with {done.returncode}:\n"
-                f"{done.stdout.decode(errors='replace')}{done.stderr.decode(errors='replace')}"
-            )
-        return done.stdout.decode(errors="replace")
+        return run_tool(
+            argv,
+            timeout,
+            env=self._env(target, server=False),
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+        )
 
     def _first_running(self) -> RabbitNode:
         for n in self.nodes:
