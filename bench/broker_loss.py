@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import sqlite3
 import statistics
 import sys
@@ -136,6 +137,8 @@ async def _trials(work: Path, trials: int, resend_after: float, receipts: bool) 
 
 
 def main() -> int:
+    # SIGTERM (a stopped run) unwinds like an error, so the daemon and broker are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--resend-after", type=float, default=2.0, help="receipts.resend_after_s")
