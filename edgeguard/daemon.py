@@ -70,7 +70,7 @@ class Daemon:
         self.book = AlarmBook(config, self.signer)
         self.outbox = Outbox(config.mqtt.inflight_window, self._mark_delivered)
         self.service = AlarmService(self.writer, self.book, self.outbox)
-        enable_receipts(config.receipts, self.service, self.outbox)
+        enable_receipts(config.receipts, self.outbox)
         self._evidence_written = asyncio.Event()
         self.service.listeners.append(self._on_alarm_change)
         self.uplink: Uplink | None = None

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edgeguard.alarm_model import Action, AlarmState, DeviceStatus, InputSignal
 from edgeguard.alarms import AlarmBook, AlarmChange, Change
 from edgeguard.payloads import AckError, parse_police_ack
@@ -32,7 +30,6 @@ class AlarmService:
         self.listeners: list[Listener] = []
         self.failed_writes = 0
         self.unrecorded: dict[str, AlarmRecord] = {}  # alarms sent while the store failed
-        self.receipt_keys: list[Ed25519PublicKey] = []  # the police's, with receipts on
         self.receipts_refused = 0
 
     def _notify(self, what: AlarmChange, record: AlarmRecord | None) -> None:
@@ -142,16 +139,16 @@ class AlarmService:
     async def handle_receipt(self, payload: bytes) -> None:
         """A receipt from the police platform: verified, then its message waits no more and
         the alarm becomes ``received`` (its first message's receipt)."""
-        if not self.receipt_keys:
+        waiting = self.outbox.receipts
+        if waiting is None:
             return  # receipts off: a receipt changes nothing
         try:
-            receipt = parse_receipt(payload, self.receipt_keys, self.book.site)
+            receipt = parse_receipt(payload, waiting.keys, self.book.site)
         except ReceiptError as exc:
             self.receipts_refused += 1
             logger.warning("receipt refused: %s", _short(exc))
             return
-        if self.outbox.receipts is not None:
-            self.outbox.receipts.received((receipt.event_id, receipt.seq))
+        waiting.received((receipt.event_id, receipt.seq))
         try:
             record = await self.writer.run(
                 partial(self.book.received, event_id=receipt.event_id, seq=receipt.seq)

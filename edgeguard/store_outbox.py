@@ -19,6 +19,14 @@ class OutboxRow:
     retain: bool
     event_id: str | None
     message: str | None
+    seq: int | None = None  # an alarm message's: with event_id, what a receipt names
+
+
+_SELECT = "SELECT id, topic, payload, qos, retain, event_id, message, seq FROM outbox"
+
+
+def _outbox_row(r: tuple[Any, ...]) -> OutboxRow:
+    return OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6], r[7])
 
 
 def insert_row(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
@@ -60,14 +68,11 @@ class OutboxQueries:
                 "created_at": iso_ms(utc_now()),
             },
         )
-        return OutboxRow(row_id, topic, payload, qos, retain, event_id, message)
+        return OutboxRow(row_id, topic, payload, qos, retain, event_id, message, seq)
 
     def undelivered(self) -> list[OutboxRow]:
-        rows = self.conn.execute(
-            "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
-            "WHERE delivered_at IS NULL ORDER BY id"
-        ).fetchall()
-        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
+        rows = self.conn.execute(f"{_SELECT} WHERE delivered_at IS NULL ORDER BY id").fetchall()
+        return [_outbox_row(r) for r in rows]
 
     def await_receipts(self, ids: list[int]) -> None:
         """These delivered alarm messages now wait for the police platform's receipt (one
@@ -78,11 +83,8 @@ class OutboxQueries:
         )
 
     def awaiting_receipts(self) -> list[OutboxRow]:
-        rows = self.conn.execute(
-            "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
-            "WHERE receipt = 1 ORDER BY id"
-        ).fetchall()
-        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
+        rows = self.conn.execute(f"{_SELECT} WHERE receipt = 1 ORDER BY id").fetchall()
+        return [_outbox_row(r) for r in rows]
 
     def mark_received(self, event_id: str, seq: int, at: str) -> str | None:
         """The receipt of the alarm message (event_id, seq): its ``message`` if this site sent
@@ -104,16 +106,12 @@ class OutboxQueries:
         marked: list[OutboxRow] = []
         for row_id in ids:
             row = self.conn.execute(
-                "SELECT id, topic, payload, qos, retain, event_id, message FROM outbox "
-                "WHERE id = ? AND delivered_at IS NULL",
-                (row_id,),
+                f"{_SELECT} WHERE id = ? AND delivered_at IS NULL", (row_id,)
             ).fetchone()
             if row is None:
                 continue
             self.conn.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (at, row_id))
             if row[6] == "snapshot":  # the JPEG stays in the evidence folder; keep the DB small
                 self.conn.execute("UPDATE outbox SET payload = X'' WHERE id = ?", (row_id,))
-            marked.append(
-                OutboxRow(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), row[5], row[6])
-            )
+            marked.append(_outbox_row(row))
         return marked

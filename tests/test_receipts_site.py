@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from test_police_service import police_config, run, running, subscribed, until
+from test_receipts import _wait_for
 
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import DaemonProcess, Site, make_site
@@ -170,25 +171,17 @@ def test_a_forged_receipt_changes_nothing(
     police = RawClient(broker, cn="police")
     try:
         daemon.press("er-button")
-        deadline = asyncio.run(_eventually(lambda: _state(site) == "delivered"))
+        deadline = asyncio.run(_wait_for(lambda: _state(site) == "delivered", 20))
         assert deadline, _state(site)
         row = _alarm_row(site)
         assert row is not None
         receipt = receipt_payload(site.site_id, row["event_id"], row["first_seq"], "new", "x")
         police.publish(receipt_topic(site.site_id), Signer.from_file(forger).encode(receipt))
-        assert asyncio.run(_eventually(lambda: "receipt refused" in daemon.log_text()))
+        assert asyncio.run(_wait_for(lambda: "receipt refused" in daemon.log_text(), 20))
         assert "forged" in daemon.log_text()
         assert _state(site) == "delivered"
         assert asyncio.run(
-            _eventually(lambda: daemon.status()["outbox"]["resent_for_receipt"] >= 1)
+            _wait_for(lambda: daemon.status()["outbox"]["resent_for_receipt"] >= 1, 20)
         )
     finally:
         police.close()
-
-
-async def _eventually(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    try:
-        await until(predicate, timeout, "the condition")
-    except AssertionError:
-        return False
-    return True

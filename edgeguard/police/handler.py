@@ -19,6 +19,7 @@ from edgeguard.police.shapes import shape_problem
 from edgeguard.police.snapshots import OrphanLimits, remove_snapshot_file, save_snapshot
 from edgeguard.police.store import PoliceStore
 from edgeguard.police.tracker import SiteUpdate, Tracker
+from edgeguard.receipts import ID_PATTERN
 from edgeguard.receiver import Received, Receiver
 from edgeguard.safe_text import preview
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 # (site, the alarm message's payload, the link it came on): called once it is durably stored
 StoredAlarm = Callable[[str, dict[str, Any], str], None]
 
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,69}$")
+ID = re.compile(ID_PATTERN)  # site, event and camera ids: path parts and keys
 WARNING_REPEAT_S = 30.0  # the same warning for the same site at most this often
 MAX_TEXT = 300
 

@@ -8,19 +8,19 @@ its PUBACK comes."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edgeguard.config import ReceiptsConfig
 from edgeguard.receipts import load_receipt_keys
 from edgeguard.store_outbox import OutboxRow
 
 if TYPE_CHECKING:
-    from edgeguard.service import AlarmService
     from edgeguard.uplink.outbox import Outbox
     from edgeguard.writer import StoreWriter
 
@@ -32,20 +32,22 @@ Key = tuple[str, int]  # (event_id, seq): what a receipt names
 
 
 def key_of(row: OutboxRow) -> Key | None:
-    """The (event_id, seq) of an alarm message, read from its signed payload."""
-    try:
-        seq = json.loads(row.payload)["seq"]
-    except (ValueError, KeyError, TypeError):
+    """The (event_id, seq) of an alarm message, as its receipt will name it."""
+    if row.event_id is None or row.seq is None:
         return None
-    if row.event_id is None or not isinstance(seq, int):
-        return None
-    return row.event_id, seq
+    return row.event_id, row.seq
 
 
 class ReceiptWait:
     def __init__(
-        self, resend_after_s: float, *, resend: bool, clock: Callable[[], float] = time.monotonic
+        self,
+        keys: list[Ed25519PublicKey],
+        resend_after_s: float,
+        *,
+        resend: bool,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.keys = keys  # the police platform's: a receipt must verify with one of them
         self.resend_after_s = resend_after_s
         self.resend = resend  # False: only shown, never published again (receipts optional)
         self.clock = clock
@@ -85,13 +87,13 @@ class ReceiptWait:
         return {"awaiting_receipt": len(self.waiting), "resent_for_receipt": self.resent}
 
 
-def enable_receipts(config: ReceiptsConfig | None, service: AlarmService, outbox: Outbox) -> None:
+def enable_receipts(config: ReceiptsConfig | None, outbox: Outbox) -> None:
     """The police platform's receipts (docs/mqtt-api.md 4.7), when configured: read at start
     (a change needs a restart); a key that cannot be read stops the start with its path."""
     if config is None:
         return
-    service.receipt_keys = load_receipt_keys(config.police_keys)
-    outbox.receipts = ReceiptWait(config.resend_after_s, resend=config.required)
+    keys = load_receipt_keys(config.police_keys)
+    outbox.receipts = ReceiptWait(keys, config.resend_after_s, resend=config.required)
 
 
 async def load_awaiting_receipts(writer: StoreWriter, outbox: Outbox) -> None:
