@@ -235,14 +235,13 @@ def test_schema_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
-    def add_column(c: sqlite3.Connection) -> None:
-        c.execute("ALTER TABLE alarms ADD COLUMN note TEXT")
-
+    current = len(schema.MIGRATIONS)
+    add_column = "ALTER TABLE alarms ADD COLUMN note TEXT"
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_column])
     reopened = PoliceStore(path)
     columns = [r[1] for r in reopened.conn.execute("PRAGMA table_info(alarms)")]
     assert "note" in columns
-    assert reopened.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert reopened.conn.execute("PRAGMA user_version").fetchone()[0] == current + 1
     reopened.close()
     PoliceStore(path).close()  # already current: nothing re-applied
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from edgeguard.config import BrokerEndpoint, LoggingConfig
 from edgeguard.config_base import Name, StrictModel
 from edgeguard.config_loader import ConfigError, load_model
+from edgeguard.secrets import Secret
 from edgeguard.web.config import WebConfig
 
 MAX_LOST_AFTER_S = 17.0  # docs/mqtt-api.md section 8: 3 x heartbeat interval must stay <= 17 s
@@ -28,6 +29,22 @@ class PoliceMqttConfig(BrokerEndpoint):
         "the 20 s supervision target.",
     )
     reconnect_max: float = Field(default=10.0, gt=0, description="Longest reconnect delay (s).")
+
+
+class PostgresConfig(StrictModel):
+    """The city platform's PostgreSQL database (docs/city-platform.md): shared by every
+    receiver and dashboard instance; it then also holds the dashboard's users and sessions."""
+
+    dsn: Secret = Field(
+        description="libpq connection string or URI, e.g. `host=db.example port=5432 "
+        "dbname=edgeguard user=edgeguard sslmode=verify-full` (the password in the string, "
+        "or as {file: PATH} / {credential: NAME} of the whole string). Never logged.",
+    )
+    pool_min: int = Field(default=1, ge=1, le=64, description="Connections kept open.")
+    pool_max: int = Field(default=8, ge=1, le=256, description="Most connections at once.")
+    connect_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds to wait for a connection."
+    )
 
 
 class SitePolicy(StrictModel):
@@ -95,6 +112,12 @@ class PoliceConfig(StrictModel):
         default=Path("/var/lib/edgeguard-police/police.db"),
         description="SQLite database of alarms, sites, police actions and security warnings.",
     )
+    postgres: PostgresConfig | None = Field(
+        default=None,
+        description="Keep the police store in PostgreSQL instead of the SQLite `database` "
+        "(the city platform; needs the `city` extra). `database`'s folder still holds the "
+        "snapshots unless `snapshots_dir` says otherwise.",
+    )
     snapshots_dir: Path | None = Field(
         default=None,
         description="Where received snapshots are kept as {site}/{event_id}/{camera}.jpg; "
@@ -136,4 +159,11 @@ def load_police_config(path: Path | str) -> PoliceConfig:
     return load_model(PoliceConfig, path)
 
 
-__all__ = ["ConfigError", "PoliceConfig", "PoliceMqttConfig", "SitePolicy", "load_police_config"]
+__all__ = [
+    "ConfigError",
+    "PoliceConfig",
+    "PoliceMqttConfig",
+    "PostgresConfig",
+    "SitePolicy",
+    "load_police_config",
+]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from edgeguard.ids import iso_ms
 from edgeguard.ledger_csv import spreadsheet_safe
+from edgeguard.police.db import Database
 
 ALARM_COLUMNS = (
     "event_id, site, site_name, source, kind, priority, location, raised_at, received_at, "
@@ -24,13 +24,14 @@ CSV_FIELDS = [
     "police_at", "reset_by", "reset_at",
 ]  # fmt: skip
 PAGE = 500
+NO_LIMIT = 2**62  # LIMIT for "all": SQLite's -1 is an error on PostgreSQL
 
 
 def _loads(text: Any) -> Any:
     return json.loads(text) if isinstance(text, str) and text else None
 
 
-def alarm_row(row: sqlite3.Row) -> dict[str, Any]:
+def alarm_row(row: dict[str, Any]) -> dict[str, Any]:
     """An ``alarms`` row as the dashboard gets it: location and payload parsed."""
     out = dict(row)
     out["location"] = _loads(out.get("location")) or {}
@@ -47,40 +48,46 @@ def _bound(value: str | datetime | None) -> str | None:
 
 
 class StoreQueries:
-    conn: sqlite3.Connection
+    db: Database
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.db.read() as tx:
+            return tx.execute(sql, params).rows
+
+    def _row(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     # --- alarms -----------------------------------------------------------------------------
     def open_alarms(self) -> list[dict[str, Any]]:
         """Alarms the police have not resolved: P1 first, then oldest first."""
-        rows = self.conn.execute(
+        rows = self._rows(
             f"SELECT {ALARM_COLUMNS} FROM alarms WHERE police_state != 'resolved' "  # noqa: S608
             "ORDER BY priority, raised_at, event_id"
-        ).fetchall()
+        )
         return [alarm_row(r) for r in rows]
 
     def live_alarms(self, limit: int) -> list[dict[str, Any]]:
         """The first ``limit`` open alarms as the live view ranks them: those nobody has
         acknowledged first (a new alarm is never hidden behind handled ones), then P1 first,
         then oldest first."""
-        rows = self.conn.execute(
+        rows = self._rows(
             f"SELECT {ALARM_COLUMNS} FROM alarms WHERE police_state != 'resolved' "  # noqa: S608
             "ORDER BY police_state != 'new', priority, raised_at, event_id LIMIT ?",
             (limit,),
-        ).fetchall()
+        )
         return [alarm_row(r) for r in rows]
 
     def open_count(self) -> int:
         """How many alarms the police have not resolved."""
-        row = self.conn.execute(
-            "SELECT COUNT(*) FROM alarms WHERE police_state != 'resolved'"
-        ).fetchone()
-        return int(row[0])
+        row = self._row("SELECT COUNT(*) AS n FROM alarms WHERE police_state != 'resolved'")
+        return int(row["n"]) if row else 0
 
     def alarm_row(self, event_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(
+        row = self._row(
             f"SELECT {ALARM_COLUMNS} FROM alarms WHERE event_id = ?",  # noqa: S608
             (event_id,),
-        ).fetchone()
+        )
         return None if row is None else alarm_row(row)
 
     def history(  # noqa: PLR0917 - the dashboard's positional signature
@@ -97,8 +104,8 @@ class StoreQueries:
         where, params = self._filters(since, until, site, kind, state)
         sql = f"SELECT {ALARM_COLUMNS} FROM alarms{where} ORDER BY raised_at DESC, event_id DESC"  # noqa: S608
         sql += " LIMIT ? OFFSET ?"
-        params += [-1 if limit is None else limit, offset]
-        return [alarm_row(r) for r in self.conn.execute(sql, params).fetchall()]
+        params += [NO_LIMIT if limit is None else limit, offset]
+        return [alarm_row(r) for r in self._rows(sql, params)]
 
     @staticmethod
     def _filters(
@@ -128,41 +135,38 @@ class StoreQueries:
         if out is None:
             return None
         out["messages"] = [
-            {**dict(r), "payload": _loads(r["payload"])}
-            for r in self.conn.execute(
+            {**r, "payload": _loads(r["payload"])}
+            for r in self._rows(
                 "SELECT seq, message, received_at, receiver, payload FROM messages "
                 "WHERE event_id = ? ORDER BY seq",
                 (event_id,),
             )
         ]
-        out["actions"] = [
-            dict(r)
-            for r in self.conn.execute(
-                "SELECT state, by, at, published_ok, error, receiver FROM actions "
-                "WHERE event_id = ? ORDER BY id",
-                (event_id,),
-            )
-        ]
+        out["actions"] = self._rows(
+            'SELECT state, "by", at, published_ok, error, receiver FROM actions '
+            "WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
         out["snapshots"] = self.snapshots(event_id)
         return out
 
     def snapshots(self, event_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
+        rows = self._rows(
             "SELECT camera, sha256, bytes, received_at, verified FROM snapshots "
             "WHERE event_id = ? ORDER BY camera",
             (event_id,),
-        ).fetchall()
+        )
         return [
-            {**dict(r), "verified": None if r["verified"] is None else bool(r["verified"])}
+            {**r, "verified": None if r["verified"] is None else bool(r["verified"])}
             for r in rows
         ]
 
     def snapshot_path(self, site: str, event_id: str, camera: str) -> Path | None:
-        row = self.conn.execute(
+        row = self._row(
             "SELECT path FROM snapshots WHERE site = ? AND event_id = ? AND camera = ?",
             (site, event_id, camera),
-        ).fetchone()
-        return None if row is None else Path(row[0])
+        )
+        return None if row is None else Path(row["path"])
 
     # --- export -----------------------------------------------------------------------------
     def export_csv(
@@ -213,44 +217,60 @@ class StoreQueries:
     # --- sites, warnings, changes -----------------------------------------------------------
     def sites(self) -> list[dict[str, Any]]:
         """Every known site, by id, with its devices."""
+        return self._sites_with_devices(
+            self._rows("SELECT * FROM sites ORDER BY id"),
+            self._rows(
+                "SELECT site, device, state, at, received_at FROM devices ORDER BY site, device"
+            ),
+        )
+
+    def site(self, site: str) -> dict[str, Any] | None:
+        """One site with its devices (one row read, not every site's)."""
+        rows = self._sites_with_devices(
+            self._rows("SELECT * FROM sites WHERE id = ?", (site,)),
+            self._rows(
+                "SELECT site, device, state, at, received_at FROM devices WHERE site = ? "
+                "ORDER BY device",
+                (site,),
+            ),
+        )
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _sites_with_devices(
+        sites: list[dict[str, Any]], device_rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         devices: dict[str, list[dict[str, Any]]] = {}
-        for r in self.conn.execute(
-            "SELECT site, device, state, at, received_at FROM devices ORDER BY site, device"
-        ):
+        for r in device_rows:
             devices.setdefault(r["site"], []).append(
                 {k: r[k] for k in ("device", "state", "at", "received_at")}
             )
-        out = []
-        for r in self.conn.execute("SELECT * FROM sites ORDER BY id"):
-            row = dict(r)
+        for row in sites:
             row["log_head"] = _loads(row.get("log_head"))
             row["devices"] = devices.get(row["id"], [])
-            out.append(row)
-        return out
-
-    def site(self, site: str) -> dict[str, Any] | None:
-        return next((s for s in self.sites() if s["id"] == site), None)
+        return sites
 
     def warnings(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
+        return self._rows(
             "SELECT id, at, site, topic, text FROM warnings ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [dict(r) for r in rows]
+        )
 
     def warning(self, warning_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute(
+        return self._row(
             "SELECT id, at, site, topic, text FROM warnings WHERE id = ?", (warning_id,)
-        ).fetchone()
-        return None if row is None else dict(row)
+        )
 
     def changes_since(self, change_id: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Changes after ``change_id``, oldest first: {id, what, key, at}."""
-        rows = self.conn.execute(
+        if self.db.dialect != "sqlite":
+            return []  # PostgreSQL announces changes by NOTIFY (edgeguard/police/pg_listen.py)
+        return self._rows(
             "SELECT id, what, key, at FROM changes WHERE id > ? ORDER BY id LIMIT ?",
             (change_id, limit),
-        ).fetchall()
-        return [dict(r) for r in rows]
+        )
 
     def last_change_id(self) -> int:
-        row = self.conn.execute("SELECT MAX(id) FROM changes").fetchone()
-        return int(row[0] or 0)
+        if self.db.dialect != "sqlite":
+            return 0
+        row = self._row("SELECT MAX(id) AS last FROM changes")
+        return int(row["last"] or 0) if row else 0

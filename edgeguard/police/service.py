@@ -20,7 +20,7 @@ from edgeguard.police.feed import UpdateFeed
 from edgeguard.police.handler import MessageHandler
 from edgeguard.police.link import ActionError, BrokerLink
 from edgeguard.police.receipts import ReceiptSender
-from edgeguard.police.store import PoliceStore
+from edgeguard.police.store import open_store
 from edgeguard.police.tracker import Tracker
 from edgeguard.receiver import Receiver, load_site_keys
 
@@ -40,7 +40,7 @@ __all__ = ["ActionError", "PoliceService", "PoliceState"]
 class PoliceService:
     def __init__(self, config: PoliceConfig) -> None:
         self.config = config
-        self.store = PoliceStore(config.database, receiver=config.receiver_id)
+        self.store = open_store(config)
         self.tracker = Tracker(config.lost_after)
         # the store dedupes by (site, event_id, seq): nothing remembered per message here
         self.receiver = Receiver(load_site_keys(config.keys_dir), remember=0)

@@ -1,10 +1,12 @@
-"""The police database: SQLite (WAL, synchronous=FULL), its own file, schema versioned.
+"""The police database, on SQLite (a single station's file, WAL, synchronous=FULL) or
+PostgreSQL (the city platform's), behind edgeguard/police/db.py; schema versioned.
 
-Every write appends to ``changes`` in the same transaction, so every receiver sharing the file
-learns what any of them stored (``changes_since``). Alarm messages are deduplicated by the
-UNIQUE ``(site, event_id, seq)`` of ``messages``: a message sent twice, resent after a lost
-PUBACK, or stored by two receivers is kept once. A PoliceStore is used from one thread only
-(the service's event loop).
+Every write announces what it changed in the same transaction: on SQLite a row of ``changes``,
+so every receiver sharing the file learns what any of them stored (``changes_since``); on
+PostgreSQL a ``NOTIFY edgeguard_changes`` (delivered at commit to every instance listening,
+edgeguard/police/pg_listen.py). Alarm messages are deduplicated by the UNIQUE ``(site,
+event_id, seq)`` of ``messages``: a message sent twice, resent after a lost PUBACK or a missing
+receipt, or stored by two receivers is kept once. A PoliceStore may be used from any thread.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.config import PoliceConfig
+from edgeguard.police.db import Database, PostgresDatabase, SqliteDatabase, Tx
 from edgeguard.police.files import make_private_folders, private_file, tighten
 from edgeguard.police.queries import StoreQueries
 from edgeguard.police.schema import migrate
@@ -60,40 +62,43 @@ def _priority(payload: dict[str, Any]) -> int:
 
 # What a row of the changes feed is about: the dashboard rebuilds that thing by its key
 FeedTopic = Literal["alarm", "site", "warning", "link"]
+NOTIFY_CHANNEL = "edgeguard_changes"
+# An alarm message as the batch writer takes it: (site, payload, received_at or None)
+AlarmItem = tuple[str, dict[str, Any], str | None]
 
 class PoliceStore(StoreQueries):
-    def __init__(self, path: Path, *, receiver: str = "") -> None:
-        self.path = path
+    def __init__(self, where: Path | Database, *, receiver: str = "") -> None:
         self.receiver = receiver
-        make_private_folders(path.parent)
-        private_file(path)  # SQLite gives its -wal and -shm files the database's mode
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 5000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = FULL")
-        for suffix in ("-wal", "-shm"):  # left by a run before they were made private
-            tighten(path.with_name(path.name + suffix))
-        migrate(self.conn, path)
+        self.path: Path | None = None
+        if isinstance(where, Database):
+            self.db = where
+        else:
+            self.path = where
+            make_private_folders(where.parent)
+            private_file(where)  # SQLite gives its -wal and -shm files the database's mode
+            self.db = SqliteDatabase(where)
+            for suffix in ("-wal", "-shm"):  # left by a run before they were made private
+                tighten(where.with_name(where.name + suffix))
+        migrate(self.db)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The SQLite connection (tests and tools of a single station)."""
+        if not isinstance(self.db, SqliteDatabase):
+            raise TypeError(f"{self.db.name} is not SQLite")
+        return self.db.conn
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction (another receiver on the file waits, up to 5 s)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def _change(self, what: FeedTopic, key: str) -> None:
-        self.conn.execute(
-            "INSERT INTO changes (what, key, at) VALUES (?, ?, ?)", (what, key, iso_ms(utc_now()))
-        )
+    def _change(self, tx: Tx, what: FeedTopic, key: str) -> None:
+        if self.db.dialect == "postgresql":
+            tx.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, f"{what}:{key}"))
+        else:
+            tx.execute(
+                "INSERT INTO changes (what, key, at) VALUES (?, ?, ?)",
+                (what, key, iso_ms(utc_now())),
+            )
 
     # --- alarms -----------------------------------------------------------------------------
     def record_alarm(
@@ -101,21 +106,44 @@ class PoliceStore(StoreQueries):
     ) -> bool:
         """Store one verified alarm message; False if it was a duplicate (nothing changed).
         The alarm's current state is its message with the highest seq (section 6)."""
-        at = received_at or iso_ms(utc_now())
-        event_id, seq = str(payload["event_id"]), int(payload["seq"])
-        with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO messages (site, event_id, seq, message, received_at, "
-                "receiver, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (site, event_id, seq, payload.get("message"), at, self.receiver, _json(payload)),
-            )
-            if cursor.rowcount == 0:
-                return False
-            self._upsert_alarm(site, payload, at)
-            self._change("alarm", event_id)
-        return True
+        return self.record_alarms([(site, payload, received_at)])[0]
 
-    def _upsert_alarm(self, site: str, payload: dict[str, Any], at: str) -> None:
+    def record_alarms(self, items: list[AlarmItem]) -> list[bool]:
+        """Store verified alarm messages in one transaction; for each, True if it was new.
+        A message already stored (resent, or stored by another receiver) changes nothing."""
+        if not items:
+            return []
+        now = iso_ms(utc_now())
+        with self.db.write() as tx:
+            new = [self._insert_message(tx, site, payload, at or now) for site, payload, at in items]
+            announced: set[str] = set()
+            for (site, payload, at), is_new in zip(items, new, strict=True):
+                if is_new:
+                    self._upsert_alarm(tx, site, payload, at or now)
+                    event_id = str(payload["event_id"])
+                    if event_id not in announced:
+                        announced.add(event_id)
+                        self._change(tx, "alarm", event_id)
+        return new
+
+    def _insert_message(self, tx: Tx, site: str, payload: dict[str, Any], at: str) -> bool:
+        found = tx.execute(
+            "INSERT INTO messages (site, event_id, seq, message, received_at, receiver, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, event_id, seq) DO NOTHING "
+            "RETURNING id",
+            (
+                site,
+                str(payload["event_id"]),
+                int(payload["seq"]),
+                payload.get("message"),
+                at,
+                self.receiver,
+                _json(payload),
+            ),
+        )
+        return bool(found.rows)
+
+    def _upsert_alarm(self, tx: Tx, site: str, payload: dict[str, Any], at: str) -> None:
         row = {
             "site_name": payload.get("site_name"),
             "source": payload.get("source"),
@@ -131,7 +159,7 @@ class PoliceStore(StoreQueries):
         }
         names = ", ".join(row)
         updates = ", ".join(f"{name} = excluded.{name}" for name in row)
-        self.conn.execute(
+        tx.execute(
             f"INSERT INTO alarms (event_id, site, received_at, {names}) "  # noqa: S608 - our names
             f"VALUES (?, ?, ?, {', '.join('?' for _ in row)}) "
             f"ON CONFLICT (event_id) DO UPDATE SET {updates} WHERE excluded.seq > alarms.seq",
@@ -151,22 +179,22 @@ class PoliceStore(StoreQueries):
         """Record a police action; the alarm's police_state moves forward only when the ack
         reached the broker (never back: acknowledged < dispatched < resolved)."""
         at = at or iso_ms(utc_now())
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO actions (event_id, state, by, at, published_ok, error, receiver) "
+        with self.db.write() as tx:
+            tx.execute(
+                'INSERT INTO actions (event_id, state, "by", at, published_ok, error, receiver) '
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event_id, state, by, at, int(ok), error, self.receiver),
             )
-            row = conn.execute(
+            current = tx.execute(
                 "SELECT police_state FROM alarms WHERE event_id = ?", (event_id,)
-            ).fetchone()
-            if ok and row is not None and POLICE_ORDER[state] > POLICE_ORDER[row[0]]:
-                conn.execute(
+            ).scalar()
+            if ok and current is not None and POLICE_ORDER[state] > POLICE_ORDER[current]:
+                tx.execute(
                     "UPDATE alarms SET police_state = ?, police_by = ?, police_at = ? "
                     "WHERE event_id = ?",
                     (state, by, at, event_id),
                 )
-            self._change("alarm", event_id)
+            self._change(tx, "alarm", event_id)
 
     # --- snapshots --------------------------------------------------------------------------
     def record_snapshot(
@@ -174,22 +202,35 @@ class PoliceStore(StoreQueries):
     ) -> bool | None:
         """Store a received snapshot; checked at once if its evidence message came first.
         Returns True/False when checked (False: hash mismatch), None when not yet."""
-        expected = self._expected_sha(event_id, camera)
-        verified = None if expected is None else expected == sha256
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO snapshots (site, event_id, camera, path, sha256, bytes, "
-                "received_at, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (site, event_id, camera, str(path), sha256, size, iso_ms(utc_now()), verified),
+        with self.db.write() as tx:
+            expected = self._expected_sha(tx, event_id, camera)
+            verified = None if expected is None else expected == sha256
+            tx.execute(
+                "INSERT INTO snapshots (site, event_id, camera, path, sha256, bytes, "
+                "received_at, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (site, event_id, camera) DO UPDATE SET path = excluded.path, "
+                "sha256 = excluded.sha256, bytes = excluded.bytes, "
+                "received_at = excluded.received_at, verified = excluded.verified",
+                (
+                    site,
+                    event_id,
+                    camera,
+                    str(path),
+                    sha256,
+                    size,
+                    iso_ms(utc_now()),
+                    None if verified is None else int(verified),
+                ),
             )
-            self._change("alarm", event_id)
+            self._change(tx, "alarm", event_id)
         return verified
 
-    def _expected_sha(self, event_id: str, camera: str) -> str | None:
-        row = self.conn.execute(
+    @staticmethod
+    def _expected_sha(tx: Tx, event_id: str, camera: str) -> str | None:
+        payload = tx.execute(
             "SELECT payload FROM alarms WHERE event_id = ?", (event_id,)
-        ).fetchone()
-        evidence = json.loads(row[0]).get("evidence") if row is not None else None
+        ).scalar()
+        evidence = json.loads(payload).get("evidence") if payload is not None else None
         for item in _snapshot_items(evidence):
             if item.get("camera") == camera:
                 return str(item["sha256"])
@@ -199,72 +240,91 @@ class PoliceStore(StoreQueries):
         """Compare the snapshots received with the snapshot items of a signed evidence list
         (a clip's hash is of a file kept at the site: nothing here to compare it with); mark
         them verified or not, and return the cameras whose bytes do not match."""
+        items = _snapshot_items(evidence)
+        if not items:
+            return []
         bad: list[str] = []
-        with self._write() as conn:
-            for item in _snapshot_items(evidence):
-                row = conn.execute(
+        with self.db.write() as tx:
+            for item in items:
+                camera = str(item.get("camera"))
+                stored = tx.execute(
                     "SELECT sha256 FROM snapshots WHERE site = ? AND event_id = ? AND camera = ?",
-                    (site, event_id, str(item.get("camera"))),
-                ).fetchone()
-                if row is None:
+                    (site, event_id, camera),
+                ).scalar()
+                if stored is None:
                     continue
-                ok = row[0] == item["sha256"]
+                ok = stored == item["sha256"]
                 if not ok:
-                    bad.append(str(item.get("camera")))
-                conn.execute(
+                    bad.append(camera)
+                tx.execute(
                     "UPDATE snapshots SET verified = ? WHERE site = ? AND event_id = ? "
                     "AND camera = ?",
-                    (int(ok), site, event_id, str(item.get("camera"))),
+                    (int(ok), site, event_id, camera),
                 )
         return bad
 
     def orphan_snapshots(self) -> list[dict[str, Any]]:
         """Snapshots of alarms not received (yet), oldest first: id, site, event_id, camera,
         path, bytes, received_at."""
-        rows = self.conn.execute(
-            "SELECT id, site, event_id, camera, path, bytes, received_at FROM snapshots s "
-            "WHERE NOT EXISTS (SELECT 1 FROM alarms a WHERE a.event_id = s.event_id "
-            "AND a.site = s.site) ORDER BY received_at, id"
-        ).fetchall()
-        return [dict(row) for row in rows]
+        with self.db.read() as tx:
+            return tx.execute(
+                "SELECT id, site, event_id, camera, path, bytes, received_at FROM snapshots s "
+                "WHERE NOT EXISTS (SELECT 1 FROM alarms a WHERE a.event_id = s.event_id "
+                "AND a.site = s.site) ORDER BY received_at, id"
+            ).rows
 
     def forget_snapshots(self, ids: list[int]) -> None:
         """Delete snapshot rows (their files are the caller's)."""
-        with self._write() as conn:
-            conn.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in ids])
+        with self.db.write() as tx:
+            tx.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in ids])
 
     # --- sites, devices, warnings, link -----------------------------------------------------
     def ensure_site(self, site: str, name: str | None = None) -> None:
-        with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO sites (id, name) VALUES (?, ?)", (site, name)
-            )
-            if name is not None and cursor.rowcount == 0:
-                conn.execute("UPDATE sites SET name = ? WHERE id = ?", (name, site))
-            if cursor.rowcount:
-                self._change("site", site)
+        with self.db.write() as tx:
+            created = tx.execute(
+                "INSERT INTO sites (id, name) VALUES (?, ?) ON CONFLICT (id) DO NOTHING "
+                "RETURNING id",
+                (site, name),
+            ).rows
+            if name is not None and not created:
+                tx.execute("UPDATE sites SET name = ? WHERE id = ?", (name, site))
+            if created:
+                self._change(tx, "site", site)
 
     def update_site(self, site: str, values: dict[str, Any], *, announce: bool = True) -> None:
         """Set columns of a site's row (created if new); ``announce`` appends a change."""
-        unknown = set(values) - SITE_COLUMNS
-        if unknown:
-            raise ValueError(f"not site columns: {sorted(unknown)}")
-        with self._write() as conn:
-            conn.execute("INSERT OR IGNORE INTO sites (id) VALUES (?)", (site,))
-            if values:
-                sets = ", ".join(f"{name} = ?" for name in values)
-                conn.execute(
-                    f"UPDATE sites SET {sets} WHERE id = ?",  # noqa: S608 - whitelisted names
-                    (*values.values(), site),
-                )
-            if announce:
-                self._change("site", site)
+        self.update_sites([(site, values, announce)])
+
+    def update_sites(self, updates: list[tuple[str, dict[str, Any], bool]]) -> None:
+        """Several update_site in one transaction (a receiver's batch of supervision)."""
+        for _site, values, _announce in updates:
+            unknown = set(values) - SITE_COLUMNS
+            if unknown:
+                raise ValueError(f"not site columns: {sorted(unknown)}")
+        if not updates:
+            return
+        with self.db.write() as tx:
+            tx.executemany(
+                "INSERT INTO sites (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
+                [(site,) for site, _values, _announce in updates],
+            )
+            for site, values, announce in updates:
+                if values:
+                    sets = ", ".join(f"{name} = ?" for name in values)
+                    tx.execute(
+                        f"UPDATE sites SET {sets} WHERE id = ?",  # noqa: S608 - whitelisted names
+                        (*values.values(), site),
+                    )
+                if announce:
+                    self._change(tx, "site", site)
 
     def record_device(self, site: str, payload: dict[str, Any]) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO devices (site, device, state, at, detail, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO devices (site, device, state, at, detail, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, device) DO UPDATE SET "
+                "state = excluded.state, at = excluded.at, detail = excluded.detail, "
+                "received_at = excluded.received_at",
                 (
                     site,
                     str(payload.get("device")),
@@ -274,25 +334,53 @@ class PoliceStore(StoreQueries):
                     iso_ms(utc_now()),
                 ),
             )
-            self._change("site", site)
+            self._change(tx, "site", site)
 
     def add_warning(self, site: str | None, topic: str | None, text: str) -> int:
         """A security warning: never an alarm."""
-        with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO warnings (at, site, topic, text) VALUES (?, ?, ?, ?)",
-                (iso_ms(utc_now()), site, topic, text),
+        with self.db.write() as tx:
+            warning_id = int(
+                tx.execute(
+                    "INSERT INTO warnings (at, site, topic, text) VALUES (?, ?, ?, ?) "
+                    "RETURNING id",
+                    (iso_ms(utc_now()), site, topic, text),
+                ).scalar()
             )
-            warning_id = int(cursor.lastrowid or 0)
-            self._change("warning", str(warning_id))
+            self._change(tx, "warning", str(warning_id))
         return warning_id
 
     def note_link(self) -> None:
-        with self._write():
-            self._change("link", "")
+        with self.db.write() as tx:
+            self._change(tx, "link", "")
 
     def prune_changes(self, keep: int = 100_000) -> None:
-        with self._write() as conn:
-            conn.execute(
+        if self.db.dialect != "sqlite":
+            return  # PostgreSQL announces by NOTIFY: no table to trim
+        with self.db.write() as tx:
+            tx.execute(
                 "DELETE FROM changes WHERE id <= (SELECT MAX(id) FROM changes) - ?", (keep,)
             )
+
+    def note_receiver(self, receiver: str, started_at: str, detail: dict[str, Any]) -> None:
+        """This receiver is alive (the city platform's registry of receivers)."""
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO receivers (id, started_at, seen_at, detail) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, "
+                "seen_at = excluded.seen_at, detail = excluded.detail",
+                (receiver, started_at, iso_ms(utc_now()), _json(detail)),
+            )
+
+
+def open_store(config: PoliceConfig) -> PoliceStore:
+    """The police store a config names: PostgreSQL when ``postgres`` is set, else SQLite."""
+    pg = config.postgres
+    if pg is None:
+        return PoliceStore(config.database, receiver=config.receiver_id)
+    database = PostgresDatabase(
+        pg.dsn.get_secret_value(),
+        min_size=pg.pool_min,
+        max_size=max(pg.pool_min, pg.pool_max),
+        timeout=pg.connect_timeout,
+    )
+    return PoliceStore(database, receiver=config.receiver_id)
