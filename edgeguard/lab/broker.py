@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -63,11 +64,27 @@ topic write edgeguard/+/receipt
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that is free right now, chosen at random *below* the kernel's
+    ephemeral range: a server that binds it seconds later (a RabbitMQ node boots for ~10 s)
+    does not find it taken by some client's outgoing connection, which the kernel only ever
+    gives ports from that range (thousands of them in the city benchmarks)."""
+    low = _ephemeral_low()
+    for _ in range(500):
+        port = random.randint(max(10_000, low - 20_000), low - 1)  # noqa: S311 - not secret
+        if _bindable(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # crowded: let the OS pick
         sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text("ascii")
+        return max(11_000, int(text.split()[0]))
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def mosquitto_binary() -> Path:

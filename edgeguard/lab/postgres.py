@@ -108,6 +108,16 @@ class PostgresServer:
             f" password={self.password} connect_timeout=5"
         )
 
+    def create_database(self, name: str) -> str:
+        """Create another database owned by the lab user (one per test); its DSN."""
+        import psycopg  # noqa: PLC0415 - the lab's own dependency, only when used
+
+        if not name.isidentifier():
+            raise ValueError(f"{name!r} is not a plain database name")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" OWNER "{self.user}"')
+        return self.dsn.replace(f"dbname={self.database}", f"dbname={name}")
+
     @property
     def running(self) -> bool:
         """True while the postmaster is alive."""
@@ -286,7 +296,7 @@ class PostgresServer:
     def _create_user_and_database(self, timeout: float) -> None:
         quoted_password = self.password.replace("'", "''")
         sql = (
-            f'CREATE ROLE "{self.user}" LOGIN PASSWORD \'{quoted_password}\';\n'
+            f'CREATE ROLE "{self.user}" LOGIN CREATEDB PASSWORD \'{quoted_password}\';\n'
             f'CREATE DATABASE "{self.database}" OWNER "{self.user}";\n'
         )
         self._run(

@@ -465,12 +465,12 @@ class RabbitCluster:
                 site,
                 None,
                 topic_write=rf"^edgeguard\.{s}\.((alarm|event|device|snapshot)(\..+)?|status|heartbeat)$",
-                topic_read=rf"^edgeguard\.{s}\.ack$",
+                topic_read=rf"^edgeguard\.{s}\.(ack|receipt)$",
             )
         yield _User(
             self.police,
             self.police_password,
-            topic_write=r"^edgeguard\.[^.]+\.ack$",
+            topic_write=r"^edgeguard\.[^.]+\.(ack|receipt)$",
             topic_read=r"^edgeguard\.",
             extra_queues="|" + re.escape(POLICE_QUEUE_PREFIX) + ".*",
         )

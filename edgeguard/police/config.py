@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from edgeguard.config import BrokerEndpoint, LoggingConfig
+from edgeguard.config import BrokerEndpoint, LoggingConfig, TlsConfig
 from edgeguard.config_base import Name, StrictModel
 from edgeguard.config_loader import ConfigError, load_model
 from edgeguard.secrets import Secret
@@ -45,6 +45,51 @@ class PostgresConfig(StrictModel):
     connect_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds to wait for a connection."
     )
+
+
+class AmqpConfig(StrictModel):
+    """The city platform's intake: the receiver reads the sites' MQTT messages from the
+    RabbitMQ cluster over AMQP (docs/city-platform.md) instead of holding an MQTT session.
+    Alarms come from one quorum queue shared by every receiver (each message to one of them,
+    acknowledged after the database commit); status, heartbeats and device states come to
+    every receiver on a queue of its own; acks and receipts go out to `amq.topic`."""
+
+    nodes: list[str] = Field(
+        min_length=1,
+        max_length=16,
+        description="The cluster's AMQP listeners, `host:port` each, tried in turn; the "
+        "receiver moves to the next when its node fails.",
+    )
+    username: str = Field(default="police", min_length=1, description="AMQP user.")
+    password: Secret | None = Field(default=None, description="AMQP password.")
+    vhost: str = Field(default="/", description="RabbitMQ virtual host.")
+    tls: TlsConfig | None = Field(default=None, description="TLS (amqps); omit for plain TCP.")
+    queue_prefix: str = Field(
+        default="edgeguard-police.",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Names of the receivers' queues: `{prefix}alarms` (shared, quorum) and "
+        "`{prefix}supervision.{receiver_id}` (this receiver's own).",
+    )
+    prefetch: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Alarm messages a receiver holds unacknowledged at once (its batch).",
+    )
+    reconnect_s: float = Field(
+        default=1.0, gt=0, le=60, description="Pause before trying the next node (s)."
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _host_ports(cls, nodes: list[str]) -> list[str]:
+        for node in nodes:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{node!r} is not host:port")
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("nodes are listed twice")
+        return nodes
 
 
 class SitePolicy(StrictModel):
@@ -118,6 +163,12 @@ class PoliceConfig(StrictModel):
         "(the city platform; needs the `city` extra). `database`'s folder still holds the "
         "snapshots unless `snapshots_dir` says otherwise.",
     )
+    amqp: AmqpConfig | None = Field(
+        default=None,
+        description="Receive from a RabbitMQ cluster over AMQP as one of several competing "
+        "receivers (the city platform; needs `postgres` and the `city` extra) instead of the "
+        "MQTT link `mqtt`.",
+    )
     snapshots_dir: Path | None = Field(
         default=None,
         description="Where received snapshots are kept as {site}/{event_id}/{camera}.jpg; "
@@ -136,6 +187,12 @@ class PoliceConfig(StrictModel):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Where and how much the receiver logs."
     )
+
+    @model_validator(mode="after")
+    def _amqp_needs_postgres(self) -> PoliceConfig:
+        if self.amqp is not None and self.postgres is None:
+            raise ValueError("`amqp` needs `postgres`: competing receivers share one database")
+        return self
 
     @field_validator("sites")
     @classmethod
@@ -160,6 +217,7 @@ def load_police_config(path: Path | str) -> PoliceConfig:
 
 
 __all__ = [
+    "AmqpConfig",
     "ConfigError",
     "PoliceConfig",
     "PoliceMqttConfig",

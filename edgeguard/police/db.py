@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,12 +54,12 @@ class Database(ABC):
     name: str  # for messages: the file, or the server and database
 
     @abstractmethod
-    def write(self) -> Any:
-        """A context manager: one transaction, committed on exit, rolled back on an error."""
+    def write(self) -> AbstractContextManager[Tx]:
+        """One transaction, committed on exit, rolled back on an error."""
 
     @abstractmethod
-    def read(self) -> Any:
-        """A context manager: statements that only read."""
+    def read(self) -> AbstractContextManager[Tx]:
+        """Statements that only read."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -76,7 +76,7 @@ class _SqliteTx(Tx):
 
     def execute(self, sql: str, params: Params = ()) -> Result:
         cursor = self.conn.cursor()
-        cursor.row_factory = _dict_row  # type: ignore[assignment]
+        cursor.row_factory = _dict_row
         cursor.execute(sql, params)
         rows = cursor.fetchall() if cursor.description is not None else []
         return Result(rows, cursor.rowcount)
@@ -143,13 +143,17 @@ class _PgTx(Tx):
 class PostgresDatabase(Database):
     dialect: Dialect = "postgresql"
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10) -> None:
-        import psycopg  # noqa: PLC0415 - the city extra; a single station never loads it
-        from psycopg.rows import dict_row  # noqa: PLC0415
-        from psycopg_pool import ConnectionPool  # noqa: PLC0415
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10
+    ) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
 
         info = psycopg.conninfo.conninfo_to_dict(dsn)
-        self.name = f"postgresql {info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        self.name = (
+            f"postgresql {info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        )
         self.dsn = dsn
         self.pool = ConnectionPool(
             dsn,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.shapes import shape_problem
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # (site, the alarm message's payload, the link it came on): called once it is durably stored
 StoredAlarm = Callable[[str, dict[str, Any], str], None]
+AlarmItem = tuple[str, dict[str, Any], str]
 
 ID = re.compile(ID_PATTERN)  # site, event and camera ids: path parts and keys
 WARNING_REPEAT_S = 30.0  # the same warning for the same site at most this often
@@ -108,33 +109,92 @@ class MessageHandler:
             self.warn(received.site, received.topic, "device message under another device")
 
     # --- alarms -----------------------------------------------------------------------------
+    def handle_alarm_batch(self, messages: list[tuple[str, bytes, str]]) -> list[AlarmItem]:
+        """Messages of the shared alarm queue (topic, body, link): the alarm messages among
+        them are verified and stored in one transaction; anything else is handled one by
+        one. Returns the alarm messages stored now or before, for their receipts (the caller
+        sends them: ``on_stored`` is not called here, this may run off the loop)."""
+        alarms: list[tuple[str, dict[str, Any], str | None]] = []
+        links: list[str] = []
+        for topic, body, link in messages:
+            checked = self._verified_alarm(topic, body)
+            if checked is None:
+                self.handle(topic, body, False, time.monotonic(), link)
+            elif checked is not False:
+                alarms.append((checked[0], checked[1], None))
+                links.append(link)
+        if alarms:
+            for (site, payload, _at), new in zip(
+                alarms, self.store.record_alarms(alarms), strict=True
+            ):
+                self._after_alarm(site, payload, new=new)
+        return [
+            (site, payload, link) for (site, payload, _at), link in zip(alarms, links, strict=True)
+        ]
+
+    def _verified_alarm(
+        self, topic: str, body: bytes
+    ) -> tuple[str, dict[str, Any]] | Literal[False] | None:
+        """An alarm message checked as _verified and _alarm do: (site, payload); False when it
+        was rejected (and warned about); None when it is not an alarm message."""
+        if topic.count("/") < 2 or topic.split("/")[2] != "alarm":
+            return None
+        try:
+            received = self.receiver.handle(topic, body)
+        except Exception as exc:  # noqa: BLE001 - as in handle()
+            self.warn(topic.split("/")[1], topic, f"malformed: {exc!r}")
+            return False
+        payload = received.payload
+        if payload is None:
+            self.warn(received.site, topic, received.warning or "not verified")
+            return False
+        if payload.get("type") != "alarm":
+            self.warn(received.site, topic, f"a {payload.get('type')!r} message here")
+            return False
+        problem = shape_problem("alarm", payload)
+        if problem is not None:
+            self.warn(received.site, topic, f"malformed alarm: {problem}")
+            return False
+        valid = self._valid_alarm(received.site, topic.split("/"), payload)
+        return (received.site, payload) if valid else False
+
     def _alarm(self, site: str, parts: list[str], payload: dict[str, Any], link: str) -> None:
+        if not self._valid_alarm(site, parts, payload):
+            return
+        self._after_alarm(site, payload, new=self.store.record_alarm(site, payload))
+        if self.on_stored is not None:  # stored now or before: a receipt either way
+            self.on_stored(site, payload, link)
+
+    def _valid_alarm(self, site: str, parts: list[str], payload: dict[str, Any]) -> bool:
         topic = "/".join(parts)
         if len(parts) != 4 or payload.get("source") != parts[3]:
             self.warn(site, topic, f"alarm of source {payload.get('source')!r} published here")
-            return
+            return False
         event_id, seq = payload.get("event_id"), payload.get("seq")
         if not isinstance(event_id, str) or not ID.match(event_id) or _int(seq, 0) < 1:
             self.warn(site, topic, "malformed alarm: no valid event_id or seq")
-            return
-        if self.store.record_alarm(site, payload):
-            logger.warning(
-                "ALARM %s P%s %s at %s %s (%s, seq %s)",
-                site,
-                payload.get("priority"),
-                payload.get("kind"),
-                (payload.get("location") or {}).get("label"),
-                payload.get("message"),
-                event_id,
-                seq,
-            )
-            self._name(site, payload.get("site_name"))
-            for camera in self.store.check_evidence(site, event_id, payload.get("evidence")):
-                self.warn(site, topic, f"snapshot of {camera} does not match its sha256")
-        else:
+            return False
+        return True
+
+    def _after_alarm(self, site: str, payload: dict[str, Any], *, new: bool) -> None:
+        event_id, seq = payload.get("event_id"), payload.get("seq")
+        if not new:
             logger.info("duplicate alarm message %s seq %s ignored", event_id, seq)
-        if self.on_stored is not None:  # stored now or before: a receipt either way
-            self.on_stored(site, payload, link)
+            return
+        logger.warning(
+            "ALARM %s P%s %s at %s %s (%s, seq %s)",
+            site,
+            payload.get("priority"),
+            payload.get("kind"),
+            (payload.get("location") or {}).get("label"),
+            payload.get("message"),
+            event_id,
+            seq,
+        )
+        self._name(site, payload.get("site_name"))
+        topic = f"edgeguard/{site}/alarm/{payload.get('source')}"
+        for camera in self.store.check_evidence(site, str(event_id), payload.get("evidence")):
+            self.warn(site, topic, f"snapshot of {camera} does not match its sha256")
 
     def _name(self, site: str, site_name: Any) -> None:
         name = self.names.get(site) or (site_name if isinstance(site_name, str) else None)
@@ -188,9 +248,7 @@ class MessageHandler:
         self, site: str, payload: dict[str, Any], retained: bool, arrived: float, link: str
     ) -> None:
         state = payload.get("state")
-        update = self.tracker.on_status(
-            site, str(state), retained=retained, at=arrived, link=link
-        )
+        update = self.tracker.on_status(site, str(state), retained=retained, at=arrived, link=link)
         values: dict[str, Any] = {
             "version": payload.get("version"),
             "started_at": payload.get("started_at"),

@@ -39,6 +39,17 @@ class ActionError(Exception):
     """A police action could not be carried out; the message says why, for the dispatcher."""
 
 
+class Link(Protocol):
+    """A receiver's link to the sites: an MQTT broker link, or the city's AMQP link."""
+
+    name: str
+    connected: bool
+
+    def info(self) -> dict[str, Any]: ...
+
+    async def publish(self, topic: str, payload: bytes, timeout: float) -> None: ...
+
+
 class LinkHandler(Protocol):
     """Receives the link's events on the event loop."""
 

@@ -19,7 +19,7 @@ from edgeguard.signing import Signer
 
 if TYPE_CHECKING:
     from edgeguard.police.config import PoliceConfig
-    from edgeguard.police.link import BrokerLink
+    from edgeguard.police.link import Link
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ MAX_IN_FLIGHT = 1000  # receipts awaiting their PUBACK; beyond this the site's r
 
 
 class ReceiptSender:
-    def __init__(self, config: PoliceConfig, link_for: Callable[[str], BrokerLink | None]) -> None:
+    def __init__(self, config: PoliceConfig, link_for: Callable[[str], Link | None]) -> None:
         self.receiver_id = config.receiver_id
         self.signer = None if config.receipt_key is None else Signer.from_file(config.receipt_key)
         self.link_for = link_for

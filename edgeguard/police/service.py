@@ -15,10 +15,13 @@ from typing import Any, Literal, get_args
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.payloads import ack_topic
+from edgeguard.police.amqp_link import AmqpLink
+from edgeguard.police.city_intake import CityIntake
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.feed import UpdateFeed
 from edgeguard.police.handler import MessageHandler
-from edgeguard.police.link import ActionError, BrokerLink
+from edgeguard.police.link import ActionError, BrokerLink, Link
+from edgeguard.police.pg_listen import NotifyFeed
 from edgeguard.police.receipts import ReceiptSender
 from edgeguard.police.store import open_store
 from edgeguard.police.tracker import Tracker
@@ -33,6 +36,8 @@ TICK_S = 1.0
 HOUSEKEEPING_ROUNDS = 60  # every minute: orphan snapshots and old rows of the changes feed
 CHANGES_KEPT = 100_000  # the live feed's table; a dashboard further behind starts afresh
 MAX_BY = 100
+
+REGISTRY_ROUNDS = 5  # the city receivers' registry, every 5 s
 
 __all__ = ["ActionError", "PoliceService", "PoliceState"]
 
@@ -54,28 +59,49 @@ class PoliceService:
             names,
             on_stored=self.receipts.send if self.receipts.enabled else None,
         )
-        self.feed = UpdateFeed(self.store, self._build_update)
-        self._link: BrokerLink | None = None  # the primary broker's link
-        self._links: list[BrokerLink] = []  # with the secondary's, when configured
+        self.feed: UpdateFeed | NotifyFeed = (
+            UpdateFeed(self.store, self._build_update)
+            if config.postgres is None
+            else NotifyFeed(config.postgres.dsn.get_secret_value(), self._build_update)
+        )
+        self.intake: CityIntake | None = None
+        if config.amqp is not None and config.postgres is not None:
+            self.intake = CityIntake(
+                self.store,
+                self.tracker,
+                self.receiver,
+                self.receipts,
+                handler_args={"snapshots_dir": config.snapshots_path(), "names": names},
+                dsn=config.postgres.dsn.get_secret_value(),
+            )
+        self._link: Link | None = None  # the primary broker's link (or the cluster's)
+        self._links: list[Link] = []  # with the secondary's, when configured
+        self._started_at = iso_ms(utc_now())
         self._up: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.intake is not None:
+            await self._start_city(self.intake)
+            return
         loop = asyncio.get_running_loop()
         self._seed_sites()
         self.store.prune_changes(CHANGES_KEPT)
         self.feed.last_id = self.store.last_change_id()
-        self._link = BrokerLink(self.config, _LinkEvents(self, "primary"), loop)
-        self._links = [self._link]
+        primary = BrokerLink(self.config, _LinkEvents(self, "primary"), loop)
+        self._link = primary
+        self._links = [primary]
         if self.config.mqtt_secondary is not None:
             events = _LinkEvents(self, "secondary")
             secondary = self.config.mqtt_secondary
             self._links.append(
                 BrokerLink(self.config, events, loop, mqtt=secondary, name="secondary")
             )
-        for link in self._links:
+        primary.start()
+        for link in self._links[1:]:
+            assert isinstance(link, BrokerLink)
             link.start()
         self._tasks = [
             asyncio.create_task(self._supervise(), name="police-supervise"),
@@ -98,7 +124,10 @@ class PoliceService:
         self._tasks = []
         await self.receipts.stop()
         for link in self._links:
+            assert isinstance(link, BrokerLink | AmqpLink)
             await link.stop()
+        if self.intake is not None:
+            await asyncio.to_thread(self.intake.close)
         self.feed.pump()
         self._stopped = True  # callbacks still queued on the loop are dropped
         logger.info("police receiver %s stopped", self.config.receiver_id)
@@ -106,6 +135,63 @@ class PoliceService:
     def close(self) -> None:
         """Close the database (after stop(); the web layer must be done with the store)."""
         self.store.close()
+
+    async def _start_city(self, intake: CityIntake) -> None:
+        """The city receiver: one of several on a RabbitMQ cluster and PostgreSQL."""
+        assert self.config.amqp is not None
+        await asyncio.to_thread(self._seed_sites)
+        link = AmqpLink(
+            self.config.amqp,
+            self.config.receiver_id,
+            alarms=intake.alarms,
+            supervision=intake.supervision,
+            on_link=self._on_city_link,
+        )
+        self._link = link
+        self._links = [link]
+        link.start()
+        self._tasks = [
+            asyncio.create_task(self._supervise_city(intake, link), name="police-supervise"),
+            asyncio.create_task(self.feed.run(), name="police-feed"),
+        ]
+        logger.info(
+            "police receiver %s (city): %d site key(s), %s, cluster %s",
+            self.config.receiver_id,
+            len(self.receiver.keys),
+            self.store.db.name,
+            ", ".join(self.config.amqp.nodes),
+        )
+
+    def _on_city_link(self, connected: bool) -> None:
+        if self.intake is not None:
+            self.intake.on_link(connected)
+        if self.intake is not None and not self._stopped:
+            self.intake.supervision_thread.submit(self._guarded, self.store.note_link)
+
+    async def _supervise_city(self, intake: CityIntake, link: AmqpLink) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(TICK_S)
+            rounds += 1
+            try:
+                await intake.tick(await link.supervision_lag())
+                if rounds % REGISTRY_ROUNDS == 0:
+                    intake.note_alive(self._registry_detail(intake, link))
+                if rounds % HOUSEKEEPING_ROUNDS == 0:
+                    await asyncio.to_thread(self.housekeeping)
+            except Exception:
+                logger.exception("site supervision failed this round")
+
+    def _registry_detail(self, intake: CityIntake, link: AmqpLink) -> dict[str, Any]:
+        return {
+            "started_at": self._started_at,
+            "node": link.node,
+            "connected": link.connected,
+            "supervisor": intake.lock.held,
+            "stored": intake.stored,
+            "batches": intake.batches,
+            "receipts_sent": self.receipts.sent,
+        }
 
     def _seed_sites(self) -> None:
         known = {row["id"]: row for row in self.store.sites()}
@@ -130,7 +216,7 @@ class PoliceService:
             except Exception:
                 logger.exception("site supervision failed this round")
 
-    def _link_named(self, name: str) -> BrokerLink | None:
+    def _link_named(self, name: str) -> Link | None:
         """The link a message came on if it is up, else any link that is up."""
         up = [link for link in self._links if link.connected]
         return next((link for link in up if link.name == name), up[0] if up else None)
@@ -249,7 +335,11 @@ class PoliceService:
         by = by.strip() if isinstance(by, str) else ""
         if not 1 <= len(by) <= MAX_BY or not by.isprintable():
             raise ActionError(f"`by` must be 1-{MAX_BY} printable characters")
-        alarm = self.store.alarm_row(event_id) if isinstance(event_id, str) else None
+        alarm = (
+            await asyncio.to_thread(self.store.alarm_row, event_id)
+            if isinstance(event_id, str)
+            else None
+        )
         if alarm is None:
             raise ActionError(f"unknown alarm {str(event_id)[:80]!r}")
         link = next((ln for ln in self._links if ln.connected), self._link)
@@ -262,13 +352,15 @@ class PoliceService:
             await link.publish(ack_topic(alarm["site"]), body, ACK_TIMEOUT_S)
         except ActionError as exc:
             logger.error("police %s of %s by %s failed: %s", state, event_id, by, exc)
-            self.store.record_action(event_id, state, by, ok=False, error=str(exc), at=at)
+            await asyncio.to_thread(
+                self.store.record_action, event_id, state, by, ok=False, error=str(exc), at=at
+            )
             self.feed.pump()
             raise
         logger.info("police %s %s by %s (PUBACK received)", state, event_id, by)
-        self.store.record_action(event_id, state, by, ok=True, at=at)
+        await asyncio.to_thread(self.store.record_action, event_id, state, by, ok=True, at=at)
         self.feed.pump()
-        row = self.store.alarm_row(event_id)
+        row = await asyncio.to_thread(self.store.alarm_row, event_id)
         assert row is not None
         return row
 

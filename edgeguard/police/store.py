@@ -66,6 +66,7 @@ NOTIFY_CHANNEL = "edgeguard_changes"
 # An alarm message as the batch writer takes it: (site, payload, received_at or None)
 AlarmItem = tuple[str, dict[str, Any], str | None]
 
+
 class PoliceStore(StoreQueries):
     def __init__(self, where: Path | Database, *, receiver: str = "") -> None:
         self.receiver = receiver
@@ -115,7 +116,9 @@ class PoliceStore(StoreQueries):
             return []
         now = iso_ms(utc_now())
         with self.db.write() as tx:
-            new = [self._insert_message(tx, site, payload, at or now) for site, payload, at in items]
+            new = [
+                self._insert_message(tx, site, payload, at or now) for site, payload, at in items
+            ]
             announced: set[str] = set()
             for (site, payload, at), is_new in zip(items, new, strict=True):
                 if is_new:
@@ -227,9 +230,7 @@ class PoliceStore(StoreQueries):
 
     @staticmethod
     def _expected_sha(tx: Tx, event_id: str, camera: str) -> str | None:
-        payload = tx.execute(
-            "SELECT payload FROM alarms WHERE event_id = ?", (event_id,)
-        ).scalar()
+        payload = tx.execute("SELECT payload FROM alarms WHERE event_id = ?", (event_id,)).scalar()
         evidence = json.loads(payload).get("evidence") if payload is not None else None
         for item in _snapshot_items(evidence):
             if item.get("camera") == camera:
@@ -303,20 +304,20 @@ class PoliceStore(StoreQueries):
                 raise ValueError(f"not site columns: {sorted(unknown)}")
         if not updates:
             return
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for site, values, _announce in updates:
+            if values:
+                by_columns.setdefault(tuple(values), []).append((*values.values(), site))
         with self.db.write() as tx:
             tx.executemany(
                 "INSERT INTO sites (id) VALUES (?) ON CONFLICT (id) DO NOTHING",
-                [(site,) for site, _values, _announce in updates],
+                [(site,) for site in dict.fromkeys(site for site, _v, _a in updates)],
             )
-            for site, values, announce in updates:
-                if values:
-                    sets = ", ".join(f"{name} = ?" for name in values)
-                    tx.execute(
-                        f"UPDATE sites SET {sets} WHERE id = ?",  # noqa: S608 - whitelisted names
-                        (*values.values(), site),
-                    )
-                if announce:
-                    self._change(tx, "site", site)
+            for columns, rows in by_columns.items():  # one statement per set of columns
+                sets = ", ".join(f"{name} = ?" for name in columns)
+                tx.executemany(f"UPDATE sites SET {sets} WHERE id = ?", rows)  # noqa: S608
+            for site in dict.fromkeys(site for site, _v, announce in updates if announce):
+                self._change(tx, "site", site)
 
     def record_device(self, site: str, payload: dict[str, Any]) -> None:
         with self.db.write() as tx:
@@ -341,8 +342,7 @@ class PoliceStore(StoreQueries):
         with self.db.write() as tx:
             warning_id = int(
                 tx.execute(
-                    "INSERT INTO warnings (at, site, topic, text) VALUES (?, ?, ?, ?) "
-                    "RETURNING id",
+                    "INSERT INTO warnings (at, site, topic, text) VALUES (?, ?, ?, ?) RETURNING id",
                     (iso_ms(utc_now()), site, topic, text),
                 ).scalar()
             )
@@ -357,9 +357,7 @@ class PoliceStore(StoreQueries):
         if self.db.dialect != "sqlite":
             return  # PostgreSQL announces by NOTIFY: no table to trim
         with self.db.write() as tx:
-            tx.execute(
-                "DELETE FROM changes WHERE id <= (SELECT MAX(id) FROM changes) - ?", (keep,)
-            )
+            tx.execute("DELETE FROM changes WHERE id <= (SELECT MAX(id) FROM changes) - ?", (keep,))
 
     def note_receiver(self, receiver: str, started_at: str, detail: dict[str, Any]) -> None:
         """This receiver is alive (the city platform's registry of receivers)."""

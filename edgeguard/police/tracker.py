@@ -65,6 +65,13 @@ class Tracker:
         watch = self._sites.get(site)
         return watch.state if watch else "unknown"
 
+    def views(self) -> dict[str, SiteUpdate]:
+        """Every site's state as this tracker sees it (a new supervisor writes it down)."""
+        return {
+            site: SiteUpdate(site, watch.state, watch.reason, _alert(watch))
+            for site, watch in self._sites.items()
+        }
+
     def heartbeat_age(self, site: str) -> float | None:
         watch = self._sites.get(site)
         if watch is None or watch.last_heartbeat is None:
