@@ -57,8 +57,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         PostgresServer(root / "pg") as pg,
         RabbitCluster(root / "rabbit", pki, sites=SITES) as cluster,
     ):
-        yield {"root": root, "pki": pki, "keys": keys, "pg": pg, "cluster": cluster,
-               "police_key": police_key, "police_pub": police_pub}  # fmt: skip
+        yield {
+            "root": root,
+            "pki": pki,
+            "keys": keys,
+            "pg": pg,
+            "cluster": cluster,
+            "police_key": police_key,
+            "police_pub": police_pub,
+        }
 
 
 @pytest.fixture
@@ -131,9 +138,11 @@ class Site:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=site, protocol=mqtt.MQTTv311,
+            CallbackAPIVersion.VERSION2,
+            client_id=site,
+            protocol=mqtt.MQTTv311,
             clean_session=False,
-        )  # fmt: skip
+        )
         pki: DevPKI = lab["pki"]
         pair = pki.client(site)
         self.client.tls_set(
@@ -170,28 +179,59 @@ class Site:
             self.acked.add(mid)
 
     def _status(self, state: str) -> dict[str, Any]:
-        return {"v": 1, "type": "status", "site": self.site, "state": state,
-                "version": "test", "started_at": iso_ms(utc_now()), "uptime_s": 1.0,
-                "at": iso_ms(utc_now())}  # fmt: skip
+        return {
+            "v": 1,
+            "type": "status",
+            "site": self.site,
+            "state": state,
+            "version": "test",
+            "started_at": iso_ms(utc_now()),
+            "uptime_s": 1.0,
+            "at": iso_ms(utc_now()),
+        }
 
     def alarm(self, event_id: str, seq: int = 1) -> int:
         payload = {
-            "v": 1, "type": "alarm", "message": "new", "event_id": event_id, "site": self.site,
-            "site_name": f"{self.site} hospital", "seq": seq, "kind": "panic", "state": "active",
-            "priority": 1, "source": "btn-1", "location": {"id": "er", "label": "ER desk"},
-            "occurred_at": iso_ms(utc_now()), "updated_at": iso_ms(utc_now()),
-            "input_active": True, "trigger_count": 1, "restored_at": None, "reset_at": None,
-            "reset_by": None, "detail": {}, "cameras": [], "evidence": [],
-        }  # fmt: skip
+            "v": 1,
+            "type": "alarm",
+            "message": "new",
+            "event_id": event_id,
+            "site": self.site,
+            "site_name": f"{self.site} hospital",
+            "seq": seq,
+            "kind": "panic",
+            "state": "active",
+            "priority": 1,
+            "source": "btn-1",
+            "location": {"id": "er", "label": "ER desk"},
+            "occurred_at": iso_ms(utc_now()),
+            "updated_at": iso_ms(utc_now()),
+            "input_active": True,
+            "trigger_count": 1,
+            "restored_at": None,
+            "reset_at": None,
+            "reset_by": None,
+            "detail": {},
+            "cameras": [],
+            "evidence": [],
+        }
         info = self.client.publish(
             f"edgeguard/{self.site}/alarm/btn-1", self.signer.encode(payload), qos=1
         )
         return info.mid
 
     def heartbeat(self, counter: int) -> None:
-        payload = {"v": 1, "type": "heartbeat", "site": self.site, "counter": counter,
-                   "at": iso_ms(utc_now()), "uptime_s": 1.0, "open_alarms": 0,
-                   "outbox_pending": 0, "log_head": {"id": 1, "hash": "0" * 64}}  # fmt: skip
+        payload = {
+            "v": 1,
+            "type": "heartbeat",
+            "site": self.site,
+            "counter": counter,
+            "at": iso_ms(utc_now()),
+            "uptime_s": 1.0,
+            "open_alarms": 0,
+            "outbox_pending": 0,
+            "log_head": {"id": 1, "hash": "0" * 64},
+        }
         self.client.publish(f"edgeguard/{self.site}/heartbeat", self.signer.encode(payload), qos=0)
 
     def close(self) -> None:
@@ -293,10 +333,17 @@ class ReceiverProcess:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "edgeguard"), "police", "-c", str(self.config_file)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    str(Path(sys.executable).parent / "edgeguard"),
+                    "police",
+                    "-c",
+                    str(self.config_file),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+            )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -358,16 +405,20 @@ def stream(sender: Site, count: int, pause: float, events: list[str]) -> threadi
 
 def test_a_receiver_killed_mid_stream_loses_nothing(lab: dict[str, Any], database: str) -> None:
     with receivers(lab, database, "c-1", "c-2") as (one, two), site(lab, "hosp-01") as sender:
-        wait_for(lambda: "cluster link up" in one.text() and "cluster link up" in two.text(),
-                 "both receivers on the cluster")  # fmt: skip
+        wait_for(
+            lambda: "cluster link up" in one.text() and "cluster link up" in two.text(),
+            "both receivers on the cluster",
+        )
         events: list[str] = []
         thread = stream(sender, 200, 0.01, events)
         wait_for(lambda: len(stored_events(database)) >= 40, "the first alarms stored")
         one.kill()  # mid-stream: its unacknowledged batch goes to the other receiver
         thread.join(30)
         wait_for(lambda: stored_events(database) >= set(events), "every alarm stored", 90)
-        duplicates = rows(database, "SELECT event_id, COUNT(*) FROM messages GROUP BY event_id "
-                                    "HAVING COUNT(*) > 1")  # fmt: skip
+        duplicates = rows(
+            database,
+            "SELECT event_id, COUNT(*) FROM messages GROUP BY event_id HAVING COUNT(*) > 1",
+        )
         assert duplicates == []
         assert rows(database, "SELECT COUNT(*) FROM alarms") == [(200,)]
         receivers_seen = {r[0] for r in rows(database, "SELECT DISTINCT receiver FROM messages")}
@@ -378,8 +429,10 @@ def test_a_receiver_killed_mid_stream_loses_nothing(lab: dict[str, Any], databas
 def test_postgresql_restarted_alarms_wait_in_the_queue(lab: dict[str, Any], database: str) -> None:
     pg: PostgresServer = lab["pg"]
     with receivers(lab, database, "d-1", "d-2") as (one, two), site(lab, "hosp-02") as sender:
-        wait_for(lambda: "cluster link up" in one.text() and "cluster link up" in two.text(),
-                 "both receivers on the cluster")  # fmt: skip
+        wait_for(
+            lambda: "cluster link up" in one.text() and "cluster link up" in two.text(),
+            "both receivers on the cluster",
+        )
         events: list[str] = []
         thread = stream(sender, 100, 0.02, events)
         wait_for(lambda: len(stored_events(database)) >= 10, "the first alarms stored")
@@ -400,8 +453,10 @@ def test_the_supervisor_dies_and_another_takes_over(lab: dict[str, Any], databas
                 wait_for(lambda: all("cluster link up" in p.text() for p in procs), "receivers up")
                 state = lambda s: rows(database, "SELECT state FROM sites WHERE id = %s", s)  # noqa: E731
                 wait_for(lambda: state("hosp-01") == [("online",)], "hosp-01 online")
-                boss = wait_for(lambda: next((p for p in procs if "is now the supervisor" in p.text()), None),
-                                "a supervisor")  # fmt: skip
+                boss = wait_for(
+                    lambda: next((p for p in procs if "is now the supervisor" in p.text()), None),
+                    "a supervisor",
+                )
                 other = next(p for p in procs if p is not boss)
                 boss.kill()
                 wait_for(

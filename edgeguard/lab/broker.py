@@ -70,7 +70,7 @@ def free_port() -> int:
     gives ports from that range (thousands of them in the city benchmarks)."""
     low = _ephemeral_low()
     for _ in range(500):
-        port = random.randint(max(10_000, low - 20_000), low - 1)  # noqa: S311 - not secret
+        port = random.randint(max(10_000, low - 20_000), low - 1)
         if _bindable(port):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # crowded: let the OS pick

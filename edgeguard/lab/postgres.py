@@ -110,7 +110,7 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """Create another database owned by the lab user (one per test); its DSN."""
-        import psycopg  # noqa: PLC0415 - the lab's own dependency, only when used
+        import psycopg
 
         if not name.isidentifier():
             raise ValueError(f"{name!r} is not a plain database name")
