@@ -1,10 +1,11 @@
 """Shared fixtures: a real mosquitto (TLS client certs + site ACL) on loopback, lab sites,
-daemons and a police subscriber."""
+daemons, a police subscriber, and a real PostgreSQL (one per session, a database per test)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from edgeguard.lab.broker import Mosquitto
 from edgeguard.lab.harness import DaemonProcess, PoliceSubscriber, Site, lab_broker, make_site
+from edgeguard.lab.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -77,3 +79,16 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (its own directory, a loopback port)."""
+    with PostgresServer(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(postgres_server: PostgresServer) -> str:
+    """A fresh database of this test's own on the session's PostgreSQL: its DSN."""
+    return postgres_server.create_database(f"t{uuid.uuid4().hex[:16]}")

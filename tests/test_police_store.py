@@ -6,12 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from edgeguard.police import schema
+from edgeguard.police.db import PostgresDatabase
 from edgeguard.police.store import PoliceStore
 from edgeguard.store import StoreError
 
@@ -57,13 +61,20 @@ def alarm(
     }
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> PoliceStore:
-    return PoliceStore(tmp_path / "police.db", receiver="r1")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PoliceStore]:
+    """The same tests on both engines behind the one store interface."""
+    if request.param == "sqlite":
+        opened = PoliceStore(tmp_path / "police.db", receiver="r1")
+    else:
+        opened = PoliceStore(PostgresDatabase(request.getfixturevalue("pg_dsn")), receiver="r1")
+    yield opened
+    opened.close()
 
 
 def _count(store: PoliceStore, table: str) -> int:
-    return int(store.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    with store.db.read() as tx:
+        return int(tx.execute(f"SELECT COUNT(*) AS n FROM {table}").scalar())
 
 
 def test_duplicate_messages_are_stored_once(store: PoliceStore) -> None:
@@ -90,12 +101,24 @@ def test_late_lower_seq_is_history_not_state(store: PoliceStore) -> None:
     assert [m["seq"] for m in detail["messages"]] == [1, 3]
 
 
-def test_two_receivers_on_one_database_store_once(tmp_path: Path) -> None:
-    first = PoliceStore(tmp_path / "p.db", receiver="a")
-    second = PoliceStore(tmp_path / "p.db", receiver="b")
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_two_receivers_on_one_database_store_once(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    def opened(receiver: str) -> PoliceStore:
+        if engine == "sqlite":
+            return PoliceStore(tmp_path / "p.db", receiver=receiver)
+        return PoliceStore(PostgresDatabase(dsn), receiver=receiver)
+
+    dsn = request.getfixturevalue("pg_dsn") if engine == "postgresql" else ""
+    first, second = opened("a"), opened("b")
     assert first.record_alarm("hosp-01", alarm())
     assert not second.record_alarm("hosp-01", alarm())
-    assert _count(second, "messages") == 1
+    assert second.record_alarms([("hosp-01", alarm(), None), ("hosp-01", alarm(seq=2), None)]) == [
+        False,
+        True,
+    ]
+    assert _count(second, "messages") == 2
     first.close()
     second.close()
 
@@ -180,6 +203,8 @@ def test_csv_export_utf8_bom_chinese(store: PoliceStore, tmp_path: Path) -> None
 
 
 def test_changes_feed_in_the_same_transaction(store: PoliceStore) -> None:
+    if store.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL announces by NOTIFY: test_notify_delivered_at_commit")
     start = store.last_change_id()
     store.record_alarm("hosp-01", alarm("e1"))
     store.record_alarm("hosp-01", alarm("e1"))  # duplicate: no change
@@ -251,6 +276,8 @@ def test_schema_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_changes_feed_keeps_its_last_rows(store: PoliceStore) -> None:
+    if store.db.dialect != "sqlite":
+        pytest.skip("no changes table on PostgreSQL")
     for _ in range(30):
         store.note_link()
     last = store.last_change_id()
@@ -259,3 +286,34 @@ def test_changes_feed_keeps_its_last_rows(store: PoliceStore) -> None:
     assert ids == list(range(last - 9, last + 1))
     store.note_link()  # the feed goes on after a prune
     assert [int(c["id"]) for c in store.changes_since(last)] == [last + 1]
+
+
+def test_notify_delivered_at_commit_and_only_then(pg_dsn: str) -> None:
+    store = PoliceStore(PostgresDatabase(pg_dsn), receiver="r1")
+    with psycopg.connect(pg_dsn, autocommit=True) as listener:
+        listener.execute("LISTEN edgeguard_changes")
+
+        def rolled_back() -> None:
+            with store.db.write() as tx:
+                store._change(tx, "site", "rolled-back")
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            rolled_back()
+        store.record_alarm("hosp-01", alarm("e1"))
+        store.record_alarm("hosp-01", alarm("e1"))  # duplicate: nothing announced
+        store.update_sites([("hosp-01", {"state": "online"}, True), ("hosp-02", {}, False)])
+        heard = [n.payload for n in listener.notifies(timeout=2, stop_after=2)]
+        assert heard == ["alarm:e1", "site:hosp-01"]
+        assert [n.payload for n in listener.notifies(timeout=0.5)] == []
+    store.close()
+
+
+def test_postgresql_schema_versioned_and_migrated_once(pg_dsn: str) -> None:
+    with ThreadPoolExecutor(3) as pool:  # three receivers starting at once: one migrates
+        stores = list(pool.map(lambda _: PoliceStore(PostgresDatabase(pg_dsn)), range(3)))
+    with psycopg.connect(pg_dsn) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == list(range(1, len(schema.MIGRATIONS) + 1))
+    for opened in stores:
+        opened.close()
