@@ -37,7 +37,8 @@ from edgeguard.receipts import ReceiptError, load_receipt_keys, parse_receipt
 from edgeguard.signing import Signer, generate_keypair
 
 pytestmark = pytest.mark.slow
-SITES = ("hosp-01", "hosp-02", "hosp-03")
+SITES = ("hosp-01", "hosp-02", "hosp-03", "hosp-04")
+NEW_SITE = "hosp-04"  # its key is not in the keys folder when the receivers start
 HOST = "127.0.0.1"
 WAIT = 60.0
 
@@ -50,7 +51,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     keys = root / "keys"
     keys.mkdir()
     for site in SITES:
-        generate_keypair(root / f"{site}.key").replace(keys / f"{site}.pub")
+        public = generate_keypair(root / f"{site}.key")
+        if site != NEW_SITE:
+            public.replace(keys / f"{site}.pub")
     police_key = root / "police-receipts.key"
     police_pub = generate_keypair(police_key)
     with (
@@ -102,6 +105,9 @@ async def receiver(config: dict[str, Any]) -> AsyncIterator[PoliceService]:
     service = PoliceService(PoliceConfig.model_validate(config))
     await service.start()
     try:
+        # its queues exist once it is on the cluster (a site's alarm before that would wait
+        # for its receipt and be sent again: docs/city-platform.md)
+        await until(lambda: service.link()["connected"], "the receiver on the cluster")
         yield service
     finally:
         await service.stop()
@@ -488,3 +494,31 @@ def test_the_node_a_receiver_is_on_dies(lab: dict[str, Any], database: str) -> N
         finally:
             cluster.start(first)
             cluster.wait_running(3)
+
+
+def test_a_hospital_added_while_the_receivers_run(lab: dict[str, Any], database: str) -> None:
+    asyncio.run(_hospital_added(lab, database))
+
+
+async def _hospital_added(lab: dict[str, Any], database: str) -> None:
+    key = lab["keys"] / f"{NEW_SITE}.pub"
+    async with receiver(city_config(lab, database, "g-1")):
+        with site(lab, NEW_SITE, node=2) as newcomer:
+            refused = str(uuid.uuid4())
+            newcomer.alarm(refused)
+            warned = "SELECT text FROM warnings WHERE site = %s"
+            await until(lambda: rows(database, warned, NEW_SITE), "a warning about the stranger")
+            assert "no key" in rows(database, warned, NEW_SITE)[0][0]
+            key.write_bytes((lab["root"] / f"{NEW_SITE}.pub").read_bytes())
+            try:
+                accepted = str(uuid.uuid4())
+
+                def resent_until_stored() -> bool:  # as a site does until its receipt
+                    newcomer.alarm(accepted)
+                    time.sleep(1)
+                    return accepted in stored_events(database)
+
+                await until(resent_until_stored, "the new site's alarm", 30)
+                assert refused not in stored_events(database)  # until the site sends it again
+            finally:
+                key.unlink()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.shapes import shape_problem
+from edgeguard.police.site_keys import SiteKeys
 from edgeguard.police.snapshots import OrphanLimits, remove_snapshot_file, save_snapshot
 from edgeguard.police.store import PoliceStore
 from edgeguard.police.tracker import SiteUpdate, Tracker
@@ -54,12 +55,14 @@ class MessageHandler:
         *,
         orphans: OrphanLimits | None = None,
         on_stored: StoredAlarm | None = None,
+        site_keys: SiteKeys | None = None,
     ) -> None:
         self.store = store
         self.on_stored = on_stored  # after the commit: the receipt (edgeguard/receipts.py)
         self.orphans = orphans or OrphanLimits()
         self.tracker = tracker
         self.receiver = receiver
+        self.site_keys = site_keys  # re-read when a site without a key speaks
         self.snapshots_dir = snapshots_dir
         self.names = names  # configured display names
         self._warned: dict[tuple[str, str, str], float] = {}
@@ -70,7 +73,7 @@ class MessageHandler:
         self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
     ) -> None:
         try:
-            received = self.receiver.handle(topic, body)
+            received = self._receive(topic, body)
         except Exception as exc:  # noqa: BLE001 - signed but malformed: a warning, not a crash
             self.warn(topic.split("/")[1] if "/" in topic else "?", topic, f"malformed: {exc!r}")
             return
@@ -84,6 +87,11 @@ class MessageHandler:
             self._verified(received, retained, arrived, link)
         else:
             logger.debug("ignored %s message on %s", kind, topic)
+
+    def _receive(self, topic: str, body: bytes) -> Received:
+        if self.site_keys is not None and topic.count("/") >= 2:
+            self.site_keys.ensure(topic.split("/")[1])
+        return self.receiver.handle(topic, body)
 
     def _verified(
         self, received: Received, retained: bool, arrived: float, link: str = "primary"
@@ -140,7 +148,7 @@ class MessageHandler:
         if topic.count("/") < 2 or topic.split("/")[2] != "alarm":
             return None
         try:
-            received = self.receiver.handle(topic, body)
+            received = self._receive(topic, body)
         except Exception as exc:  # noqa: BLE001 - as in handle()
             self.warn(topic.split("/")[1], topic, f"malformed: {exc!r}")
             return False

@@ -23,6 +23,7 @@ from edgeguard.police.handler import MessageHandler
 from edgeguard.police.link import ActionError, BrokerLink, Link
 from edgeguard.police.pg_listen import NotifyFeed
 from edgeguard.police.receipts import ReceiptSender
+from edgeguard.police.site_keys import SiteKeys
 from edgeguard.police.store import open_store
 from edgeguard.police.tracker import Tracker
 from edgeguard.receiver import Receiver, load_site_keys
@@ -49,6 +50,7 @@ class PoliceService:
         self.tracker = Tracker(config.lost_after)
         # the store dedupes by (site, event_id, seq): nothing remembered per message here
         self.receiver = Receiver(load_site_keys(config.keys_dir), remember=0)
+        site_keys = SiteKeys(self.receiver, config.keys_dir)
         names = {site: p.name for site, p in config.sites.items() if p.name}
         self.receipts = ReceiptSender(config, self._link_named)
         self.handler = MessageHandler(
@@ -58,6 +60,7 @@ class PoliceService:
             config.snapshots_path(),
             names,
             on_stored=self.receipts.send if self.receipts.enabled else None,
+            site_keys=site_keys,
         )
         self.feed: UpdateFeed | NotifyFeed = (
             UpdateFeed(self.store, self._build_update)
@@ -71,7 +74,11 @@ class PoliceService:
                 self.tracker,
                 self.receiver,
                 self.receipts,
-                handler_args={"snapshots_dir": config.snapshots_path(), "names": names},
+                handler_args={
+                    "snapshots_dir": config.snapshots_path(),
+                    "names": names,
+                    "site_keys": site_keys,
+                },
                 dsn=config.postgres.dsn.get_secret_value(),
             )
         self._link: Link | None = None  # the primary broker's link (or the cluster's)
