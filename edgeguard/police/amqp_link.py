@@ -6,7 +6,7 @@ AMQP queue bound there receives it. Two queues per receiver:
 
 * ``{prefix}alarms``: one durable **quorum** queue shared by every receiver (competing
   consumers), bound to the sites' alarm and snapshot topics. A receiver takes up to
-  ``prefetch`` messages, stores them in one transaction and acknowledges them after the
+  ``prefetch`` messages, stores them in transactions of half that many and acknowledges them after the
   commit; a receiver that dies before that leaves them unacknowledged and RabbitMQ gives them
   to another. Stored twice is stored once (the database's unique key).
 * ``{prefix}supervision.{receiver id}``: this receiver's own (exclusive, bounded) queue of
@@ -269,9 +269,12 @@ class AmqpLink:
         publish_channel = await connection.channel(publisher_confirms=True)
         self._exchange = await publish_channel.get_exchange("amq.topic", ensure=False)
         self._supervision_queue = supervision
-        alarm_batcher = _Batcher(self.alarm_sink, self.config.prefetch, ALARM_BATCH_WAIT_S)
+        # half the prefetch per batch: the next batch arrives while this one is stored
+        alarm_batcher = _Batcher(
+            self.alarm_sink, max(1, self.config.prefetch // 2), ALARM_BATCH_WAIT_S
+        )
         supervision_batcher = _Batcher(
-            self.supervision_sink, SUPERVISION_PREFETCH, SUPERVISION_BATCH_WAIT_S
+            self.supervision_sink, SUPERVISION_PREFETCH // 2, SUPERVISION_BATCH_WAIT_S
         )
         await alarms.consume(alarm_batcher.add)
         await supervision.consume(supervision_batcher.add)

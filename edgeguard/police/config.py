@@ -71,10 +71,11 @@ class AmqpConfig(StrictModel):
         "`{prefix}supervision.{receiver_id}` (this receiver's own).",
     )
     prefetch: int = Field(
-        default=500,
-        ge=1,
+        default=1000,
+        ge=2,
         le=10_000,
-        description="Alarm messages a receiver holds unacknowledged at once (its batch).",
+        description="Alarm messages a receiver holds unacknowledged at once; it stores them in "
+        "transactions of half as many (the next half arrives while one is stored).",
     )
     reconnect_s: float = Field(
         default=1.0, gt=0, le=60, description="Pause before trying the next node (s)."

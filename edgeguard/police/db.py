@@ -48,6 +48,10 @@ class Tx(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
 
+    @abstractmethod
+    def executemany_returning(self, sql: str, rows: Sequence[Params]) -> list[list[dict[str, Any]]]:
+        """One statement run for each row (pipelined on PostgreSQL): each run's RETURNING rows."""
+
 
 class Database(ABC):
     dialect: Dialect
@@ -83,6 +87,9 @@ class _SqliteTx(Tx):
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         self.conn.executemany(sql, rows)
+
+    def executemany_returning(self, sql: str, rows: Sequence[Params]) -> list[list[dict[str, Any]]]:
+        return [self.execute(sql, row).rows for row in rows]
 
 
 class SqliteDatabase(Database):
@@ -138,6 +145,13 @@ class _PgTx(Tx):
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         with self.conn.cursor() as cursor:
             cursor.executemany(to_pyformat(sql), [tuple(r) for r in rows])
+
+    def executemany_returning(self, sql: str, rows: Sequence[Params]) -> list[list[dict[str, Any]]]:
+        if not rows:
+            return []
+        with self.conn.cursor() as cursor:
+            cursor.executemany(to_pyformat(sql), [tuple(r) for r in rows], returning=True)
+            return [list(result.fetchall()) for result in cursor.results()]
 
 
 class PostgresDatabase(Database):

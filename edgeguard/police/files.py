@@ -11,8 +11,15 @@ from edgeguard.filemodes import PRIVATE_DIR as FOLDER_MODE
 from edgeguard.filemodes import PRIVATE_FILE as FILE_MODE
 from edgeguard.filemodes import fsync_folder
 
-__all__ = ["FILE_MODE", "FOLDER_MODE", "fsync_folder", "make_private_folders", "open_private",
-           "private_file", "tighten"]
+__all__ = [
+    "FILE_MODE",
+    "FOLDER_MODE",
+    "fsync_folder",
+    "make_private_folders",
+    "open_private",
+    "private_file",
+    "tighten",
+]
 
 
 def make_private_folders(folder: Path) -> None:

@@ -68,6 +68,7 @@ class MessageHandler:
         self._warned: dict[tuple[str, str, str], float] = {}
         self._last_counts: dict[str, tuple[int, int]] = {}
         self._named: dict[str, str] = {}
+        self._naming: list[tuple[str, Any]] | None = None  # names seen in a batch
 
     def handle(
         self, topic: str, body: bytes, retained: bool, arrived: float, link: str = "primary"
@@ -132,10 +133,15 @@ class MessageHandler:
                 alarms.append((checked[0], checked[1], None))
                 links.append(link)
         if alarms:
-            for (site, payload, _at), new in zip(
-                alarms, self.store.record_alarms(alarms), strict=True
-            ):
-                self._after_alarm(site, payload, new=new)
+            self._naming = []
+            try:
+                for (site, payload, _at), new in zip(
+                    alarms, self.store.record_alarms(alarms), strict=True
+                ):
+                    self._after_alarm(site, payload, new=new)
+                self._write_names(self._naming)
+            finally:
+                self._naming = None
         return [
             (site, payload, link) for (site, payload, _at), link in zip(alarms, links, strict=True)
         ]
@@ -205,10 +211,21 @@ class MessageHandler:
             self.warn(site, topic, f"snapshot of {camera} does not match its sha256")
 
     def _name(self, site: str, site_name: Any) -> None:
-        name = self.names.get(site) or (site_name if isinstance(site_name, str) else None)
-        if name and self._named.get(site) != name:
-            self._named[site] = name  # written once per run
-            self.store.update_site(site, {"name": name})
+        if self._naming is not None:  # a batch: written together at its end
+            self._naming.append((site, site_name))
+            return
+        self._write_names([(site, site_name)])
+
+    def _write_names(self, sites: list[tuple[str, Any]]) -> None:
+        """Each site's display name, written once per run (the configured one first)."""
+        updates: list[tuple[str, dict[str, Any], bool]] = []
+        for site, site_name in sites:
+            name = self.names.get(site) or (site_name if isinstance(site_name, str) else None)
+            if name and self._named.get(site) != name:
+                self._named[site] = name
+                updates.append((site, {"name": name}, True))
+        if updates:
+            self.store.update_sites(updates)
 
     # --- snapshots --------------------------------------------------------------------------
     def _snapshot(self, received: Received) -> None:

@@ -46,7 +46,6 @@ def _bound(value: str | datetime | None) -> str | None:
     return iso_ms(value)
 
 
-
 class StoreQueries:
     db: Database
 
@@ -157,8 +156,7 @@ class StoreQueries:
             (event_id,),
         )
         return [
-            {**r, "verified": None if r["verified"] is None else bool(r["verified"])}
-            for r in rows
+            {**r, "verified": None if r["verified"] is None else bool(r["verified"])} for r in rows
         ]
 
     def snapshot_path(self, site: str, event_id: str, camera: str) -> Path | None:

@@ -201,11 +201,15 @@ class PoliceService:
         }
 
     def _seed_sites(self) -> None:
+        """Every site with a key or a policy has a row (one transaction), and the tracker
+        starts from what the database says."""
         known = {row["id"]: row for row in self.store.sites()}
+        missing = []
         for site in sorted({*self.receiver.keys, *self.config.sites}):
             policy = self.config.sites.get(site)
             if site not in known or (policy and policy.name):
-                self.store.ensure_site(site, policy.name if policy else None)
+                missing.append((site, policy.name if policy else None))
+        self.store.ensure_sites(missing)
         for row in self.store.sites():
             self.tracker.seed(row["id"], row["state"], row["reason"])
 

@@ -60,5 +60,12 @@ def _wrong(name: str, value: Any, allowed: tuple[type, ...]) -> str | None:
     return f"{name} is {_NAMES.get(type(value), type(value).__name__)}, not {names}"
 
 
-_NAMES = {str: "text", int: "an integer", bool: "a boolean", dict: "an object", list: "a list",
-          type(None): "null", float: "a number"}
+_NAMES = {
+    str: "text",
+    int: "an integer",
+    bool: "a boolean",
+    dict: "an object",
+    list: "a list",
+    type(None): "null",
+    float: "a number",
+}

@@ -54,6 +54,29 @@ def _snapshot_items(evidence: Any) -> list[dict[str, Any]]:
     ]
 
 
+ALARM_STATE_COLUMNS = (
+    "site_name", "source", "kind", "priority", "location", "raised_at", "updated_at", "message",
+    "site_state", "seq", "payload",
+)  # fmt: skip
+
+
+def _alarm_columns(payload: dict[str, Any]) -> dict[str, Any]:
+    """An alarm message's values for the alarm's row, in ALARM_STATE_COLUMNS order."""
+    return {
+        "site_name": payload.get("site_name"),
+        "source": payload.get("source"),
+        "kind": payload.get("kind"),
+        "priority": _priority(payload),
+        "location": _json(payload.get("location") or {}),
+        "raised_at": payload.get("occurred_at"),
+        "updated_at": payload.get("updated_at"),
+        "message": payload.get("message"),
+        "site_state": payload.get("state"),
+        "seq": int(payload["seq"]),
+        "payload": _json(payload),
+    }
+
+
 def _priority(payload: dict[str, Any]) -> int:
     """1-4 as sent; anything else is shown as P1 (an alarm must never be played down)."""
     value = _int(payload.get("priority"), 1)
@@ -93,12 +116,18 @@ class PoliceStore(StoreQueries):
         self.db.close()
 
     def _change(self, tx: Tx, what: FeedTopic, key: str) -> None:
+        self._changes(tx, what, [key])
+
+    def _changes(self, tx: Tx, what: FeedTopic, keys: list[str]) -> None:
         if self.db.dialect == "postgresql":
-            tx.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, f"{what}:{key}"))
+            tx.executemany(
+                "SELECT pg_notify(?, ?)", [(NOTIFY_CHANNEL, f"{what}:{key}") for key in keys]
+            )
         else:
-            tx.execute(
+            at = iso_ms(utc_now())
+            tx.executemany(
                 "INSERT INTO changes (what, key, at) VALUES (?, ?, ?)",
-                (what, key, iso_ms(utc_now())),
+                [(what, key, at) for key in keys],
             )
 
     # --- alarms -----------------------------------------------------------------------------
@@ -116,57 +145,46 @@ class PoliceStore(StoreQueries):
             return []
         now = iso_ms(utc_now())
         with self.db.write() as tx:
-            new = [
-                self._insert_message(tx, site, payload, at or now) for site, payload, at in items
-            ]
-            announced: set[str] = set()
-            for (site, payload, at), is_new in zip(items, new, strict=True):
-                if is_new:
-                    self._upsert_alarm(tx, site, payload, at or now)
-                    event_id = str(payload["event_id"])
-                    if event_id not in announced:
-                        announced.add(event_id)
-                        self._change(tx, "alarm", event_id)
+            inserted = tx.executemany_returning(
+                "INSERT INTO messages (site, event_id, seq, message, received_at, receiver, "
+                "payload) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, event_id, seq) "
+                "DO NOTHING RETURNING id",
+                [self._message_row(site, payload, at or now) for site, payload, at in items],
+            )
+            new = [bool(rows) for rows in inserted]
+            fresh = [item for item, is_new in zip(items, new, strict=True) if is_new]
+            if fresh:
+                self._upsert_alarms(tx, fresh, now)
+                events = dict.fromkeys(str(payload["event_id"]) for _s, payload, _a in fresh)
+                self._changes(tx, "alarm", list(events))
         return new
 
-    def _insert_message(self, tx: Tx, site: str, payload: dict[str, Any], at: str) -> bool:
-        found = tx.execute(
-            "INSERT INTO messages (site, event_id, seq, message, received_at, receiver, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, event_id, seq) DO NOTHING "
-            "RETURNING id",
-            (
-                site,
-                str(payload["event_id"]),
-                int(payload["seq"]),
-                payload.get("message"),
-                at,
-                self.receiver,
-                _json(payload),
-            ),
+    def _message_row(self, site: str, payload: dict[str, Any], at: str) -> tuple[Any, ...]:
+        return (
+            site,
+            str(payload["event_id"]),
+            int(payload["seq"]),
+            payload.get("message"),
+            at,
+            self.receiver,
+            _json(payload),
         )
-        return bool(found.rows)
 
-    def _upsert_alarm(self, tx: Tx, site: str, payload: dict[str, Any], at: str) -> None:
-        row = {
-            "site_name": payload.get("site_name"),
-            "source": payload.get("source"),
-            "kind": payload.get("kind"),
-            "priority": _priority(payload),
-            "location": _json(payload.get("location") or {}),
-            "raised_at": payload.get("occurred_at"),
-            "updated_at": payload.get("updated_at"),
-            "message": payload.get("message"),
-            "site_state": payload.get("state"),
-            "seq": int(payload["seq"]),
-            "payload": _json(payload),
-        }
-        names = ", ".join(row)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in row)
-        tx.execute(
+    @staticmethod
+    def _upsert_alarms(tx: Tx, items: list[AlarmItem], now: str) -> None:
+        """The alarms' current rows: a message of a higher seq replaces what is there."""
+        rows = [
+            (str(payload["event_id"]), site, at or now, *_alarm_columns(payload).values())
+            for site, payload, at in items
+        ]
+        names = ", ".join(ALARM_STATE_COLUMNS)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in ALARM_STATE_COLUMNS)
+        marks = ", ".join("?" for _ in ALARM_STATE_COLUMNS)
+        tx.executemany(
             f"INSERT INTO alarms (event_id, site, received_at, {names}) "  # noqa: S608 - our names
-            f"VALUES (?, ?, ?, {', '.join('?' for _ in row)}) "
+            f"VALUES (?, ?, ?, {marks}) "
             f"ON CONFLICT (event_id) DO UPDATE SET {updates} WHERE excluded.seq > alarms.seq",
-            (str(payload["event_id"]), site, at, *row.values()),
+            rows,
         )
 
     def record_action(
@@ -281,16 +299,26 @@ class PoliceStore(StoreQueries):
 
     # --- sites, devices, warnings, link -----------------------------------------------------
     def ensure_site(self, site: str, name: str | None = None) -> None:
+        self.ensure_sites([(site, name)])
+
+    def ensure_sites(self, sites: list[tuple[str, str | None]]) -> None:
+        """Rows for these sites (created if new, announced then); a name given replaces the
+        one stored. One transaction."""
+        if not sites:
+            return
         with self.db.write() as tx:
-            created = tx.execute(
+            created = tx.executemany_returning(
                 "INSERT INTO sites (id, name) VALUES (?, ?) ON CONFLICT (id) DO NOTHING "
                 "RETURNING id",
-                (site, name),
-            ).rows
-            if name is not None and not created:
-                tx.execute("UPDATE sites SET name = ? WHERE id = ?", (name, site))
-            if created:
-                self._change(tx, "site", site)
+                sites,
+            )
+            renamed = [(name, site) for (site, name), new in zip(sites, created, strict=True)
+                       if name is not None and not new]  # fmt: skip
+            if renamed:
+                tx.executemany("UPDATE sites SET name = ? WHERE id = ?", renamed)
+            new_sites = [site for (site, _name), new in zip(sites, created, strict=True) if new]
+            if new_sites:
+                self._changes(tx, "site", new_sites)
 
     def update_site(self, site: str, values: dict[str, Any], *, announce: bool = True) -> None:
         """Set columns of a site's row (created if new); ``announce`` appends a change."""
@@ -316,8 +344,9 @@ class PoliceStore(StoreQueries):
             for columns, rows in by_columns.items():  # one statement per set of columns
                 sets = ", ".join(f"{name} = ?" for name in columns)
                 tx.executemany(f"UPDATE sites SET {sets} WHERE id = ?", rows)  # noqa: S608
-            for site in dict.fromkeys(site for site, _v, announce in updates if announce):
-                self._change(tx, "site", site)
+            announced = dict.fromkeys(site for site, _v, announce in updates if announce)
+            if announced:
+                self._changes(tx, "site", list(announced))
 
     def record_device(self, site: str, payload: dict[str, Any]) -> None:
         with self.db.write() as tx:
