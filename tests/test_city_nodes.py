@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import paho.mqtt.client as mqtt
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edgeguard.lab.harness import DaemonProcess, Site, make_site
 from edgeguard.lab.pki import DevPKI
@@ -300,3 +303,54 @@ def test_site_moves_to_a_live_node_and_every_alarm_arrives(
         f"{consumer.deliveries} deliveries ({consumer.redelivered} redelivered); consumer "
         f"connections {consumer.connections}"
     )
+
+
+def _mqtt(
+    cluster: RabbitCluster, cn: str, node: RabbitNode, *, clean: bool = True
+) -> tuple[mqtt.Client, Any]:
+    """A connected MQTT 3.1.1 client and the queue of what it receives."""
+    pair = cluster.pki.client(cn)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=cn, protocol=mqtt.MQTTv311, clean_session=clean
+    )
+    client.tls_set(
+        ca_certs=str(cluster.pki.ca_file), certfile=str(pair.cert), keyfile=str(pair.key)
+    )
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    connected = threading.Event()
+    client.on_connect = lambda *_a: connected.set()
+    client.on_message = lambda _c, _u, message: received.put(message)
+    client.connect("localhost", node.mqtts_port, keepalive=10)
+    client.loop_start()
+    assert connected.wait(TIMEOUT)
+    return client, received
+
+
+@pytest.mark.slow
+def test_retained_messages_stay_on_their_node_and_skip_wildcards(cluster: RabbitCluster) -> None:
+    """What docs/mqtt-api.md 11.1 says of the retained `status` and `device` messages."""
+    eg1, eg2 = [node for node in cluster.nodes if node.running][:2]  # one may have been killed
+    topic = f"edgeguard/{SITE}/device/retained-probe"
+    site, _ = _mqtt(cluster, SITE, eg1, clean=False)  # leaves the site's session alone
+    try:
+        info = site.publish(topic, b"online", qos=1, retain=True)
+        info.wait_for_publish(TIMEOUT)
+        assert info.is_published()
+    finally:
+        site.disconnect()
+        site.loop_stop()
+    seen = {}
+    subscriptions = [(eg1, topic), (eg2, topic), (eg1, f"edgeguard/{SITE}/device/+"),
+                     (eg1, "edgeguard/#")]  # fmt: skip
+    for index, (node, topic_filter) in enumerate(subscriptions):
+        police, received = _mqtt(cluster, "police", node)
+        try:
+            police.subscribe(topic_filter, qos=1)
+            wait = TIMEOUT if index == 0 else 3.0  # the first must come, the others would at once
+            with contextlib.suppress(queue.Empty):
+                message = received.get(timeout=wait)
+                seen[(node.name, topic_filter)] = (message.payload, message.retain)
+        finally:
+            police.disconnect()
+            police.loop_stop()
+    assert seen == {(eg1.name, topic): (b"online", True)}
