@@ -150,8 +150,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     link = answer["link"]
     print(f"site {answer['site']}  edgeguard {answer['version']}  up {answer['uptime_s']} s")
+    where = link["broker"]
+    if "nodes" in link:
+        where += f", node {link['node']} of {len(link['nodes'])}"
     print(
-        f"police link: {'UP' if link['connected'] else 'DOWN'} ({link['broker']}) since "
+        f"police link: {'UP' if link['connected'] else 'DOWN'} ({where}) since "
         f"{link['since']}" + (f"  last error: {link['last_error']}" if link["last_error"] else "")
     )
     print(

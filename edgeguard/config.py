@@ -9,8 +9,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from edgeguard.broker_nodes import MAX_NODES, NodeEntry, distinct_nodes, node_addresses
 from edgeguard.cameras.config import MAX_SOURCE, CameraConfig
 from edgeguard.config_base import Name, PointConfig, StrictModel
 from edgeguard.driver_api import DriverConfig
@@ -107,6 +108,16 @@ class BrokerEndpoint(StrictModel):
 class BrokerConfig(BrokerEndpoint):
     """A link to a police broker (the primary `mqtt`, or `mqtt.secondary`)."""
 
+    nodes: list[NodeEntry] = Field(
+        default_factory=list,
+        max_length=MAX_NODES,
+        description="More addresses of the same broker (the nodes of a cluster): `host`, "
+        "`host:port` or `[IPv6]:port`, the port by default this endpoint's. `host:port` is "
+        "tried first; after a failed connect or a dropped connection the next reconnect goes "
+        "to the next node, in turn. Same login, TLS (each node's certificate must match its "
+        "name), client id and persistent session on all: the nodes must share sessions "
+        "(a RabbitMQ cluster keeps them in quorum queues). At most 16, none twice.",
+    )
     protocol: Annotated[MqttProtocol, BeforeValidator(str)] = Field(
         default=MqttProtocol.V5,
         description="MQTT version: `5` (default) or `3.1.1` for brokers that speak only 3.1.1.",
@@ -129,6 +140,11 @@ class BrokerConfig(BrokerEndpoint):
     inflight_window: int = Field(
         default=100, ge=1, le=1000, description="Outbox messages published ahead of their PUBACKs."
     )
+    _distinct_nodes = field_validator("nodes")(distinct_nodes)
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """`host:port`, then the `nodes`: the order the link tries them in."""
+        return node_addresses(self.host, self.effective_port(), self.nodes)
 
 
 class SecondaryMqttConfig(BrokerConfig):

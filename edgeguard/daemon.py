@@ -15,6 +15,7 @@ from typing import Any
 from edgeguard import __version__, sysd
 from edgeguard.alarms import AlarmBook, AlarmChange, AlarmError
 from edgeguard.bridge import Bridge
+from edgeguard.broker_nodes import format_address
 from edgeguard.cameras.manager import CameraManager
 from edgeguard.config import EdgeguardConfig
 from edgeguard.config_loader import ConfigError, load_config
@@ -452,12 +453,11 @@ class Daemon:
     async def status(self) -> dict[str, Any]:
         uplink = self.uplink
         snapshot = await self.service.snapshot()
-        link = {
-            "connected": bool(uplink and uplink.connected),
-            "broker": f"{self.config.mqtt.host}:{self.config.mqtt.effective_port()}",
-            "since": iso_ms_from_epoch(uplink.last_change) if uplink else None,
-            "last_error": uplink.last_error if uplink else None,
-        }
+        if uplink is not None:
+            link = uplink.info()  # the broker's node it is on, with `mqtt.nodes`
+        else:
+            first = format_address(self.config.mqtt.addresses()[0])
+            link = {"connected": False, "broker": first, "since": None, "last_error": None}
         store = {
             "failed_writes": self.service.failed_writes,
             "unrecorded_alarms": [r.event_id for r in self.service.unrecorded.values()],
@@ -476,12 +476,6 @@ class Daemon:
             **({"paths": self.transmission.status()} if self.transmission is not None else {}),
             **snapshot,
         }
-
-
-def iso_ms_from_epoch(epoch: float) -> str:
-    from datetime import UTC, datetime
-
-    return iso_ms(datetime.fromtimestamp(epoch, UTC))
 
 
 def run_daemon(config_path: Path) -> int:

@@ -49,6 +49,11 @@ def iso_ms(moment: datetime) -> str:
     )
 
 
+def iso_ms_from_epoch(epoch: float) -> str:
+    """``iso_ms`` of a ``time.time()`` value."""
+    return iso_ms(datetime.fromtimestamp(epoch, UTC))
+
+
 def parse_iso(text: str) -> datetime:
     """Parse an ISO 8601 timestamp (Z or offset) into an aware UTC datetime."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -42,10 +42,10 @@ def test_each_link_s_events_go_to_its_own_lane(tmp_path: Path) -> None:
         outbox.load(rows)  # as the daemon starts: the rows first, then the links
         outbox.attach(first)
         outbox.attach_secondary(second)
-        primary.on_connected()  # both rows out on the primary
-        secondary.on_connected()
+        primary.on_connected("primary:8883")  # both rows out on the primary
+        secondary.on_connected("secondary:8883")
         first.connected = False
-        primary.on_disconnected("gone")  # the failover hands both to the secondary
+        primary.on_disconnected("gone", "primary:8883")  # the failover hands both to the secondary
         secondary.on_puback(second.mid_of(2), True, "Success")
         primary.on_puback(first.mid_of(2), True, "Success")  # the same row again: no effect
         outbox.close()

@@ -107,10 +107,10 @@ class LaneHandler:
     def __init__(self, lane: Lane) -> None:
         self.lane = lane
 
-    def on_connected(self) -> None:
+    def on_connected(self, node: str) -> None:
         self.lane.on_connected()
 
-    def on_disconnected(self, reason: str) -> None:
+    def on_disconnected(self, reason: str, node: str) -> None:
         pass
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:

@@ -84,7 +84,7 @@ def fill_disk(directory: Path) -> Path:
 
 def make_site(
     directory: Path,
-    broker: Mosquitto,
+    broker: Mosquitto | None,
     *,
     site_id: str = "hosp-01",
     inputs: list[dict[str, Any]] | None = None,
@@ -93,19 +93,20 @@ def make_site(
     console_port: int | None = None,
 ) -> Site:
     """Create keys and a config for a site on ``broker`` (TLS client cert when it has a PKI).
-    The control-room console is off unless ``console_port`` is given (tests run many sites)."""
+    The control-room console is off unless ``console_port`` is given (tests run many sites).
+    Without ``broker`` (another kind of broker), ``mqtt_extra`` says where and how."""
     directory.mkdir(parents=True, exist_ok=True)
     key = directory / f"{site_id}.key"
     public = generate_keypair(key, overwrite=True)
     mqtt_cfg: dict[str, Any] = {
         "host": "127.0.0.1",
-        "port": broker.port,
+        **({"port": broker.port} if broker is not None else {}),
         "keepalive": 5,
         "heartbeat_interval": 1.0,
         "reconnect_min": 0.2,
         "reconnect_max": 1.0,
     }
-    if tls and broker.pki is not None:
+    if tls and broker is not None and broker.pki is not None:
         mqtt_cfg.update(tls_mqtt(broker, site_id))
     mqtt_cfg.update(mqtt_extra or {})
     data = {

@@ -35,17 +35,17 @@ class LinkEvents:
         self.spawn = spawn
         self.supervisor = supervisor
 
-    def on_connected(self) -> None:
+    def on_connected(self, node: str) -> None:
         self.lane.on_connected()
         if self.supervisor is not None:
-            self.supervisor.link_up(self.path)
+            self.supervisor.link_up(self.path, node)
 
-    def on_disconnected(self, reason: str) -> None:
+    def on_disconnected(self, reason: str, node: str) -> None:
         """Nothing to undo: the lane resends its in-flight rows, in order, on reconnect.
         With a second path, what waits moves on to it now (edgeguard/uplink/failover.py)."""
         self.outbox.on_disconnected()
         if self.supervisor is not None:
-            self.supervisor.link_down(self.path, reason)
+            self.supervisor.link_down(self.path, reason, node)
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None:
         self.outbox.delivered_by(self.lane, mid, ok, reason)

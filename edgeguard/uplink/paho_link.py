@@ -4,7 +4,9 @@ the police receiver's broker links (``edgeguard/police/link.py``).
 paho runs its own network thread; a link's callbacks there only hand work to the event loop
 (``_to_loop``, ``call_soon_threadsafe``), where the link's state lives. Every link keeps its
 broker session (Clean Start 0, session expiry), logs in with the endpoint's credentials and TLS,
-reconnects with paho's back-off and turns Nagle's algorithm off.
+reconnects with paho's back-off and turns Nagle's algorithm off. A link given several nodes of
+one broker (``mqtt.nodes``) goes round them: after a failed connect or a lost connection the
+next reconnect goes to the next node.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import socket
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgeguard.broker_nodes import format_address
 from edgeguard.config import BrokerEndpoint
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,11 @@ class PahoLink(ABC):
         self.connected = False
         self.last_error: str | None = None
         self._stopping = False
+        self._nodes: list[tuple[str, int]] = []
+        self._node = 0  # paho's thread: the index of the node connected to, or tried next
+        # the loop's view: the node of the link's last up or down, and where it goes next
+        self.node = ""
+        self.next_node: str | None = None
 
     def _new_client(
         self,
@@ -99,9 +107,14 @@ class PahoLink(ABC):
         reconnect_max: float,
         clean_session: bool | None = None,
         manual_ack: bool = False,
+        nodes: Sequence[tuple[str, int]] = (),
     ) -> mqtt.Client:
         """A client with ``broker``'s login, paho's reconnect back-off up to ``reconnect_max``,
-        TCP_NODELAY, and this link's callbacks."""
+        TCP_NODELAY, and this link's callbacks. ``nodes``: every address of the broker, in the
+        order they are tried, ``broker``'s own first (default: that one alone)."""
+        self._nodes = list(nodes) or [(broker.host, broker.effective_port())]
+        self._node = 0
+        self.node = format_address(self._nodes[0])
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -138,13 +151,38 @@ class PahoLink(ABC):
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None: ...
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self._to_loop(self._set_down, "connect failed")
+    @property
+    def nodes(self) -> list[str]:
+        """Every address of the broker, in the order the link tries them."""
+        return [format_address(address) for address in self._nodes]
+
+    def _current_node(self) -> str:
+        return format_address(self._nodes[self._node])
+
+    def _move_on(self, client: mqtt.Client) -> str | None:
+        """After a failed connect or a lost connection: the next reconnect goes to the next
+        node, in turn (paho's back-off unchanged); that node, or None with one node only.
+
+        paho's ``host``/``port`` setters refuse here: they accept a change only while the
+        connection is closed, and in ``on_connect_fail`` paho is still "connecting", in
+        ``on_disconnect`` still "connected" (its state moves on after the callback). Its next
+        ``reconnect()`` reads the two attributes the setters write, so they are set directly,
+        on paho's own thread, between two attempts."""
+        if len(self._nodes) < 2 or self._stopping:
+            return None
+        self._node = (self._node + 1) % len(self._nodes)
+        client._host, client._port = self._nodes[self._node]
+        return self._current_node()
+
+    def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        node = self._current_node()
+        self._to_loop(self._set_down, f"connect to {node} failed", node, self._move_on(client))
 
     def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
-        self._to_loop(self._set_down, str(reason))
+        node = self._current_node()
+        self._to_loop(self._set_down, str(reason), node, self._move_on(client))
 
     @abstractmethod
     def _on_publish(
@@ -166,10 +204,15 @@ class PahoLink(ABC):
         self.last_error = None
         self._went_up()
 
-    def _set_down(self, reason: str) -> None:
+    def _set_down(self, reason: str, node: str | None = None, next_node: str | None = None) -> None:
+        """``node``: the node the link lost or could not reach; ``next_node``: the one it
+        tries next, when it moved on."""
         was_up = self.connected
         self.connected = False
         self.last_error = reason
+        if node is not None:
+            self.node = node
+        self.next_node = next_node
         self._log_down(reason, was_up=was_up)
         if was_up:
             self._went_down(reason)

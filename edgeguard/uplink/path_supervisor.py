@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from edgeguard.alarm_model import DeviceState, DeviceStatus
+from edgeguard.broker_nodes import format_address
 from edgeguard.config import PATH_DEVICES, EdgeguardConfig
 from edgeguard.service import AlarmService
 
@@ -47,16 +48,21 @@ class PathSupervisor:
             self.link_down("secondary", "not connected since start-up", initial=True)
 
     # --- events (on the loop) ---------------------------------------------------------------
-    def link_up(self, path: str) -> None:
+    def link_up(self, path: str, node: str | None = None) -> None:
+        """``node``: the broker's address the link is on (default: its first)."""
         timer = self._timers.pop(path, None)
         if timer is not None:
             timer.cancel()
-        self._set(path, DeviceState.ONLINE, {"path": path, "broker": self._broker(path)})
+        self._set(path, DeviceState.ONLINE, {"path": path, "broker": node or self._broker(path)})
 
-    def link_down(self, path: str, reason: str, *, initial: bool = False) -> None:
+    def link_down(
+        self, path: str, reason: str, node: str | None = None, *, initial: bool = False
+    ) -> None:
+        """``node``: the broker's address the link lost (default: its first). A link already
+        down keeps the detail it went down with."""
         if path in self._timers:
             return
-        detail = {"path": path, "broker": self._broker(path), "reason": reason[:200]}
+        detail = {"path": path, "broker": node or self._broker(path), "reason": reason[:200]}
         if not initial:
             self.states[path] = (DeviceState.OFFLINE, detail)
         loop = asyncio.get_running_loop()
@@ -72,7 +78,7 @@ class PathSupervisor:
     # --- reporting --------------------------------------------------------------------------
     def _broker(self, path: str) -> str | None:
         broker = self.config.mqtt if path == "primary" else self.config.mqtt.secondary
-        return None if broker is None else f"{broker.host}:{broker.effective_port()}"
+        return None if broker is None else format_address(broker.addresses()[0])
 
     def _set(self, path: str, state: DeviceState, detail: dict[str, Any]) -> None:
         self.states[path] = (state, detail)

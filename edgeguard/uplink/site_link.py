@@ -4,7 +4,8 @@ On the paho base of ``paho_link.py``: every callback is handed to the event loop
 there, so the rest of the daemon never sees paho's thread. The link announces itself with a
 retained ``status`` (``online``) and leaves a Will that sets ``offline`` if it vanishes; it
 subscribes to the police acknowledgements with a persistent session, so acks sent while the
-site was away are delivered when it returns.
+site was away are delivered when it returns. With `nodes`, it moves to the broker's next node
+when the one it is on dies (``paho_link.py``); its logs and status name the node.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeguard.config import BrokerConfig, EdgeguardConfig, MqttProtocol
+from edgeguard.ids import iso_ms_from_epoch
 from edgeguard.payloads import ack_topic, status_payload, status_topic
 from edgeguard.receipts import receipt_topic
 from edgeguard.signing import Signer
@@ -34,9 +36,13 @@ logger = logging.getLogger(__name__)
 class UplinkHandler(Protocol):
     """Receives the link's events on the event loop."""
 
-    def on_connected(self) -> None: ...
+    def on_connected(self, node: str) -> None:
+        """``node``: the broker's address the link is on."""
+        ...
 
-    def on_disconnected(self, reason: str) -> None: ...
+    def on_disconnected(self, reason: str, node: str) -> None:
+        """``node``: the broker's address the link lost."""
+        ...
 
     def on_puback(self, mid: int, ok: bool, reason: str) -> None: ...
 
@@ -100,7 +106,20 @@ class Uplink(PahoLink):
 
     @property
     def address(self) -> str:
-        return f"{self.broker.host}:{self.broker.effective_port()}"
+        """The node the link is on, or last tried (its only one without `nodes`)."""
+        return self.node
+
+    def info(self) -> dict[str, Any]:
+        """The link as the daemon's status shows it: with `nodes`, also which one it is on
+        (or last tried), counted from 1."""
+        nodes = self.nodes
+        return {
+            "connected": self.connected,
+            "broker": self.address,
+            **({"nodes": nodes, "node": nodes.index(self.node) + 1} if len(nodes) > 1 else {}),
+            "since": iso_ms_from_epoch(self.last_change),
+            "last_error": self.last_error,
+        }
 
     # --- setup ------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -112,6 +131,7 @@ class Uplink(PahoLink):
             v5=v5,
             reconnect_max=cfg.reconnect_max,
             clean_session=None if v5 else False,
+            nodes=cfg.addresses(),
         )
         will = self._status_message("offline")
         client.will_set(status_topic(self.site), will, qos=1, retain=True)
@@ -129,14 +149,15 @@ class Uplink(PahoLink):
     def start(self) -> None:
         cfg = self.broker
         connect_persistent(self.client, cfg, cfg.keepalive, v5=cfg.protocol is MqttProtocol.V5)
+        nodes = self.nodes
         logger.info(
-            "mqtt %s: connecting to %s:%d as %s (MQTT %s%s)",
+            "mqtt %s: connecting to %s as %s (MQTT %s%s)%s",
             self.path,
-            cfg.host,
-            cfg.effective_port(),
+            nodes[0],
             self.client_id,
             cfg.protocol.value,
             ", TLS" if cfg.tls else "",
+            f"; nodes {', '.join(nodes)}" if len(nodes) > 1 else "",
         )
 
     async def stop(self, timeout: float = 3.0) -> None:
@@ -171,9 +192,10 @@ class Uplink(PahoLink):
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
+        node = self._current_node()
         if reason.is_failure:
-            logger.error("mqtt %s: broker refused the connection: %s", self.path, reason)
-            self._to_loop(self._set_down, f"refused: {reason}")
+            logger.error("mqtt %s: %s refused the connection: %s", self.path, node, reason)
+            self._to_loop(self._set_down, f"refused: {reason}", node)
             return
         with self._session_lock:  # no publish from the loop until it has seen this link-up
             self._session += 1
@@ -181,7 +203,7 @@ class Uplink(PahoLink):
             drop_session_messages(client)
         client.subscribe([(ack_topic(self.site), 1), (receipt_topic(self.site), 1)])
         client.publish(status_topic(self.site), self._status_message("online"), qos=1, retain=True)
-        self._to_loop(self._session_up, session)
+        self._to_loop(self._session_up, session, node)
 
     def _on_publish(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
@@ -207,27 +229,34 @@ class Uplink(PahoLink):
         if not self._retired:
             fn(*args)
 
-    def _session_up(self, session: int) -> None:
+    def _session_up(self, session: int, node: str) -> None:
         with self._session_lock:
             if session != self._session:
                 return  # a later connect already replaced this one
             self._open_session = session
+        self.node = node
         self._set_up()
 
     def _went_up(self) -> None:
         self.connects += 1
         self.last_change = time.time()
-        logger.info("mqtt %s: police link up (%s)", self.path, self.address)
-        self.handler.on_connected()
+        nodes, where = self.nodes, self.node
+        if len(nodes) > 1:
+            where += f", node {nodes.index(self.node) + 1} of {len(nodes)}"
+        logger.info("mqtt %s: police link up (%s)", self.path, where)
+        self.handler.on_connected(self.address)
 
     def _log_down(self, reason: str, *, was_up: bool) -> None:
+        then = f"; next: {self.next_node}" if self.next_node else ""
         if self._stopping:
             logger.info("mqtt %s: disconnected from the police broker (stopping)", self.path)
         elif was_up:
-            logger.error("mqtt %s: police link DOWN: %s", self.path, reason)
+            logger.error(
+                "mqtt %s: police link DOWN on %s: %s%s", self.path, self.node, reason, then
+            )
         else:
-            logger.warning("mqtt %s: cannot reach the police broker: %s", self.path, reason)
+            logger.warning("mqtt %s: cannot reach the police broker: %s%s", self.path, reason, then)
 
     def _went_down(self, reason: str) -> None:
         self.last_change = time.time()
-        self.handler.on_disconnected(reason)
+        self.handler.on_disconnected(reason, self.node)

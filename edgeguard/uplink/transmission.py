@@ -163,11 +163,7 @@ class Transmission:
         uplink = self.secondary
         out: dict[str, Any] = {"supervision": self.supervisor.status()}
         if uplink is not None:
-            out["secondary"] = {
-                "connected": uplink.connected,
-                "broker": uplink.address,
-                "last_error": uplink.last_error,
-            }
+            out["secondary"] = uplink.info()
         if self.modem is not None:
             out["sms"] = {"sent": self.modem.sent, "failed": self.modem.failed}
         return out
