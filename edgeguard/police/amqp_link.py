@@ -6,9 +6,9 @@ AMQP queue bound there receives it. Two queues per receiver:
 
 * ``{prefix}alarms``: one durable **quorum** queue shared by every receiver (competing
   consumers), bound to the sites' alarm and snapshot topics. A receiver takes up to
-  ``prefetch`` messages, stores them in transactions of half that many and acknowledges them after the
-  commit; a receiver that dies before that leaves them unacknowledged and RabbitMQ gives them
-  to another. Stored twice is stored once (the database's unique key).
+  ``prefetch`` messages, stores them in transactions of half that many and acknowledges them
+  after the commit; a receiver that dies before that leaves them unacknowledged and RabbitMQ
+  gives them to another. Stored twice is stored once (the database's unique key).
 * ``{prefix}supervision.{receiver id}``: this receiver's own (exclusive, bounded) queue of
   every site's status, heartbeats and device states: every receiver sees all of them, so the
   one that takes over supervision already knows every site (edgeguard/police/leader.py).
