@@ -1,12 +1,15 @@
 """`edgeguard user ...`: the web consoles' users, managed on the appliance itself (the first
 admin has to come from somewhere). `-c` names the site config (the control-room console's
-users) or, with `--police`, the police receiver's config (the dashboard's users)."""
+users) or, with `--police`, the police receiver's config (the dashboard's users: in users.db,
+or in the police PostgreSQL database when the config has `postgres`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import sys
+from collections.abc import Iterator
 from typing import Any, cast
 
 from edgeguard.web.config import LANGUAGES, Language
@@ -43,16 +46,27 @@ def add_user_commands(sub: Any, config_arg: Any) -> None:
     q.add_argument("role", choices=ROLES)
 
 
-def _store(args: argparse.Namespace) -> tuple[UserStore, Language]:
+@contextlib.contextmanager
+def _store(args: argparse.Namespace) -> Iterator[tuple[UserStore, Language]]:
     if args.police:
         from edgeguard.police.config import load_police_config
 
         police = load_police_config(args.config)
-        return UserStore(police.web.users_path(police.database)), police.web.language
+        if police.postgres is None:
+            yield UserStore(police.web.users_path(police.database)), police.web.language
+            return
+        from edgeguard.police.store import open_store  # migrates: the tables exist after
+
+        store = open_store(police)
+        try:
+            yield UserStore(store.db), police.web.language
+        finally:
+            store.close()
+        return
     from edgeguard.config_loader import load_config
 
     site = load_config(args.config)
-    return UserStore(site.console.users_path(site.store.path)), site.console.language
+    yield UserStore(site.console.users_path(site.store.path)), site.console.language
 
 
 def read_password() -> str:
@@ -67,8 +81,8 @@ def read_password() -> str:
 
 def cmd_user(args: argparse.Namespace) -> int:
     try:
-        store, language = _store(args)
-        _run(args, store, language)
+        with _store(args) as (store, language):
+            _run(args, store, language)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -82,7 +96,7 @@ def _run(args: argparse.Namespace, store: UserStore, language: Language) -> None
             args.name, read_password(), cast(Role, args.role),
             display_name=args.display_name, language=args.language or language,
         )  # fmt: skip
-        print(f"added {user.name} ({user.role}) to {store.path}")
+        print(f"added {user.name} ({user.role}) to {store.where}")
     elif action == "list":
         for user in store.all():
             print(f"{user.name:<20} {user.role:<9} {user.language}  {user.display_name}")

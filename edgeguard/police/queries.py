@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from edgeguard.ids import iso_ms
 from edgeguard.ledger_csv import spreadsheet_safe
-from edgeguard.police.db import Database
+from edgeguard.police.db import Database, Tx
 
 ALARM_COLUMNS = (
     "event_id, site, site_name, source, kind, priority, location, raised_at, received_at, "
@@ -50,6 +50,7 @@ class StoreQueries:
     db: Database
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        tx: Tx
         with self.db.read() as tx:
             return tx.execute(sql, params).rows
 

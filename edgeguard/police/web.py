@@ -21,6 +21,7 @@ from edgeguard.web.app import make_app
 from edgeguard.web.responses import csv_stream, json_response
 from edgeguard.web.security import context, current_user, json_error
 from edgeguard.web.server import WebServer
+from edgeguard.web.sessions import DbSessionStore, Sessions
 from edgeguard.web.sse import Update, put_dropping_oldest, stream
 from edgeguard.web.users import UserStore
 
@@ -36,8 +37,13 @@ ACTIONS: dict[str, Literal["acknowledged", "dispatched", "resolved"]] = {
 }
 
 
-def police_app(service: PoliceService, config: PoliceConfig, users: UserStore) -> web.Application:
-    app = make_app(config.web, users, "police", __version__)
+def police_app(
+    service: PoliceService,
+    config: PoliceConfig,
+    users: UserStore,
+    sessions: Sessions | None = None,
+) -> web.Application:
+    app = make_app(config.web, users, "police", __version__, sessions)
     app[SERVICE] = service
     r = app.router
     r.add_get("/api/stream", live_stream)
@@ -108,8 +114,7 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
 
     task = asyncio.create_task(enrich())
     try:
-        allowed = lambda: ctx.sessions.get(token, touch=False) is not None  # noqa: E731
-        return await stream(request, relay, [_state(service)], allowed)
+        return await stream(request, relay, [_state(service)], lambda: ctx.session_alive(token))
     finally:
         task.cancel()
         service.unsubscribe(source)
@@ -226,8 +231,22 @@ class Dashboard:
         await self.server.stop()
 
 
+def accounts(service: PoliceService, config: PoliceConfig) -> tuple[UserStore, Sessions | None]:
+    """The dashboard's users and sessions: in the police database when it is PostgreSQL
+    (shared by every dashboard instance, kept across restarts), else users.db and this
+    process's memory (a single station). Blocking: call it in a thread."""
+    db = service.store.db
+    if db.dialect != "postgresql":
+        return UserStore(config.web.users_path(config.database)), None
+    web_config = config.web
+    sessions = DbSessionStore(
+        db, web_config.session_idle_minutes * 60, web_config.session_max_hours * 3600
+    )
+    return UserStore(db), sessions
+
+
 async def start_dashboard(service: PoliceService, config: PoliceConfig) -> Dashboard:
-    users = await asyncio.to_thread(UserStore, config.web.users_path(config.database))
-    server = WebServer(police_app(service, config, users), config.web, "police")
+    users, sessions = await asyncio.to_thread(accounts, service, config)
+    server = WebServer(police_app(service, config, users, sessions), config.web, "police")
     await server.start()
     return Dashboard(server)

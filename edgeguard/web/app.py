@@ -33,7 +33,7 @@ from edgeguard.web.security import (
     require_admin,
     set_session_cookie,
 )
-from edgeguard.web.sessions import LoginLimiter, SessionStore
+from edgeguard.web.sessions import LoginLimiter, Sessions, SessionStore
 from edgeguard.web.users import Role, UserError, UserStore
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,20 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024
 
 
-def make_app(config: WebConfig, users: UserStore, app_name: str, version: str) -> web.Application:
+def make_app(
+    config: WebConfig,
+    users: UserStore,
+    app_name: str,
+    version: str,
+    sessions: Sessions | None = None,
+) -> web.Application:
+    """``sessions``: where the sessions live; default in this process's memory."""
     app = web.Application(middlewares=[host_middleware, auth_middleware], client_max_size=MAX_BODY)
     app[CONTEXT] = WebContext(
         config=config,
         users=users,
-        sessions=SessionStore(
+        sessions=sessions
+        or SessionStore(
             idle_s=config.session_idle_minutes * 60, max_s=config.session_max_hours * 3600
         ),
         limiter=LoginLimiter(config.login_attempts, config.login_lockout_minutes * 60),
@@ -161,7 +169,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         logger.warning("console: failed login for %s from %s", preview(name), keys[1])
         return await login_page(request, error="login.failed")
     ctx.limiter.succeeded(*keys)
-    session = ctx.sessions.create(user.name)
+    session = await ctx.session_call(ctx.sessions.create, user.name)
     logger.info("console: %s logged in (%s)", user.name, user.role)
     response = web.HTTPSeeOther("/")
     set_session_cookie(response, ctx, session)
@@ -170,7 +178,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     session = current_session(request)
-    context(request).sessions.end(session.token)
+    ctx = context(request)
+    await ctx.session_call(ctx.sessions.end, session.token)
     logger.info("console: %s logged out", session.user)
     response = web.HTTPSeeOther("/login")
     clear_session_cookie(response)
@@ -232,8 +241,11 @@ async def change_password(request: web.Request) -> web.Response:
     body = await read_json(request)
     if await asyncio.to_thread(ctx.users.authenticate, user.name, _field(body, "old")) is None:
         raise json_error(web.HTTPForbidden, "the current password is wrong")
-    await _user_call(ctx.users.set_password, user.name, _field(body, "new"))
-    ctx.sessions.end_user(user.name, keep=current_session(request).token)
+    updated = await _user_call(ctx.users.set_password, user.name, _field(body, "new"))
+    token = current_session(request).token
+    await ctx.session_call(ctx.sessions.end_user, user.name, keep=token)
+    # this session knew the old password: it stays (the others end at their next request)
+    await ctx.session_call(ctx.sessions.relogin, token, updated.password_changed_at)
     return web.json_response({"ok": True})
 
 
@@ -265,7 +277,7 @@ async def delete_user(request: web.Request) -> web.Response:
     ctx = context(request)
     name = request.match_info["name"]
     await _user_call(ctx.users.delete, name)
-    ctx.sessions.end_user(name)
+    await ctx.session_call(ctx.sessions.end_user, name)
     logger.info("console: %s deleted user %s", admin.name, preview(name))
     return web.json_response({"ok": True})
 
@@ -276,7 +288,7 @@ async def set_role(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     role = cast(Role, _field(await read_json(request), "role"))
     user = await _user_call(ctx.users.set_role, name, role)
-    ctx.sessions.end_user(name, keep=current_session(request).token)
+    await ctx.session_call(ctx.sessions.end_user, name, keep=current_session(request).token)
     logger.info("console: %s made %s %s", admin.name, preview(name), role)
     return json_response({"user": user.public()})
 
@@ -286,6 +298,6 @@ async def reset_password(request: web.Request) -> web.Response:
     ctx = context(request)
     name = request.match_info["name"]
     await _user_call(ctx.users.set_password, name, _field(await read_json(request), "password"))
-    ctx.sessions.end_user(name, keep=current_session(request).token)
+    await ctx.session_call(ctx.sessions.end_user, name, keep=current_session(request).token)
     logger.info("console: %s set the password of %s", admin.name, preview(name))
     return web.json_response({"ok": True})

@@ -17,6 +17,7 @@ and CSRF checks on every action, and the session that says who is asking.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -24,13 +25,13 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from edgeguard.safe_text import preview
 from edgeguard.web.config import WebConfig
-from edgeguard.web.sessions import LoginLimiter, Session, SessionStore
+from edgeguard.web.sessions import LoginLimiter, Session, Sessions
 from edgeguard.web.users import User, UserStore
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ COOKIE = "eg_session"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC = frozenset({"/login", "/favicon.ico"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; media-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
@@ -52,16 +54,28 @@ class WebContext:
 
     config: WebConfig
     users: UserStore
-    sessions: SessionStore
+    sessions: Sessions
     limiter: LoginLimiter
     app_name: str  # "console" or "police": the page script and the title
     version: str
     hosts: frozenset[str]  # the names besides IP addresses a request's Host may give: own_hosts
 
+    async def session_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A call of the session store: in a thread when it blocks on a database."""
+        if self.sessions.blocking:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    async def session_alive(self, token: str | None) -> bool:
+        """The session of ``token`` has not ended (the live stream asks: not activity)."""
+        return await self.session_call(self.sessions.get, token, touch=False) is not None
+
 
 CONTEXT = web.AppKey("edgeguard_web", WebContext)
-SESSION = "eg_session"  # request key: the Session
-USER = "eg_user"  # request key: the User
+# request keys: the Session and the User. aiohttp 3.14 warns of plain string keys (an error
+# under the tests' filterwarnings) and has web.RequestKey; older releases have only strings.
+SESSION: Any = web.RequestKey("eg_session", Session) if hasattr(web, "RequestKey") else "eg_session"
+USER: Any = web.RequestKey("eg_user", User) if hasattr(web, "RequestKey") else "eg_user"
 
 
 def context(request: web.Request) -> WebContext:
@@ -160,11 +174,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     token = request.cookies.get(COOKIE)
     # the live stream keeps a page open for hours: it is not activity
-    session = ctx.sessions.get(token, touch=not request.path.endswith("/stream"))
-    user = ctx.users.get(session.user) if session is not None else None
-    if session is not None and (user is None or user.password_changed_at > session.login_at):
-        ctx.sessions.end(session.token)  # deleted, or the password changed since the login
-        session = None
+    touch = not request.path.endswith("/stream")
+    if ctx.sessions.blocking:  # the session and its user, in one trip to a thread
+        session, user = await asyncio.to_thread(_who, ctx, token, touch)
+    else:
+        session = ctx.sessions.get(token, touch=touch)
+        user = await asyncio.to_thread(ctx.users.get, session.user) if session else None
+        if session is not None and not _still_valid(session, user):
+            ctx.sessions.end(session.token)
+            session = None
     if session is None or user is None:
         return _not_logged_in(request, had_cookie=bool(token))
     if request.method in UNSAFE:
@@ -172,6 +190,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[SESSION] = session
     request[USER] = user
     return await handler(request)
+
+
+def _who(ctx: WebContext, token: str | None, touch: bool) -> tuple[Session | None, User | None]:
+    """The live session of ``token`` and its user (blocking: in a thread)."""
+    session = ctx.sessions.get(token, touch=touch)
+    if session is None:
+        return None, None
+    user = ctx.users.get(session.user)
+    if not _still_valid(session, user):
+        ctx.sessions.end(session.token)
+        return None, None
+    return session, user
+
+
+def _still_valid(session: Session, user: User | None) -> bool:
+    """False when the user was deleted, or their password changed since this login."""
+    return user is not None and user.password_changed_at <= session.login_at
 
 
 def _not_logged_in(request: web.Request, *, had_cookie: bool) -> web.StreamResponse:

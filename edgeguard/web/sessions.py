@@ -1,18 +1,27 @@
-"""Login sessions (in memory: a restart logs everyone out, which is the safe side) and the
-limit on failed logins."""
+"""Login sessions and the limit on failed logins.
+
+Sessions live in memory (SessionStore: a restart logs everyone out, which is the safe side of
+a single station), or in the police store's database (DbSessionStore, the city platform: any
+dashboard instance serves any session, and a restart logs nobody out). Both have the same
+calls and rules; a DbSessionStore blocks on its database (``blocking``): the web layer calls
+it in a thread (WebContext.session_call)."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.db import Database
 
 Clock = Callable[[], float]
 MAX_SESSIONS = 1000
 MAX_TRACKED_FAILURES = 10_000
+TOUCH_EVERY_S = 30.0  # a DbSessionStore writes a session's last_seen at most this often
 
 
 @dataclass
@@ -25,12 +34,33 @@ class Session:
     login_at: str  # UTC, ISO with ms: a password changed after this ends the session
 
 
+class Sessions(Protocol):
+    """What the web layer asks of a session store."""
+
+    @property
+    def blocking(self) -> bool:
+        """True when the calls block on a database (run them in a thread)."""
+
+    def create(self, user: str) -> Session: ...
+
+    def get(self, token: str | None, *, touch: bool = True) -> Session | None: ...
+
+    def end(self, token: str) -> None: ...
+
+    def end_user(self, user: str, *, keep: str | None = None) -> None: ...
+
+    def relogin(self, token: str, login_at: str) -> None: ...
+
+
 @dataclass
 class SessionStore:
+    """Sessions in this process's memory (on the event loop: never blocks)."""
+
     idle_s: float
     max_s: float
     clock: Clock = time.monotonic
     _sessions: dict[str, Session] = field(default_factory=dict)
+    blocking = False
 
     def create(self, user: str) -> Session:
         self._expire()
@@ -67,6 +97,13 @@ class SessionStore:
         for token in [t for t, s in self._sessions.items() if s.user == user and t != keep]:
             del self._sessions[token]
 
+    def relogin(self, token: str, login_at: str) -> None:
+        """The session of ``token`` counts as logged in at ``login_at``: the one that changed
+        its own password (knowing the old one) survives the password-changed rule."""
+        session = self._sessions.get(token)
+        if session is not None:
+            session.login_at = login_at
+
     def _expired(self, session: Session, now: float) -> bool:
         return now - session.last_seen > self.idle_s or now - session.created > self.max_s
 
@@ -74,6 +111,126 @@ class SessionStore:
         now = self.clock()
         for token in [t for t, s in self._sessions.items() if self._expired(s, now)]:
             del self._sessions[token]
+
+
+def token_hash(token: str) -> str:
+    """What a DbSessionStore keeps of a cookie's token: its sha256 (hex)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class DbSessionStore:
+    """Sessions in a database's ``sessions`` table (the police schema): the rules of
+    SessionStore (idle and absolute expiry, end, end_user, at most ``max_sessions``, the least
+    recently used dropped first), on the wall clock (UTC epoch seconds: the same for every
+    instance, and across a restart). The cookie's token is never stored, only its sha256: a
+    copy of the table logs nobody in. A session's last_seen is written at most every
+    ``touch_every_s`` (not on every request), so an idle session may end up to that much
+    early."""
+
+    blocking = True
+
+    def __init__(
+        self,
+        db: Database,
+        idle_s: float,
+        max_s: float,
+        *,
+        clock: Clock = time.time,
+        max_sessions: int = MAX_SESSIONS,
+        touch_every_s: float | None = None,
+    ) -> None:
+        self.db = db
+        self.idle_s = idle_s
+        self.max_s = max_s
+        self.clock = clock
+        self.max_sessions = max_sessions
+        self.touch_every_s = (
+            min(TOUCH_EVERY_S, idle_s / 20) if touch_every_s is None else touch_every_s
+        )
+
+    def create(self, user: str) -> Session:
+        now = self.clock()
+        session = Session(
+            secrets.token_urlsafe(32), secrets.token_urlsafe(32), user, now, now, iso_ms(utc_now())
+        )
+        with self.db.write() as tx:
+            tx.execute(
+                "DELETE FROM sessions WHERE last_seen < ? OR created_at < ?",
+                (now - self.idle_s, now - self.max_s),
+            )
+            count = int(tx.execute("SELECT COUNT(*) AS n FROM sessions").scalar())
+            if count >= self.max_sessions:  # drop the least recently used
+                tx.execute(
+                    "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions "
+                    "ORDER BY last_seen LIMIT ?)",
+                    (count - self.max_sessions + 1,),
+                )
+            tx.execute(
+                "INSERT INTO sessions (token_hash, csrf, user_name, created_at, last_seen, "
+                "login_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (token_hash(session.token), session.csrf, user, now, now, session.login_at),
+            )
+        return session
+
+    def get(self, token: str | None, *, touch: bool = True) -> Session | None:
+        """The live session of ``token``; ``touch`` counts this request as activity."""
+        if not token:
+            return None
+        key = token_hash(token)
+        with self.db.read() as tx:
+            row = tx.execute(
+                "SELECT csrf, user_name, created_at, last_seen, login_at FROM sessions "
+                "WHERE token_hash = ?",
+                (key,),
+            ).one()
+        if row is None:
+            return None
+        session = _session(token, row)
+        now = self.clock()
+        if now - session.last_seen > self.idle_s or now - session.created > self.max_s:
+            self._delete("token_hash = ?", (key,))
+            return None
+        if touch and now - session.last_seen >= self.touch_every_s:
+            with self.db.write() as tx:
+                tx.execute(
+                    "UPDATE sessions SET last_seen = ? WHERE token_hash = ? AND last_seen < ?",
+                    (now, key, now),
+                )
+            session.last_seen = now
+        return session
+
+    def end(self, token: str) -> None:
+        self._delete("token_hash = ?", (token_hash(token),))
+
+    def end_user(self, user: str, *, keep: str | None = None) -> None:
+        """End every session of ``user`` (deleted, password or role changed), except ``keep``."""
+        if keep is None:
+            self._delete("user_name = ?", (user,))
+        else:
+            self._delete("user_name = ? AND token_hash != ?", (user, token_hash(keep)))
+
+    def relogin(self, token: str, login_at: str) -> None:
+        """As SessionStore.relogin."""
+        with self.db.write() as tx:
+            tx.execute(
+                "UPDATE sessions SET login_at = ? WHERE token_hash = ?",
+                (login_at, token_hash(token)),
+            )
+
+    def _delete(self, where: str, params: tuple[Any, ...]) -> None:
+        with self.db.write() as tx:
+            tx.execute(f"DELETE FROM sessions WHERE {where}", params)  # noqa: S608 - fixed text
+
+
+def _session(token: str, row: dict[str, Any]) -> Session:
+    return Session(
+        token=token,
+        csrf=str(row["csrf"]),
+        user=str(row["user_name"]),
+        created=float(row["created_at"]),
+        last_seen=float(row["last_seen"]),
+        login_at=str(row["login_at"]),
+    )
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -61,10 +62,11 @@ async def stream(
     request: web.Request,
     queue: asyncio.Queue[Update],
     first: Iterable[Update],
-    still_allowed: Callable[[], bool],
+    still_allowed: Callable[[], bool | Awaitable[bool]],
 ) -> web.StreamResponse:
     """Send ``first``, then every update from ``queue`` until the browser goes away or its
-    session ends (checked at each keep-alive), when an `expired` event tells the page."""
+    session ends (checked at each keep-alive; ``still_allowed`` may be a coroutine function,
+    for a session store that blocks), when an `expired` event tells the page."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -81,7 +83,10 @@ async def stream(
             try:
                 update = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                if not still_allowed():
+                allowed = still_allowed()
+                if inspect.isawaitable(allowed):
+                    allowed = await allowed
+                if not allowed:
                     await response.write(_frame({"type": "expired"}))
                     break
                 await response.write(b": keepalive\n\n")

@@ -1,4 +1,5 @@
-"""The users of a web console, in their own small SQLite file.
+"""The users of a web console: in their own small SQLite file, or in the police store's
+PostgreSQL database when the dashboard has several instances (docs/city-platform.md).
 
 Passwords are hashed with scrypt (hashlib; N=2^14, r=8, p=1: ~16 MB and ~50 ms per check), a
 random 16-byte salt each, stored as ``scrypt$N$r$p$salt$hash`` (base64). Checking a name that
@@ -17,13 +18,14 @@ import logging
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from edgeguard.filemodes import PRIVATE_DIR, PRIVATE_FILE, make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
+from edgeguard.police.db import Database, Dialect, Params, Result, Tx
 from edgeguard.web.config import LANGUAGES, Language
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 USER_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+USERS_LOCK = 0x6567_7573  # pg_advisory_xact_lock key of role changes and deletions ("egus")
+_COLUMNS = "name, display_name, role, password_hash, language, created_at, password_changed_at"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
@@ -130,49 +134,109 @@ def check_new_password(password: str) -> None:
         raise UserError(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
 
 
-class UserStore:
-    """The users table. Each call opens its own connection: callers run it in a thread."""
+class UsersFile(Database):
+    """users.db as a Database: a connection per operation (the CLI, the daemon and the receiver
+    may open the file at once), SQLite's rollback journal as it always had (it takes the
+    file's mode), writes under BEGIN IMMEDIATE so that a check and its change are one step."""
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        make_dir(path.parent, PRIVATE_DIR)
-        # made private before SQLite opens it: its rollback journal takes the file's mode
-        private_file(path, PRIVATE_FILE)
-        with self._connect() as conn:
-            conn.execute(_SCHEMA)
+        self.name = str(path)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection for one operation: committed (or rolled back) and closed."""
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.row_factory = sqlite3.Row
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
-            with conn:
-                yield conn
+            yield conn
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _FileTx(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self._connect() as conn:
+            yield _FileTx(conn)
+
+    def close(self) -> None:
+        """Nothing stays open between operations."""
+
+
+class _FileTx(Tx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Params = ()) -> Result:
+        cursor = self.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description or ()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()] if names else []
+        return Result(rows, cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self.conn.executemany(sql, rows)
+
+
+class UserStore:
+    """The users table: in users.db, its own SQLite file (a single station: the control room,
+    one police receiver), or in the police store's database (PostgreSQL: its tables `users`
+    and `sessions`, made by the police migrations, shared by every dashboard instance).
+    Every call blocks on the database: callers run it in a thread."""
+
+    def __init__(self, where: Path | Database) -> None:
+        self.path: Path | None = None
+        if isinstance(where, Database):
+            self.db = where  # the police schema: its sessions table goes with the users
+            self._sessions_table = True
+        else:
+            self.path = where
+            make_dir(where.parent, PRIVATE_DIR)
+            # made private before SQLite opens it: its rollback journal takes the file's mode
+            private_file(where, PRIVATE_FILE)
+            self.db = UsersFile(where)
+            self._sessions_table = False
+            with self.db.write() as tx:
+                tx.execute(_SCHEMA)
+        self.where = self.db.name  # for messages: the file, or the server and database
 
     def add(
         self, name: str, password: str, role: Role, *, display_name: str = "", language: Language
     ) -> User:
         _check_user_fields(name, role, language, display_name)
         check_new_password(password)
+        hashed = hash_password(password)  # ~50 ms: not inside the transaction
         now = iso_ms(utc_now())
-        try:
-            with self._connect() as conn:
-                conn.execute(
-                    "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (name, display_name or name, role, hash_password(password), language, now, now),
-                )
-        except sqlite3.IntegrityError as exc:
-            raise UserError(f"user {name!r} exists already") from exc
+        with self.db.write() as tx:
+            added = tx.execute(
+                f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+                "ON CONFLICT (name) DO NOTHING RETURNING name",
+                (name, display_name or name, role, hashed, language, now, now),
+            ).rows
+        if not added:
+            raise UserError(f"user {name!r} exists already")
         logger.info("console user %s added (%s)", name, role)
         return self._get(name)
 
     def get(self, name: str) -> User | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        row = self._row(name)
         return _user(row) if row is not None else None
+
+    def _row(self, name: str) -> dict[str, Any] | None:
+        tx: Tx
+        with self.db.read() as tx:
+            return tx.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,)  # noqa: S608
+            ).one()
 
     def _get(self, name: str) -> User:
         user = self.get(name)
@@ -181,26 +245,28 @@ class UserStore:
         return user
 
     def all(self) -> list[User]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM users ORDER BY name").fetchall()
+        with self.db.read() as tx:
+            rows = tx.execute(f"SELECT {_COLUMNS} FROM users ORDER BY name").rows  # noqa: S608
         return [_user(row) for row in rows]
 
     def count(self) -> int:
-        with self._connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+        with self.db.read() as tx:
+            return int(tx.execute("SELECT COUNT(*) AS n FROM users").scalar())
 
     def authenticate(self, name: str, password: str) -> User | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        row = self._row(name)
         if row is None:
             check_password(password, _dummy_hash())  # the same time as a wrong password
             return None
         return _user(row) if check_password(password, str(row["password_hash"])) else None
 
     def set_password(self, name: str, password: str) -> User:
+        """Every session of the user that logged in before this ends at its next request
+        (the sessions' rule: password changed since the login)."""
         check_new_password(password)
-        self._update(name, "password_hash = ?, password_changed_at = ?",
-                     (hash_password(password), iso_ms(utc_now())))  # fmt: skip
+        hashed = hash_password(password)
+        now = iso_ms(utc_now())
+        self._update(name, "password_hash = ?, password_changed_at = ?", (hashed, now))
         logger.info("console user %s: password changed", name)
         return self._get(name)
 
@@ -213,33 +279,50 @@ class UserStore:
     def set_role(self, name: str, role: Role) -> User:
         if role not in ROLES:
             raise UserError(f"role is one of {', '.join(ROLES)}")
-        if role != "admin":
-            self._keep_an_admin(name)
-        self._update(name, "role = ?", (role,))
+        with self.db.write() as tx:
+            self._lock(tx)
+            if role != "admin":
+                self._keep_an_admin(tx, name)
+            self._update_in(tx, name, "role = ?", (role,))
         logger.info("console user %s is now %s", name, role)
         return self._get(name)
 
     def delete(self, name: str) -> None:
-        self._keep_an_admin(name)
-        with self._connect() as conn:
-            if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+        """Delete a user; in the police database their sessions go in the same transaction
+        (elsewhere a session whose user is gone ends at its next request)."""
+        with self.db.write() as tx:
+            self._lock(tx)
+            self._keep_an_admin(tx, name)
+            if tx.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UserError(f"no user {name!r}")
+            if self._sessions_table:
+                tx.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
         logger.info("console user %s deleted", name)
 
-    def _keep_an_admin(self, name: str) -> None:
-        with self._connect() as conn:
-            admins = [r[0] for r in conn.execute("SELECT name FROM users WHERE role = 'admin'")]
+    def _lock(self, tx: Tx) -> None:
+        """Role changes and deletions one at a time (SQLite's BEGIN IMMEDIATE already does
+        that): two instances must not each remove one of the last two admins."""
+        if self.db.dialect == "postgresql":
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (USERS_LOCK,))
+
+    @staticmethod
+    def _keep_an_admin(tx: Tx, name: str) -> None:
+        admins = [r["name"] for r in tx.execute("SELECT name FROM users WHERE role = 'admin'").rows]
         if admins == [name]:
             raise UserError(f"{name!r} is the last admin: make another admin first")
 
     def _update(self, name: str, assignments: str, values: tuple[str, ...]) -> None:
-        with self._connect() as conn:
-            cursor = conn.execute(
-                f"UPDATE users SET {assignments} WHERE name = ?",  # noqa: S608 (fixed text)
-                (*values, name),
-            )
-            if cursor.rowcount == 0:
-                raise UserError(f"no user {name!r}")
+        with self.db.write() as tx:
+            self._update_in(tx, name, assignments, values)
+
+    @staticmethod
+    def _update_in(tx: Tx, name: str, assignments: str, values: tuple[str, ...]) -> None:
+        changed = tx.execute(
+            f"UPDATE users SET {assignments} WHERE name = ?",  # noqa: S608 (fixed text)
+            (*values, name),
+        ).rowcount
+        if changed == 0:
+            raise UserError(f"no user {name!r}")
 
 
 def _check_user_fields(name: str, role: str, language: str, display_name: str) -> None:
@@ -253,7 +336,7 @@ def _check_user_fields(name: str, role: str, language: str, display_name: str) -
         raise UserError("a display name has at most 100 characters and no control characters")
 
 
-def _user(row: sqlite3.Row) -> User:
+def _user(row: dict[str, Any]) -> User:
     return User(
         name=str(row["name"]),
         display_name=str(row["display_name"]),
