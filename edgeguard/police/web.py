@@ -1,7 +1,10 @@
 """The police dashboard, served by `edgeguard police` on the receiver's own loop: every
 hospital's state, open alarms in priority order with their snapshots, acknowledge / dispatch /
 resolve (published to the site's ack topic, see PoliceService.act), history with CSV export,
-and the security warnings. Login, sessions, CSRF and users come from edgeguard/web."""
+and the security warnings; the summary, the pages of sites and of open alarms and the live
+stream are edgeguard/police/web_city.py's. Login, sessions, CSRF and users come from
+edgeguard/web (in the police database when it is PostgreSQL). The database is read in
+threads, never on the loop."""
 
 from __future__ import annotations
 
@@ -17,24 +20,23 @@ from edgeguard import __version__
 from edgeguard.console.views import FilterError, HistoryFilter
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.service import ActionError, PoliceService
+from edgeguard.police.web_city import HUB, LIVE_ALARMS, SERVICE, install, shown_alarms
 from edgeguard.web.app import make_app
 from edgeguard.web.responses import csv_stream, json_response
-from edgeguard.web.security import context, current_user, json_error
+from edgeguard.web.security import current_user, json_error
 from edgeguard.web.server import WebServer
 from edgeguard.web.sessions import DbSessionStore, Sessions
-from edgeguard.web.sse import Update, put_dropping_oldest, stream
 from edgeguard.web.users import UserStore
 
 logger = logging.getLogger(__name__)
 
-SERVICE = web.AppKey("police_service", PoliceService)
 EVENT_ID = r"{event_id:[0-9a-f-]{36}}"
-LIVE_ALARMS = 100  # cards in the live view; the others are counted, and in the history
 ACTIONS: dict[str, Literal["acknowledged", "dispatched", "resolved"]] = {
     "ack": "acknowledged",
     "dispatch": "dispatched",
     "resolve": "resolved",
 }
+__all__ = ["LIVE_ALARMS", "SERVICE", "accounts", "police_app", "start_dashboard"]
 
 
 def police_app(
@@ -44,85 +46,19 @@ def police_app(
     sessions: Sessions | None = None,
 ) -> web.Application:
     app = make_app(config.web, users, "police", __version__, sessions)
-    app[SERVICE] = service
+    install(app, service)  # the live stream, the summary, the pages of sites and open alarms
     r = app.router
-    r.add_get("/api/stream", live_stream)
-    r.add_get("/api/live", live_alarms)
     r.add_get("/api/alarms", history)
     r.add_get("/api/alarms.csv", history_csv)
     r.add_get(f"/api/alarms/{EVENT_ID}", alarm_detail)
     r.add_post(f"/api/alarms/{EVENT_ID}/{{action:ack|dispatch|resolve}}", act)
     r.add_get(f"/api/snapshots/{EVENT_ID}/{{camera:[A-Za-z0-9_.-]{{1,64}}}}", snapshot)
-    r.add_get("/api/sites", sites)
     r.add_get("/api/warnings", warnings)
     return app
 
 
 def _service(request: web.Request) -> PoliceService:
     return request.app[SERVICE]
-
-
-def with_snapshots(service: PoliceService, alarm: dict[str, Any]) -> dict[str, Any]:
-    """The alarm row (its payload's evidence list kept) plus the URLs of its snapshots."""
-    event_id = alarm["event_id"]
-    payload = alarm.get("payload") if isinstance(alarm.get("payload"), dict) else {}
-    shown = {k: v for k, v in alarm.items() if k != "payload"}
-    shown["snapshots"] = [
-        {**s, "url": f"/api/snapshots/{event_id}/{s['camera']}"}
-        for s in service.store.snapshots(event_id)
-    ]
-    shown["evidence"] = (payload or {}).get("evidence") or []
-    return shown
-
-
-def _live(service: PoliceService) -> dict[str, Any]:
-    """The live view's cards (at most LIVE_ALARMS, ranked by PoliceStore.live_alarms) and how
-    many alarms are open in all."""
-    return {
-        "alarms": [with_snapshots(service, a) for a in service.store.live_alarms(LIVE_ALARMS)],
-        "open_total": service.store.open_count(),
-        "live_max": LIVE_ALARMS,
-    }
-
-
-def _state(service: PoliceService) -> Update:
-    return {
-        "type": "state",
-        "data": {
-            **_live(service),
-            "sites": service.sites(),
-            "warnings": service.store.warnings(50),
-            "link": service.link(),
-        },
-    }
-
-
-async def live_stream(request: web.Request) -> web.StreamResponse:
-    service = _service(request)
-    ctx = context(request)
-    token = request.cookies.get("eg_session")
-    source = service.subscribe()
-    relay: asyncio.Queue[Update] = asyncio.Queue(500)
-
-    async def enrich() -> None:  # alarm updates get their snapshots, like the first state
-        while True:
-            update = await source.get()
-            if update.get("type") == "alarm" and isinstance(update.get("data"), dict):
-                data = with_snapshots(service, update["data"])
-                update = {**update, "data": data, "open_total": service.store.open_count()}
-            put_dropping_oldest(relay, update)
-
-    task = asyncio.create_task(enrich())
-    try:
-        return await stream(request, relay, [_state(service)], lambda: ctx.session_alive(token))
-    finally:
-        task.cancel()
-        service.unsubscribe(source)
-
-
-async def live_alarms(request: web.Request) -> web.Response:
-    """The live view's cards again: the page refills the room a resolved card left."""
-    return json_response(_live(_service(request)))
 
 
 POLICE_STATES = ("new", *ACTIONS.values())
@@ -158,25 +94,26 @@ def _history(service: PoliceService, query: PoliceFilter) -> list[dict[str, Any]
 
 
 async def history(request: web.Request) -> web.Response:
-    rows = _history(_service(request), _filter(request))
+    rows = await asyncio.to_thread(_history, _service(request), _filter(request))
     return json_response({"alarms": [{k: v for k, v in r.items() if k != "payload"} for r in rows]})
 
 
 async def history_csv(request: web.Request) -> web.StreamResponse:
-    """The store's own export (paged, spreadsheet-safe, BOM first) with the page's filters."""
+    """The store's own export (paged, spreadsheet-safe, BOM first) with the page's filters;
+    each page of rows is read in a thread."""
     query = _filter(request)
     c = query.common
     lines = _service(request).store.export_csv(c.since, c.until, query.site, c.kind, query.state)
     response = csv_stream("police-alarms.csv")
     await response.prepare(request)
-    for line in lines:
+    while (line := await asyncio.to_thread(next, lines, None)) is not None:
         await response.write(line.encode("utf-8"))
     await response.write_eof()
     return response
 
 
 async def alarm_detail(request: web.Request) -> web.Response:
-    found = _service(request).store.alarm(request.match_info["event_id"])
+    found = await asyncio.to_thread(_service(request).store.alarm, request.match_info["event_id"])
     if found is None:
         raise json_error(web.HTTPNotFound, "no such alarm")
     return json_response({"alarm": found})
@@ -191,19 +128,25 @@ async def act(request: web.Request) -> web.Response:
         row = await service.act(event_id, state, user.recorded_name)
     except ActionError as exc:
         raise json_error(web.HTTPConflict, str(exc)) from exc
-    return json_response({"alarm": with_snapshots(service, row)})
+    queries = request.app[HUB].queries
+    (shown,) = await asyncio.to_thread(shown_alarms, queries, [row])
+    return json_response({"alarm": shown})
 
 
 async def snapshot(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     event_id, camera = request.match_info["event_id"], request.match_info["camera"]
-    alarm = service.store.alarm_row(event_id)
-    path = service.store.snapshot_path(alarm["site"], event_id, camera) if alarm else None
     root = service.config.snapshots_path()
-    checked = await asyncio.to_thread(_inside, root, path) if path is not None else None
+    checked = await asyncio.to_thread(_snapshot_file, service, root, event_id, camera)
     if checked is None:
         raise json_error(web.HTTPNotFound, "no such snapshot")
     return web.FileResponse(checked, headers={"Content-Type": "image/jpeg"})
+
+
+def _snapshot_file(service: PoliceService, root: Path, event_id: str, camera: str) -> Path | None:
+    alarm = service.store.alarm_row(event_id)
+    path = service.store.snapshot_path(alarm["site"], event_id, camera) if alarm else None
+    return None if path is None else _inside(root, path)
 
 
 def _inside(root: Path, path: Path) -> Path | None:
@@ -214,13 +157,9 @@ def _inside(root: Path, path: Path) -> Path | None:
     return resolved
 
 
-async def sites(request: web.Request) -> web.Response:
-    service = _service(request)
-    return json_response({"sites": service.sites(), "link": service.link()})
-
-
 async def warnings(request: web.Request) -> web.Response:
-    return json_response({"warnings": _service(request).store.warnings(200)})
+    rows = await asyncio.to_thread(_service(request).store.warnings, 200)
+    return json_response({"warnings": rows})
 
 
 class Dashboard:

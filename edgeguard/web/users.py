@@ -234,9 +234,8 @@ class UserStore:
     def _row(self, name: str) -> dict[str, Any] | None:
         tx: Tx
         with self.db.read() as tx:
-            return tx.execute(
-                f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,)  # noqa: S608
-            ).one()
+            sql = f"SELECT {_COLUMNS} FROM users WHERE name = ?"  # noqa: S608
+            return tx.execute(sql, (name,)).one()
 
     def _get(self, name: str) -> User:
         user = self.get(name)
