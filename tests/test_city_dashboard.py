@@ -4,8 +4,8 @@ alarm first, then lost, offline, unknown, online; searched by id or name; filter
 open alarms (not acknowledged first, P1 first), the live stream's bounded first state, and one
 delta per change with the summary coalesced (not one per change).
 
-The PoliceService is not started (no broker): the store is filled directly, and the feed is
-pumped by the test as the receiver's loop would."""
+The PoliceService is not started (no broker): the store is filled directly, and only its live
+feed runs (SQLite's changes table polled; PostgreSQL's LISTEN/NOTIFY), as in a receiver."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_police_users_pg import Browser, pg_dsn, pg_server, police_config
+from test_police_users_pg import Browser, police_config
 
 from edgeguard.police.city_queries import CityQueries
 from edgeguard.police.config import PoliceConfig
@@ -28,8 +28,6 @@ from edgeguard.police.store import PoliceStore
 from edgeguard.police.web import accounts, police_app
 from edgeguard.police.web_city import SITES_PER_PAGE
 from edgeguard.web.server import WebServer
-
-__all__ = ["pg_dsn", "pg_server"]  # fixtures, imported for this module's tests
 
 SITES = 2100
 ADMIN, ADMIN_PW = "zhang", "police desk pw"
@@ -120,14 +118,27 @@ async def dashboard(config: PoliceConfig) -> AsyncIterator[tuple[PoliceService, 
     users, sessions = await asyncio.to_thread(accounts, service, config)
     if users.get(ADMIN) is None:
         await asyncio.to_thread(users.add, ADMIN, ADMIN_PW, "admin", language="zh")
+    feed = asyncio.create_task(service.feed.run())
     app = police_app(service, config, users, sessions)
     server = WebServer(app, config.web, "police")
     assert await server.start()
     try:
+        await listening(service)
         yield service, f"http://127.0.0.1:{config.web.port}"
     finally:
         await server.stop()
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
         await asyncio.to_thread(service.close)
+
+
+async def listening(service: PoliceService) -> None:
+    """The feed hears the store's changes (PostgreSQL: its LISTEN is in place)."""
+    deadline = time.monotonic() + 10
+    while not getattr(service.feed, "listening", True):
+        assert time.monotonic() < deadline, "the feed does not LISTEN"
+        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -136,16 +147,6 @@ async def logged_in(config: PoliceConfig) -> AsyncIterator[tuple[PoliceService, 
         desk = Browser(http)
         assert await desk.login(url, ADMIN, ADMIN_PW) == 303
         yield service, url, desk
-
-
-def announce(service: PoliceService, what: str, keys: list[str]) -> None:
-    """What the receiver's loop does after a write: SQLite's changes feed is pumped; on
-    PostgreSQL the NOTIFY listener hands each change to the feed's builder."""
-    if service.store.db.dialect == "sqlite":
-        service.feed.pump()
-    else:
-        for key in keys:
-            service.feed._emit(what, key)
 
 
 def run(scenario: Any) -> None:
@@ -303,7 +304,6 @@ def test_first_state_is_bounded_and_each_change_is_one_delta(config: PoliceConfi
             # one site lost: one site delta (its row), then one summary with the new counts
             store = service.store
             await asyncio.to_thread(store.update_site, site_id(5), {"state": "lost"})
-            announce(service, "site", [site_id(5)])
             got = await events(live, 2.5)
             assert [k for k, *_ in got] == ["site", "summary"], got
             site = got[0][1]["data"]
@@ -314,7 +314,6 @@ def test_first_state_is_bounded_and_each_change_is_one_delta(config: PoliceConfi
             changed = [site_id(i) for i in range(100, 400)]
             updates = [(s, {"state": "offline"}, True) for s in changed]
             await asyncio.to_thread(store.update_sites, updates)
-            announce(service, "site", changed)
             got = await events(live, 3)
             deltas = [body["data"] for k, body, _ in got if k == "site"]
             assert [d["id"] for d in deltas] == changed
@@ -326,7 +325,6 @@ def test_first_state_is_bounded_and_each_change_is_one_delta(config: PoliceConfi
             # a new alarm: one alarm delta with its snapshots and the open count
             payload = alarm_payload(9000, site_id(100), 1)
             await asyncio.to_thread(store.record_alarm, site_id(100), payload)
-            announce(service, "alarm", [event_id(9000)])
             got = await events(live, 2.5)
             alarms = [body for k, body, _ in got if k == "alarm"]
             assert [a["data"]["event_id"] for a in alarms] == [event_id(9000)]
@@ -352,7 +350,6 @@ def test_two_streams_share_one_feed_subscription(config: PoliceConfig) -> None:
                 assert [k for k, *_ in await events(live, 10, stop=1)] == ["state"]
             assert len(service.feed.queues) == 1
             await asyncio.to_thread(service.store.update_site, site_id(9), {"state": "lost"})
-            announce(service, "site", [site_id(9)])
             for live in (one, two):
                 got = await events(live, 2.5)
                 assert [b["data"]["id"] for k, b, _ in got if k == "site"] == [site_id(9)]

@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_city_dashboard import ADMIN, ADMIN_PW, SITES, announce, fill, in_alarm_ids, site_id
-from test_police_users_pg import pg_dsn, pg_server, police_config
+from test_city_dashboard import ADMIN, ADMIN_PW, SITES, fill, in_alarm_ids, listening, site_id
+from test_police_users_pg import police_config
 
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.service import PoliceService
 from edgeguard.police.web import accounts, police_app
 from edgeguard.web.server import WebServer
 
-__all__ = ["pg_dsn", "pg_server"]  # fixtures, imported for this module's tests
-
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-T = TypeVar("T")
 
 
 class Dashboard:
@@ -40,20 +36,8 @@ class Dashboard:
         self.thread.start()
         self.service: PoliceService | None = None
         self.server: WebServer | None = None
+        self.feed: asyncio.Task[None] | None = None
         self.url = f"http://127.0.0.1:{config.web.port}"
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on the dashboard's loop, waited for."""
-        done: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                done.set_result(fn())
-            except Exception as exc:
-                done.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return done.result(60)
 
     def start(self) -> None:
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(120)
@@ -65,20 +49,23 @@ class Dashboard:
         await asyncio.to_thread(
             users.add, ADMIN, ADMIN_PW, "admin", display_name="110 张警官", language="zh"
         )
+        self.feed = asyncio.create_task(service.feed.run())  # LISTEN/NOTIFY, as in a receiver
         app = police_app(service, self.config, users, sessions)
         self.server = WebServer(app, self.config.web, "police")
         assert await self.server.start()
+        await listening(service)
 
     def change_site(self, site: str, values: dict[str, Any]) -> None:
-        service = self.service
-        assert service is not None
-        service.store.update_site(site, values)
-        self.call(lambda: announce(service, "site", [site]))
+        """A receiver's write: the NOTIFY brings the change to the dashboard."""
+        assert self.service is not None
+        self.service.store.update_site(site, values)
 
     def stop(self) -> None:
         async def stop() -> None:
             if self.server is not None:
                 await self.server.stop()
+            if self.feed is not None:
+                self.feed.cancel()
             if self.service is not None:
                 self.service.close()
 

@@ -4,15 +4,14 @@ change or a deleted user ends the session on every instance. Also the same user 
 users.db (tests/test_web_users.py) on PostgreSQL, the database session store's expiry rules,
 and `edgeguard user --police` on a config with `postgres`.
 
-The server is edgeguard/lab/postgres.py's, once for the module; every test gets a schema of
-its own (``search_path`` in the DSN), so the police migrations run afresh each time."""
+The server is edgeguard/lab/postgres.py's, once for the session; every test gets a database of
+its own (conftest.py's ``pg_dsn``), so the police migrations run afresh each time."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,6 @@ import pytest
 import yaml
 
 from edgeguard.lab.broker import free_port
-from edgeguard.lab.postgres import PostgresServer
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.db import PostgresDatabase
 from edgeguard.police.schema import migrate
@@ -40,25 +38,9 @@ ADMIN, ADMIN_PW = "zhang", "police desk pw"
 OPERATOR, OPERATOR_PW = "li", "operator pw 1"
 EXE = str(Path(sys.executable).with_name("edgeguard"))
 TIMEOUT = aiohttp.ClientTimeout(total=60)
-_schemas = itertools.count(1)
 
 
-# --- fixtures: one server, a schema per test -------------------------------------------------
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with PostgresServer(tmp_path_factory.mktemp("pg")) as server:
-        yield server
-
-
-@pytest.fixture
-def pg_dsn(pg_server: PostgresServer) -> str:
-    """A DSN whose tables go to a fresh schema of their own."""
-    schema = f"t{next(_schemas)}"
-    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{pg_server.dsn} options=-csearch_path={schema}"
-
-
+# --- fixtures (the PostgreSQL server and a database per test: conftest.py) -----------------
 def police_config(tmp_path: Path, dsn: str | None, **web: Any) -> PoliceConfig:
     return PoliceConfig.model_validate(config_data(tmp_path, dsn, **web))
 

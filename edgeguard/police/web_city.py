@@ -9,7 +9,8 @@ searched and paged, open alarms first, and the live stream as deltas.
   first, P1 first, oldest first) and the total.
 - ``GET /api/stream``: a bounded first state (the summary, the first page of sites, the first
   LIVE_ALARMS open alarms, the last warnings, the link), then one delta per change: the alarm
-  row, or the one site row, as the service's feed announces them; and ``summary`` events, the
+  row, or the one site row, as the service's feed announces them (``resync`` when the feed
+  itself missed changes: the page fetches what it shows again); and ``summary`` events, the
   counts recomputed at most every SUMMARY_EVERY_S while things change, sent when they changed.
 
 One DashboardHub per dashboard app takes the feed once, builds each delta once (in a thread:

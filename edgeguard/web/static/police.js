@@ -39,6 +39,7 @@ const Police = {
       summary: delta((u) => this.setSummary(u.data)),
       warning: delta((u) => { this.warnings.unshift(u.data); this.warnings = this.warnings.slice(0, 50); this.warningsChanged(); }),
       link: delta((u) => { this.link = u.data; this.renderSites(); }),
+      resync: () => this.resync(),  // the server's own feed missed changes (PostgreSQL reconnected)
     }, this.banner);
     // heartbeat ages move on their own: the page of hospitals shown is fetched every 5 s
     setInterval(() => { if (this.tab === "live") this.fetchSites(); }, 5000);
@@ -69,7 +70,7 @@ const Police = {
     if (this.tab === "warnings") this.renderWarnings();
   },
 
-  /* After a gap (this page fell behind the stream): everything shown is fetched again. */
+  /* After a gap (this page, or the server's feed, fell behind): what is shown is fetched again. */
   resync() {
     this.refill();
     this.fetchSites();
