@@ -9,7 +9,8 @@ C clients (default 8) in this process each send requests in turn: the summary, t
 page of sites, a random deeper page, a search by a piece of an id, the lost ones, the first
 page of open alarms. Measured per request from the client (HTTP on loopback included): p50,
 p95, p99 per endpoint and over all; the live stream's first state (time to its first event,
-and its size); and the queries alone (CityQueries in this process, no HTTP).
+and its size); a site's change committed → its delta on an open stream; and the queries
+alone (CityQueries in this process, no HTTP).
 
 Run: .venv/bin/python bench/city_dashboard.py [--sites N] [--requests N] [--clients C]
      [--no-sqlite]      (last line: one JSON object)
@@ -123,9 +124,15 @@ async def _serve(config: PoliceConfig, ready: Any) -> None:
     users, sessions = accounts(service, config)
     if users.get(ADMIN) is None:
         users.add(ADMIN, ADMIN_PW, "admin", language="en")
+    feed = asyncio.create_task(service.feed.run())  # the live feed, as in a receiver
     server = WebServer(police_app(service, config, users, sessions), config.web, "bench")
     await server.start()
+    deadline = time.monotonic() + 30
+    while not getattr(service.feed, "listening", True):  # PostgreSQL: LISTEN in place
+        assert time.monotonic() < deadline, "the live feed does not LISTEN"
+        await asyncio.sleep(0.02)
     ready.set()
+    del feed
     await asyncio.Event().wait()  # until terminated
 
 
@@ -198,6 +205,29 @@ async def first_states(url: str, times: int) -> tuple[list[float], int, int]:
     return samples, size, count
 
 
+async def deltas(url: str, store: PoliceStore, sites: int, times: int) -> list[float]:
+    """A site's row changed and committed (as a receiver writes it) → its delta read from an
+    open stream: the feed (NOTIFY, or SQLite's changes polled), the hub, SSE."""
+    samples: list[float] = []
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        token = await login(http, url)
+        async with http.get(f"{url}/api/stream", headers={"Cookie": f"eg_session={token}"}) as r:
+            await r.content.readline()  # retry:
+            await r.content.readline()
+            await r.content.readline()  # the first state
+            for n in range(times):
+                site = f"hosp-{(n * 37) % sites:05d}"
+                state = "offline" if n % 2 else "lost"
+                started = time.perf_counter()
+                await asyncio.to_thread(store.update_site, site, {"state": state})
+                while True:
+                    text = (await r.content.readline()).decode()
+                    if text.startswith("data: ") and f'"id": "{site}"' in text:
+                        samples.append(time.perf_counter() - started)
+                        break
+    return samples
+
+
 def queries_alone(store: PoliceStore, rounds: int = 200) -> dict[str, list[float]]:
     city = CityQueries(store.db)
     calls = {
@@ -237,6 +267,7 @@ def measure(engine: str, dsn: str | None, work: Path, args: argparse.Namespace) 
         url = f"http://127.0.0.1:{port}"
         samples = asyncio.run(load(url, args.sites, args.requests, args.clients))
         first, size, count = asyncio.run(first_states(url, 20))
+        delta = asyncio.run(deltas(url, store, args.sites, 100))
     finally:
         child.terminate()
         child.join(10)
@@ -249,6 +280,7 @@ def measure(engine: str, dsn: str | None, work: Path, args: argparse.Namespace) 
         "api": percentiles(every),
         "endpoints": {name: percentiles(values) for name, values in samples.items()},
         "first_state": {**percentiles(first), "bytes": size, "sites": count},
+        "delta": percentiles(delta),
         "queries": {name: percentiles(values) for name, values in alone.items()},
     }
     for name in samples:
@@ -256,6 +288,7 @@ def measure(engine: str, dsn: str | None, work: Path, args: argparse.Namespace) 
     line(f"{engine} every request", result["api"])
     line(f"{engine} stream first state", result["first_state"])
     print(f"{engine} first state: {size} bytes, {count} sites of {args.sites}")
+    line(f"{engine} change committed → delta", result["delta"])
     for name, stats in result["queries"].items():
         line(f"{engine} {name}", stats)
     return result
@@ -283,6 +316,7 @@ def main() -> int:
             "api_p99_ms": pg_result["api"]["p99_ms"],
             "first_state_p99_ms": pg_result["first_state"]["p99_ms"],
             "first_state_bytes": pg_result["first_state"]["bytes"],
+            "delta_p99_ms": pg_result["delta"]["p99_ms"],
             "postgresql": pg_result,
             "sqlite": sqlite_result,
             "machine": machine(),
