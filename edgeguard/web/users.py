@@ -18,14 +18,15 @@ import logging
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from edgeguard.filemodes import PRIVATE_DIR, PRIVATE_FILE, make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
-from edgeguard.police.db import Database, Dialect, Params, Result, Tx
+from edgeguard.police.db import Database, Dialect, Tx
+from edgeguard.police.db import _SqliteTx as SqliteTx  # the store's, on users.db's connections
 from edgeguard.web.config import LANGUAGES, Language
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class UsersFile(Database):
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _FileTx(conn)
+                yield SqliteTx(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -167,24 +168,10 @@ class UsersFile(Database):
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
         with self._connect() as conn:
-            yield _FileTx(conn)
+            yield SqliteTx(conn)
 
     def close(self) -> None:
         """Nothing stays open between operations."""
-
-
-class _FileTx(Tx):
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def execute(self, sql: str, params: Params = ()) -> Result:
-        cursor = self.conn.execute(sql, params)
-        names = [column[0] for column in cursor.description or ()]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()] if names else []
-        return Result(rows, cursor.rowcount)
-
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        self.conn.executemany(sql, rows)
 
 
 class UserStore:
