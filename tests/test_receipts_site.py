@@ -16,6 +16,7 @@ from test_police_service import police_config, run, running, subscribed, until
 from test_receipts import _wait_for
 
 from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.broker_kill import broker_kill_trials
 from edgeguard.lab.harness import DaemonProcess, Site, make_site
 from edgeguard.lab.pki import DevPKI
 from edgeguard.signing import generate_keypair
@@ -185,3 +186,12 @@ def test_a_forged_receipt_changes_nothing(
         )
     finally:
         police.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_thirty_brokers_killed_right_after_the_puback_lose_no_alarm(tmp_path: Path) -> None:
+    """Issue 12: mosquitto SIGKILLed right after each of 30 PUBACKs (a real daemon, the real
+    receiver away): every alarm is stored, brought by the receipt that did not come."""
+    result = asyncio.run(broker_kill_trials(tmp_path, 30, 1.0, receipts=True))
+    assert (result["trials"], result["lost"], result["stored"]) == (30, 0, 30), result

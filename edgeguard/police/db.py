@@ -74,7 +74,7 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
 
-class _SqliteTx(Tx):
+class SqliteTx(Tx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
@@ -110,7 +110,7 @@ class SqliteDatabase(Database):
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _SqliteTx(self.conn)
+                yield SqliteTx(self.conn)
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
@@ -119,7 +119,7 @@ class SqliteDatabase(Database):
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self._lock:
-            yield _SqliteTx(self.conn)
+            yield SqliteTx(self.conn)
 
     def close(self) -> None:
         with self._lock:

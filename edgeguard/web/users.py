@@ -25,8 +25,12 @@ from typing import Any, Literal, cast
 
 from edgeguard.filemodes import PRIVATE_DIR, PRIVATE_FILE, make_dir, private_file
 from edgeguard.ids import iso_ms, utc_now
-from edgeguard.police.db import Database, Dialect, Tx
-from edgeguard.police.db import _SqliteTx as SqliteTx  # the store's, on users.db's connections
+from edgeguard.police.db import (
+    Database,
+    Dialect,
+    SqliteTx,  # the store's, on users.db's connections
+    Tx,
+)
 from edgeguard.web.config import LANGUAGES, Language
 
 logger = logging.getLogger(__name__)
