@@ -122,3 +122,32 @@ def test_cli_reports_config_errors(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 1
     assert f"{path}:4: lost_after_s:" in done.stderr
+
+
+def test_city_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As systemd starts it: the AMQP password a credential, the DSN in a file."""
+    (tmp_path / "amqp-password").write_text("secret")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    dsn = tmp_path / "postgres.dsn"
+    dsn.write_text("host=db.police.example dbname=edgeguard user=edgeguard password=x")
+    text = (REPO / "config" / "police-city.example.yaml").read_text("utf-8")
+    config = load_police_config(
+        _write(tmp_path, text.replace("/etc/edgeguard/police/postgres.dsn", str(dsn)))
+    )
+    assert config.amqp is not None
+    assert config.postgres is not None
+    assert len(config.amqp.nodes) == 3
+    assert config.amqp.prefetch == 1000
+
+
+def test_amqp_needs_postgres(tmp_path: Path) -> None:
+    text = MINIMAL + "amqp:\n  nodes: [rabbit:5672]\n"
+    with pytest.raises(ConfigError, match="`amqp` needs `postgres`"):
+        load_police_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("node", ["rabbit", "rabbit:0", "rabbit:x", ":5672"])
+def test_amqp_nodes_are_host_port(tmp_path: Path, node: str) -> None:
+    text = MINIMAL + f"postgres: {{dsn: 'host=db'}}\namqp:\n  nodes: ['{node}']\n"
+    with pytest.raises(ConfigError, match="is not host:port"):
+        load_police_config(_write(tmp_path, text))
