@@ -1,0 +1,323 @@
+"""The site simulator (edgeguard/lab/site_sim.py) against real components: a real mosquitto
+(TLS client certificates, the lab ACL) and the real police receiver (PoliceService, its SQLite
+store, receipts on). One lab for the module: the broker, the receiver and 50 simulated sites on
+one event loop in a thread; each test uses sites of its own. Every wait is bounded generously
+and nothing is timed: the suite passes with both cores loaded."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.harness import lab_broker, tls_mqtt
+from edgeguard.lab.site_sim import SimConfig, SiteSimulator
+from edgeguard.police.config import PoliceConfig
+from edgeguard.police.service import PoliceService
+from edgeguard.signing import generate_keypair
+
+SITES = 50
+WAIT_S = 60.0  # a bound, never a measure
+
+
+@dataclass
+class Lab:
+    loop: asyncio.AbstractEventLoop
+    broker: Mosquitto
+    police: PoliceService
+    sim: SiteSimulator
+    database: Path
+    configs: dict[str, SimConfig]
+
+    def run(self, scenario: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(scenario, self.loop).result(2 * WAIT_S + 60)
+
+    def messages(self, site_prefix: str) -> list[tuple[str, str, int]]:
+        """The alarm messages the police stored, as (site, event_id, seq), from its database."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT site, event_id, seq FROM messages WHERE site LIKE ? ORDER BY id",
+                (f"{site_prefix}%",),
+            ).fetchall()
+        conn.close()
+        return [(str(s), str(e), int(q)) for s, e, q in rows]
+
+
+async def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+    """``predicate``'s first true value (it may be a coroutine function), polled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _site_row(lab: Lab, site: str) -> dict[str, Any]:
+    row = lab.police.site(site)
+    assert row is not None, site
+    return row
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tmp = tmp_path_factory.mktemp("site-sim")
+    broker = lab_broker(tmp / "lab")
+    assert broker.pki is not None
+    assert broker.tls_port is not None
+    receipt_key = tmp / "police-receipts.key"
+    police_pub = generate_keypair(receipt_key)
+    keys = tmp / "police-keys"
+    common: dict[str, Any] = {
+        "port": broker.tls_port, "pki_dir": broker.pki.directory, "keys_dir": keys,
+        "heartbeat_interval": 1.0, "police_keys": (police_pub,), "resend_after_s": 2.0,
+    }  # fmt: skip
+    configs = {
+        "main": SimConfig(tmp / "sim", sites=SITES, **common),
+        # two worker processes, MQTT 3.1.1, the client id = the site id (as the RabbitMQ lab)
+        "workers": SimConfig(
+            tmp / "sim-w",
+            sites=4,
+            prefix="w-",
+            protocol="3.1.1",
+            client_id="{site}",
+            processes=2,
+            **common,
+        ),
+        # receipts checked against a key the police do not sign with
+        "forged": SimConfig(
+            tmp / "sim-x",
+            sites=1,
+            prefix="x-",
+            **{
+                **common,
+                "police_keys": (generate_keypair(tmp / "other.key"),),
+                "resend_after_s": 0.5,
+            },
+        ),
+    }
+    for config in configs.values():
+        SiteSimulator(config).prepare()  # the police read their keys at start
+    database = tmp / "police.db"
+    police_config = PoliceConfig.model_validate(
+        {
+            "receiver_id": "police-sim-test",
+            "mqtt": {**tls_mqtt(broker, "police"), "reconnect_min": 0.2, "reconnect_max": 1.0},
+            "keys_dir": str(keys),
+            "receipt_key": str(receipt_key),
+            "database": str(database),
+            "lost_after_s": 3.0,  # 3 x the sites' 1 s heartbeat interval
+            "web": {"enabled": False},
+        }
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="site-sim-lab", daemon=True)
+    thread.start()
+    police = PoliceService(police_config)
+    sim = SiteSimulator(configs["main"])
+    lab = Lab(loop, broker, police, sim, database, configs)
+
+    async def start() -> None:
+        await police.start()
+        await until(lambda: police.link()["connected"], "the police receiver's link")
+        await sim.start(timeout=WAIT_S)
+
+    async def stop() -> None:
+        await sim.stop()
+        await police.stop()
+        police.close()
+
+    try:
+        lab.run(start())
+        yield lab
+    finally:
+        try:
+            lab.run(stop())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+            broker.stop()
+
+
+def test_sites_connect_heartbeat_and_are_online_at_the_police(lab: Lab) -> None:
+    async def scenario() -> None:
+        stats = await lab.sim.stats()
+        assert (stats.sites, stats.connected, stats.connects) == (SITES, SITES, SITES)
+
+        def all_online() -> bool:
+            rows = [_site_row(lab, site) for site in lab.sim.sites]
+            return all(r["state"] == "online" and (r["heartbeat_counter"] or 0) >= 2 for r in rows)
+
+        await until(all_online, "every site online with its heartbeats counted")
+        row = _site_row(lab, lab.sim.sites[0])
+        assert row["last_status"] == "online"
+        assert row["log_head"]["id"] >= 1
+        assert len(row["log_head"]["hash"]) == 64
+        assert (row["open_alarms"], row["outbox_pending"]) == (0, 0)
+        assert lab.police.store.warnings() == []  # every signature and shape accepted
+
+    lab.run(scenario())
+
+
+def test_a_storm_is_stored_once_and_every_alarm_receipted(lab: Lab) -> None:
+    storm_sites = lab.sim.sites[:40]
+
+    async def scenario() -> None:
+        assert await lab.sim.storm(per_site=2, window_s=3.0, sites=storm_sites) == 80
+        stats = await lab.sim.wait_settled(timeout=WAIT_S)
+        assert stats.receipts_rejected == 0
+        assert stats.puback_refused == 0
+        assert lab.police.store.warnings() == []
+
+    lab.run(scenario())
+    traces = [t for t in lab.run(lab.sim.traces()) if t.site in storm_sites]
+    assert len(traces) == 80
+    assert {t.site for t in traces} == set(storm_sites)
+    for trace in traces:
+        assert trace.published_mono is not None
+        assert trace.puback_mono is not None
+        assert trace.receipt_mono is not None
+        assert trace.receipt_wall is not None
+        assert trace.raised_mono <= trace.published_mono <= trace.puback_mono
+        assert trace.receipts >= 1
+    stored = lab.messages("sim-")
+    assert sorted(stored) == sorted(t.key for t in traces)  # each exactly once, none other
+    assert [seq for site, _e, seq in stored if site == storm_sites[0]] == [1, 2]
+
+
+def test_a_police_ack_reaches_its_site(lab: Lab) -> None:
+    site = lab.sim.sites[40]
+
+    async def scenario() -> None:
+        event_id, seq = await lab.sim.raise_alarm(site)
+        assert seq == 1
+        await until(lambda: lab.police.store.alarm_row(event_id), "the alarm stored")
+        acks = (await lab.sim.stats()).acks
+        await lab.police.act(event_id, "acknowledged", "110 指挥中心 王")
+
+        async def acked() -> bool:
+            return (await lab.sim.stats()).acks == acks + 1
+
+        await until(acked, "the ack at the site")
+        await lab.sim.wait_settled(timeout=WAIT_S)
+
+    lab.run(scenario())
+
+
+def test_a_killed_site_is_seen_offline_by_its_will_and_comes_back(lab: Lab) -> None:
+    site = lab.sim.sites[45]
+
+    async def scenario() -> None:
+        await until(lambda: _site_row(lab, site)["state"] == "online", "the site online")
+        started_at = _site_row(lab, site)["started_at"]
+        statuses = (await lab.sim.stats()).statuses
+        await lab.sim.kill(site)
+        row = await until(
+            lambda: (r := _site_row(lab, site))["state"] == "lost" and r, "the site lost"
+        )
+        assert row["last_status"] == "offline"
+        assert "offline" in row["reason"]
+        stats = await lab.sim.stats()
+        # the simulator said nothing: the broker published the site's Will
+        assert stats.statuses == statuses
+        assert stats.killed == 1
+        assert stats.connected == SITES - 1
+        await lab.sim.revive(site)
+        row = await until(
+            lambda: (r := _site_row(lab, site))["state"] == "online" and r, "the site back"
+        )
+        assert row["started_at"] != started_at  # a restart, not a reconnection
+        assert (await lab.sim.stats()).killed == 0
+
+    lab.run(scenario())
+
+
+def test_a_silenced_site_is_lost_though_connected(lab: Lab) -> None:
+    site = lab.sim.sites[46]
+
+    async def scenario() -> None:
+        await until(lambda: _site_row(lab, site)["state"] == "online", "the site online")
+        await lab.sim.silence(site)
+        row = await until(
+            lambda: (r := _site_row(lab, site))["state"] == "lost" and r, "the silent site lost"
+        )
+        assert "no heartbeat" in row["reason"]
+        assert row["last_status"] == "online"
+        stats = await lab.sim.stats()
+        assert stats.silenced == 1
+        assert stats.connected >= SITES - 1
+        await lab.sim.silence(site, silent=False)
+        await until(lambda: _site_row(lab, site)["state"] == "online", "heartbeats again")
+
+    lab.run(scenario())
+
+
+def test_worker_processes_over_mqtt_3_1_1(lab: Lab) -> None:
+    """Two worker processes, MQTT 3.1.1, client id = site id; a clean stop says offline."""
+    sim = SiteSimulator(lab.configs["workers"])
+
+    async def scenario() -> None:
+        await sim.start(timeout=WAIT_S)
+        try:
+            stats = await sim.stats()
+            assert (stats.processes, stats.connected) == (2, 4)
+            for site in sim.sites:
+                await sim.raise_alarm(site)
+            stats = await sim.wait_settled(timeout=WAIT_S)
+            assert (stats.alarms, stats.alarms_receipted) == (4, 4)
+            await until(
+                lambda: all(_site_row(lab, s)["state"] == "online" for s in sim.sites),
+                "the workers' sites online",
+            )
+            traces = await sim.traces()
+        finally:
+            await sim.stop()
+        assert sorted(lab.messages("w-")) == sorted(t.key for t in traces)
+        await until(
+            lambda: all(_site_row(lab, s)["last_status"] == "offline" for s in sim.sites),
+            "the workers' sites offline after a clean stop",
+        )
+
+    lab.run(scenario())
+    log = lab.broker.log_file.read_text("utf-8", errors="replace")
+    assert "as w-00001 (p2, c0" in log  # MQTT 3.1.1 (p2), persistent session, own client id
+
+
+def test_a_receipt_not_signed_by_a_trusted_key_is_refused_and_the_alarm_resent(lab: Lab) -> None:
+    sim = SiteSimulator(lab.configs["forged"])
+
+    async def scenario() -> None:
+        await sim.start(timeout=WAIT_S)
+        try:
+            await sim.raise_alarm(sim.sites[0])
+
+            async def resent() -> bool:
+                stats = await sim.stats()
+                return stats.resent_no_receipt >= 2 and stats.receipts_rejected >= 3
+
+            await until(resent, "the alarm published again for want of a trusted receipt")
+            stats = await sim.stats()
+            (trace,) = await sim.traces()
+        finally:
+            await sim.stop()
+        assert trace.receipt_mono is None
+        assert trace.publishes >= 3
+        assert stats.alarms_receipted == 0
+        assert stats.receipts == 0
+        assert lab.messages("x-") == [trace.key]  # resent, stored once
+
+    lab.run(scenario())
