@@ -168,10 +168,11 @@ class SimEngine:
         self._unsettled -= 1
 
     async def _heartbeats(self) -> None:
-        """Every site once per interval, spread evenly, and its keepalive work once a second
-        (the same ticks); a round the loop fell behind on by
-        more than a whole interval is skipped (counted in heartbeats_late), not burst."""
-        interval = self.config.heartbeat_interval
+        """Every site once per interval, spread evenly, and its keepalive work once a second,
+        on one timer. Each tick's lag is counted (a loop too busy to keep time makes every
+        latency measured through it longer); rounds the loop fell more than a whole interval
+        behind on are skipped, not burst."""
+        interval, stats = self.config.heartbeat_interval, self.stats
         slots = max(1, round(interval / TICK_S))
         tick = interval / slots
         buckets = [self._order[i::slots] for i in range(slots)]
@@ -180,11 +181,16 @@ class SimEngine:
         started = time.monotonic()
         done = 0  # ticks handled since started
         while True:
-            due = int((time.monotonic() - started) / tick) + 1
+            now = time.monotonic()
+            due = int((now - started) / tick) + 1
             if due - done > slots:
-                self.stats.heartbeats_late += due - done - slots
+                stats.ticks_skipped += due - done - slots
                 done = due - slots
             while done < due:
+                lag = now - (started + done * tick)
+                stats.ticks += 1
+                stats.tick_lag_s += lag
+                stats.ticks_late += int(lag > tick)
                 for site in buckets[done % slots]:
                     site.heartbeat()
                 for site in misc[done % misc_slots]:

@@ -3,9 +3,10 @@
 ``python -m edgeguard.lab.site_sim_measure --sites 5000`` starts a lab mosquitto (TLS with
 client certificates and the ACL, logging off, nothing subscribed), connects the sites as fast
 as the ramp allows, runs heartbeats for a while, then an alarm storm, and prints what it saw
-(connections per second, CPU per connection, heartbeats per second and their CPU, alarms per
-second and their PUBACK latency, memory), ending with one JSON line. CPU is of this process
-(the simulator; ``--processes 0``) or of its workers, and of the broker, from /proc."""
+(connections per second, CPU per connection, heartbeats per second and their CPU, the
+heartbeat timer's lag, alarms per second and their PUBACK latency, memory), ending with one
+JSON line. CPU is of the simulator (this process with ``--processes 0``, else its workers)
+and of the broker, from /proc; ``--plain`` measures plain TCP instead of TLS."""
 
 from __future__ import annotations
 
@@ -47,22 +48,32 @@ async def _phase(sim: SiteSimulator, broker: Mosquitto, seconds: float) -> dict[
     span = t1 - t0
     return {
         "heartbeats_per_s": (after.heartbeats - before.heartbeats) / span,
-        "heartbeats_late": after.heartbeats_late - before.heartbeats_late,
+        "tick_lag_ms_mean": 1000
+        * (after.tick_lag_s - before.tick_lag_s)
+        / max(1, after.ticks - before.ticks),
+        "ticks_late": after.ticks_late - before.ticks_late,
         "sim_cpu_pct": 100 * (after.cpu_s - before.cpu_s) / span,
         "broker_cpu_pct": 100 * (broker_after - broker_before) / span,
     }
 
 
 async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    pki = DevPKI(work / "pki")
-    broker = Mosquitto(work / "broker", pki=pki, acl=True, log_to_file=False, plain=False)
+    pki = None if args.plain else DevPKI(work / "pki")
+    broker = Mosquitto(
+        work / ("broker-plain" if args.plain else "broker"),
+        pki=pki,
+        acl=pki is not None,
+        log_to_file=False,
+        plain=pki is None,
+    )
     broker.start()
     try:
         config = SimConfig(
             work / "sim",
             port=broker.port,
+            host="127.0.0.1" if pki is None else "localhost",
             sites=args.sites,
-            pki_dir=pki.directory,
+            pki_dir=None if pki is None else pki.directory,
             heartbeat_interval=args.heartbeat_interval,
             connect_rate=args.connect_rate,
             max_connecting=args.max_connecting,
@@ -95,7 +106,9 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         storm = await _storm(sim, broker, args)
         _say("storm", storm)
         await sim.stop()
-        return {"sites": args.sites, "processes": args.processes, **ramp, **steady, **storm}
+        tls = "plain" if pki is None else "tls"
+        return {"sites": args.sites, "processes": args.processes, "transport": tls,
+                **ramp, **steady, **storm}  # fmt: skip
     finally:
         broker.stop()
 
@@ -122,6 +135,10 @@ async def _storm(sim: SiteSimulator, broker: Mosquitto, args: argparse.Namespace
         "puback_ms_p99": round(_percentile(latency, 0.99), 2),
         "storm_sim_cpu_pct": round(100 * (after.cpu_s - before.cpu_s) / span, 1),
         "storm_broker_cpu_pct": round(100 * (_cpu_s(broker.pid or 0) - broker0) / span, 1),
+        "storm_tick_lag_ms_mean": round(
+            1000 * (after.tick_lag_s - before.tick_lag_s) / max(1, after.ticks - before.ticks), 1
+        ),
+        "storm_ticks_late": after.ticks_late - before.ticks_late,
         "resent": after.resent_no_puback - before.resent_no_puback,
     }
 
@@ -136,6 +153,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="steady heartbeats (s)")
     parser.add_argument("--per-site", type=int, default=2, help="storm: alarms per site")
     parser.add_argument("--window", type=float, default=10.0, help="storm: over this many s")
+    parser.add_argument("--plain", action="store_true", help="plain TCP, no TLS")
     parser.add_argument("--dir", type=Path, default=None, help="keep keys and certs here")
     args = parser.parse_args()
     if args.dir is not None:

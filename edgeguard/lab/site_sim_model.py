@@ -91,7 +91,9 @@ class AlarmTrace:
     """One simulated alarm (a `new` message): when it was raised, first published, first
     PUBACKed and first receipted, on both clocks. ``*_mono`` is ``time.monotonic()``, which on
     Linux is the system-wide CLOCK_MONOTONIC: comparable across processes of one machine (a
-    receiver's own monotonic stamps included); ``*_wall`` is ``time.time()``."""
+    receiver's own monotonic stamps included); ``*_wall`` is ``time.time()``. Publish → stored
+    is ``parse_iso(stored_at) - published_wall`` (whole milliseconds, the police's clock), or
+    bounded above by ``receipt_mono - published_mono``."""
 
     site: str
     event_id: str
@@ -105,6 +107,8 @@ class AlarmTrace:
     puback_wall: float | None = None
     receipt_mono: float | None = None
     receipt_wall: float | None = None
+    stored_at: str | None = None  # the first receipt's `stored_at`: the police's wall clock
+    receiver: str | None = None  # the receiver that stored it (its receipt's `receiver`)
     publishes: int = 0  # times published: 1, more after a lost link or a missing receipt
     receipts: int = 0  # genuine receipts received for it (a resend gets one of its own)
 
@@ -132,7 +136,10 @@ class SimStats:
     connect_failures: int = 0  # refused, timed out or unreachable
     links_lost: int = 0  # sessions that ended other than by stop()
     heartbeats: int = 0
-    heartbeats_late: int = 0  # heartbeat rounds skipped because the loop fell behind
+    ticks: int = 0  # heartbeat timer ticks (10 a second per process)
+    ticks_late: int = 0  # ticks handled more than a tick (0.1 s) after their time
+    ticks_skipped: int = 0  # ticks dropped: the loop fell more than a whole interval behind
+    tick_lag_s: float = 0.0  # sum of the ticks' lags: tick_lag_s / ticks is the mean
     statuses: int = 0  # retained status messages published (online, offline)
     alarms: int = 0  # raised
     alarms_pubacked: int = 0
