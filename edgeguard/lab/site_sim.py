@@ -102,7 +102,8 @@ class SiteSimulator:
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self, *, wait: bool = True, timeout: float = 300.0) -> None:
         """Start every site (connections ramped at connect_rate); with ``wait``, return once
-        all are connected."""
+        all are connected, after a ``gc.freeze()`` in the simulator's process(es) (the
+        caller's, with processes=0): see SimEngine.freeze."""
         if self._started:
             raise RuntimeError("already started")
         self._started = True
@@ -130,6 +131,7 @@ class SiteSimulator:
                 self._owner.update(dict.fromkeys(part, worker))
         if wait:
             await self.wait_connected(timeout=timeout)
+            await self._all("freeze")
 
     async def stop(self) -> None:
         """Stop every site cleanly (`offline` retained, DISCONNECT); alarms still unsettled

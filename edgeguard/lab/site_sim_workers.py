@@ -27,7 +27,7 @@ from edgeguard.lab.site_sim_model import SimConfig
 
 METHODS = frozenset(
     {"raise_alarm", "storm", "kill", "revive", "silence", "get_stats", "traces", "last_errors",
-     "stop"}
+     "freeze", "stop"}
 )  # fmt: skip
 JOIN_TIMEOUT_S = 15.0
 
