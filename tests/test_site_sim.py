@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import sqlite3
 import threading
 import time
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edgeguard.ids import parse_iso
 from edgeguard.lab.broker import Mosquitto
@@ -25,8 +29,9 @@ from edgeguard.lab.harness import lab_broker, tls_mqtt
 from edgeguard.lab.site_sim import AlarmTrace, SimConfig, SiteSimulator
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.service import PoliceService
-from edgeguard.signing import generate_keypair
+from edgeguard.signing import generate_keypair, load_public_key, verify
 
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"
 SITES = 50
 WAIT_S = 60.0  # a bound, never a measure
 
@@ -182,6 +187,67 @@ def test_sites_connect_heartbeat_and_are_online_at_the_police(lab: Lab) -> None:
         assert lab.police.store.warnings() == []  # every signature and shape accepted
 
     lab.run(scenario())
+
+
+class Listener:
+    """What one site publishes, as a police subscriber gets it (its own connection, the
+    police certificate), parsed and kept by type."""
+
+    def __init__(self, broker: Mosquitto, site: str) -> None:
+        assert broker.pki is not None
+        self.got: dict[str, list[dict[str, Any]]] = {}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        pair = broker.pki.client("police")
+        self.client.tls_set(str(broker.pki.ca_file), str(pair.cert), str(pair.key))
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.on_connect = lambda c, *_a: c.subscribe(f"edgeguard/{site}/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("localhost", broker.tls_port or 0)
+        self.client.loop_start()
+        assert subscribed.wait(WAIT_S), "listener not subscribed"
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        payload = json.loads(message.payload)
+        self.got.setdefault(message.topic.split("/")[2], []).append(payload)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_what_a_site_sends_matches_the_schemas_and_verifies(lab: Lab) -> None:
+    """Status (retained online, then the Will), heartbeats and an alarm of one site: each
+    signed with its key and valid against docs/schema/."""
+    site = lab.sim.sites[47]
+    key = load_public_key(lab.sim.keys_dir / f"{site}.pub")
+    listener = Listener(lab.broker, site)
+    try:
+
+        async def scenario() -> None:
+            await until(lambda: len(listener.got.get("heartbeat", [])) >= 2, "heartbeats")
+            await lab.sim.raise_alarm(site)
+            await until(lambda: listener.got.get("alarm"), "the alarm")
+            await lab.sim.kill(site)
+            await until(lambda: len(listener.got["status"]) >= 2, "the Will")
+            await lab.sim.revive(site)
+            await lab.sim.wait_connected(timeout=WAIT_S)
+
+        lab.run(scenario())
+    finally:
+        listener.close()
+    assert [s["state"] for s in listener.got["status"]][:2] == ["online", "offline"]
+    counters = [h["counter"] for h in listener.got["heartbeat"]]
+    assert counters == list(range(counters[0], counters[0] + len(counters)))
+    for kind in ("status", "heartbeat", "alarm"):
+        validator = Draft202012Validator(
+            json.loads((SCHEMA_DIR / f"{kind}.json").read_text("utf-8")),
+            format_checker=FormatChecker(),
+        )
+        for payload in listener.got[kind]:
+            assert [e.message for e in validator.iter_errors(payload)] == [], payload
+            verify(payload, key)
+            assert payload["site"] == site
 
 
 def test_a_storm_is_stored_once_and_every_alarm_receipted(lab: Lab) -> None:

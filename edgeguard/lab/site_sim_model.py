@@ -62,6 +62,8 @@ class SimConfig:
             raise ValueError("client_id must contain {site}: each site needs its own session")
         if self.heartbeat_interval <= 0 or self.resend_after_s <= 0 or self.connect_rate <= 0:
             raise ValueError("heartbeat_interval, resend_after_s and connect_rate must be > 0")
+        if self.heartbeat_qos not in (0, 1):
+            raise ValueError("heartbeat_qos must be 0 or 1")
         if self.processes < 0 or self.max_connecting < 1:
             raise ValueError("processes must be >= 0 and max_connecting >= 1")
         for site in self.site_list():
@@ -154,8 +156,9 @@ class SimStats:
     acks: int = 0  # police acks received (valid ones)
     acks_rejected: int = 0
     subscribe_refused: int = 0
-    cpu_s: float = 0.0  # process CPU time of the simulator's process(es)
-    rss_mb: float = 0.0  # resident memory of the simulator's process(es)
+    # the simulator's process(es): with processes=0 the caller's, whatever else runs in it
+    cpu_s: float = 0.0  # CPU time (user + system) since the process started
+    rss_mb: float = 0.0  # resident memory now
     processes: int = 1
 
     def __add__(self, other: SimStats) -> SimStats:

@@ -190,10 +190,10 @@ class SimSite:
                     await entering
                 drop(client)
                 raise
-            except aiomqtt.MqttError as exc:
+            except Exception as exc:  # noqa: BLE001 - MqttError, or a bug: the site tries again
                 drop(client)
                 self.ctx.stats.connect_failures += 1
-                self.last_error = str(exc)
+                self.last_error = str(exc) if isinstance(exc, aiomqtt.MqttError) else repr(exc)
                 return None
         self.ctx.stats.connects += 1
         client.pending_calls_threshold = 1 << 30
