@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -249,9 +249,9 @@ class SimSite:
             if not self._stopping:
                 self.ctx.stats.links_lost += 1
 
-    def _status(self, state: str) -> bytes:
+    def _status(self, state: Literal["online", "offline"]) -> bytes:
         uptime = time.monotonic() - self._started
-        return self.signer.encode(status_payload(self.site, state, self.started_at, uptime))  # type: ignore[arg-type]
+        return self.signer.encode(status_payload(self.site, state, self.started_at, uptime))
 
     # --- heartbeats -------------------------------------------------------------------------
     def heartbeat(self) -> None:
