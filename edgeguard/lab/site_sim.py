@@ -60,7 +60,8 @@ quiet, rates lower while other work runs):
 * Keys and certificates: made at ~0.6-1.2 ms a site (Ed25519 key, EC P-256 client
   certificate from DevPKI), cached on disk: 5,000 already made are read in 0.3-0.9 s.
 * A full cyclic GC over 5,000 sites' objects took 0.37 s, stalling every site of the process:
-  start() ends with ``gc.freeze()``.
+  start() ends with ``gc.freeze()`` (``gc_freeze``; by default in worker processes, and in the
+  caller's with 1,000 sites or more).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from edgeguard.lab.site_sim_workers import WorkerError, WorkerProxy
 __all__ = ["AlarmTrace", "SimConfig", "SimStats", "SiteSimulator", "WorkerError"]
 
 POLL_S = 0.1
+FREEZE_FROM_SITES = 1000  # gc_freeze's default in the caller's process (processes=0)
 
 
 class _Backend(Protocol):
@@ -123,8 +125,9 @@ class SiteSimulator:
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self, *, wait: bool = True, timeout: float = 300.0) -> None:
         """Start every site (connections ramped at connect_rate); with ``wait``, return once
-        all are connected, after a ``gc.freeze()`` in the simulator's process(es) (the
-        caller's, with processes=0): see SimEngine.freeze."""
+        all are connected, after a ``gc.freeze()`` (SimEngine.freeze) where ``gc_freeze``
+        says: by default in worker processes, and in the caller's own process only with
+        1,000 sites or more."""
         if self._started:
             raise RuntimeError("already started")
         self._started = True
@@ -152,7 +155,11 @@ class SiteSimulator:
                 self._owner.update(dict.fromkeys(part, worker))
         if wait:
             await self.wait_connected(timeout=timeout)
-            await self._all("freeze")
+            freeze = self.config.gc_freeze
+            if freeze is None:
+                freeze = count > 0 or len(self.sites) >= FREEZE_FROM_SITES
+            if freeze:
+                await self._all("freeze")
 
     async def stop(self) -> None:
         """Stop every site cleanly (`offline` retained, DISCONNECT); alarms still unsettled

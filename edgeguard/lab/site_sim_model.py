@@ -53,6 +53,7 @@ class SimConfig:
     reconnect_max_s: float = 15.0
     processes: int = 0  # 0: on the caller's event loop; k: k worker processes
     site_name: str = "模拟医院"
+    gc_freeze: bool | None = None  # gc.freeze() once connected; None: see SiteSimulator.start
     seed: int | None = None  # storms' random times
 
     def __post_init__(self) -> None:
