@@ -31,9 +31,11 @@ again every ``resend_after_s`` after the PUBACK until a receipt verified by
         await sim.silence("sim-00002")  # heartbeats stop, the connection stays
         print(await sim.stats())        # SimStats: counters, gauges, CPU and memory
 
+``sim.sites`` lists the site ids; ``revive(site)`` restarts a killed site as a restarted
+daemon; a trace's ``stored_at`` is the police's own time of storing (from its receipt).
 ``processes=0`` runs every site on the caller's event loop; ``processes=k`` spreads them over k
-worker processes (``spawn``: a script using it needs the ``if __name__ == "__main__"`` guard),
-same API. The receipt topic is subscribed only with receipts on (``subscribe_receipts``
+worker processes, same API (fresh interpreters, site_sim_workers.py: a script needs no
+``__main__`` guard). The receipt topic is subscribed only with receipts on (``subscribe_receipts``
 overrides): the RabbitMQ lab's topic permissions let a site read only its ack topic, and
 RabbitMQ 3.10 closes the connection on a refused subscription (docs/city-platform.md).
 
