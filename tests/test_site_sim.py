@@ -404,3 +404,41 @@ def test_a_receipt_not_signed_by_a_trusted_key_is_refused_and_the_alarm_resent(l
         assert lab.messages("x-") == [trace.key]  # resent, stored once
 
     lab.run(scenario())
+
+
+def test_sites_reconnect_after_a_broker_restart_and_deliver_what_was_raised_meanwhile(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """The conftest's own broker (TLS, ACL), no police: stopped, alarms raised meanwhile,
+    started again on the same port; every site comes back and every alarm gets its PUBACK."""
+    assert broker.pki is not None
+    assert broker.tls_port is not None
+    config = SimConfig(
+        tmp_path / "sim", port=broker.tls_port, sites=5, prefix="r-",
+        pki_dir=broker.pki.directory, reconnect_min_s=0.2, reconnect_max_s=1.0,
+    )  # fmt: skip
+    sim = SiteSimulator(config)
+
+    async def scenario() -> None:
+        await sim.start(timeout=WAIT_S)
+        try:
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: _connected(sim, 0), "every link down")
+            for site in sim.sites:
+                await sim.raise_alarm(site)
+            assert (await sim.stats()).alarms_pubacked == 0
+            await asyncio.to_thread(broker.start)
+            stats = await sim.wait_settled(timeout=WAIT_S)
+            assert stats.alarms_pubacked == 5
+            assert stats.links_lost == 5
+            await sim.wait_connected(timeout=WAIT_S)
+            assert (await sim.stats()).connects >= 10
+        finally:
+            await sim.stop()
+
+    asyncio.run(scenario())
+    assert "as edgeguard-r-00001 (p5, c0" in broker.log_file.read_text("utf-8", errors="replace")
+
+
+async def _connected(sim: SiteSimulator, count: int) -> bool:
+    return (await sim.stats()).connected == count
