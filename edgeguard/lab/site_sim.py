@@ -36,8 +36,9 @@ daemon; a trace's ``stored_at`` is the police's own time of storing (from its re
 ``processes=0`` runs every site on the caller's event loop; ``processes=k`` spreads them over k
 worker processes, same API (fresh interpreters, site_sim_workers.py: a script needs no
 ``__main__`` guard). The receipt topic is subscribed only with receipts on (``subscribe_receipts``
-overrides): the RabbitMQ lab's topic permissions let a site read only its ack topic, and
-RabbitMQ 3.10 closes the connection on a refused subscription (docs/city-platform.md).
+overrides), so the simulator also runs, without receipts, against a broker that lets a site
+read only its ack topic (RabbitMQ 3.10 closes the connection on a refused subscription,
+docs/city-platform.md).
 
 Measured (this 2-core VM, 2026-12-03, ``python -m edgeguard.lab.site_sim_measure``: mosquitto
 2.0.11 on loopback with TLS client certificates, the ACL and persistence, nothing subscribed,
