@@ -82,7 +82,7 @@ def wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=5):
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -114,7 +114,7 @@ class Deployment:
         if self.dsn is not None:
             with psycopg.connect(self.dsn) as conn:
                 return conn.execute(sql.replace("?", "%s"), params).fetchall()
-        import sqlite3  # noqa: PLC0415
+        import sqlite3
 
         assert self.sqlite is not None
         with contextlib.closing(sqlite3.connect(f"file:{self.sqlite}?mode=ro", uri=True)) as c:
@@ -162,7 +162,7 @@ def city(work: Path, cluster: RabbitCluster, pg: PostgresServer, run: str, count
     dsn = pg.create_database(f"bench_{run}")
     receivers = []
     for index in range(count):
-        nodes = [*cluster.nodes[index % 3:], *cluster.nodes[: index % 3]]
+        nodes = [*cluster.nodes[index % 3 :], *cluster.nodes[: index % 3]]
         name = f"{run}-r{index + 1}"
         receiver = Receiver(name, {
             "receiver_id": name, "keys_dir": str(keys), "receipt_key": str(receipt[0]),
@@ -182,7 +182,8 @@ def city(work: Path, cluster: RabbitCluster, pg: PostgresServer, run: str, count
                       protocol="3.1.1", client_id="{site}", police_keys=(receipt[1],),
                       processes=1 if processes > 1 else 0)
             for i, part in enumerate(_split(sites, max(3, processes)))]  # fmt: skip
-    return Deployment(run, receivers, sims, dsn=dsn, extra={"queue": f"edgeguard-police.{run}-alarms"})
+    queue = f"edgeguard-police.{run}-alarms"
+    return Deployment(run, receivers, sims, dsn=dsn, extra={"queue": queue})
 
 
 def pki_dir(cluster: RabbitCluster) -> Path:

@@ -87,8 +87,12 @@ class ApiProbe:
         assert self.url is not None
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.post(f"{self.url}/login", data={"user": LOGIN, "password": PASSWORD},
-                                 headers={"Origin": self.url}, allow_redirects=False) as r:
+            async with http.post(
+                f"{self.url}/login",
+                data={"user": LOGIN, "password": PASSWORD},
+                headers={"Origin": self.url},
+                allow_redirects=False,
+            ) as r:
                 token = r.cookies["eg_session"].value  # fmt: skip
             headers = {"Cookie": f"eg_session={token}"}
             paths = ("/api/summary", "/api/sites", "/api/alarms/open")
@@ -133,7 +137,7 @@ async def _storm(dep: Deployment, sims: list[SiteSimulator], per_site: int, wind
 
 
 async def _losses(dep: Deployment, sims: list[SiteSimulator]) -> dict[str, Any]:
-    victims = [s for sim in sims for s in sim.sites][-2 * LOSSES:]
+    victims = [s for sim in sims for s in sim.sites][-2 * LOSSES :]
     killed, silenced = victims[:LOSSES], victims[LOSSES:]
     owner = {site: sim for sim in sims for site in sim.sites}
     began = time.monotonic()
@@ -151,7 +155,7 @@ async def _losses(dep: Deployment, sims: list[SiteSimulator]) -> dict[str, Any]:
     await _until(check, 60, step=0.2)
     will = [seen.get(s) for s in killed]
     silence = [seen.get(s) for s in silenced]
-    worst = [v for v in will + silence]
+    worst = will + silence
     return {
         "will_seen_s": None if None in will else round(max(will), 1),  # type: ignore[type-var]
         "silence_seen_s": None if None in silence else round(max(silence), 1),  # type: ignore[type-var]

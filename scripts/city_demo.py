@@ -110,7 +110,7 @@ class CityDemo:
 
     def _rotated(self, index: int) -> list[Any]:
         nodes = self.cluster.nodes
-        return [*nodes[index % len(nodes):], *nodes[: index % len(nodes)]]
+        return [*nodes[index % len(nodes) :], *nodes[: index % len(nodes)]]
 
     def start_site(self) -> None:
         pair = self.pki.client(SITE)
@@ -210,7 +210,7 @@ class CityDemo:
         print(f"killed {victim}: the cluster sends its Will; the dashboards show it lost")
 
     def stored(self, source: str) -> bool:
-        import psycopg  # noqa: PLC0415 - the demo's own check
+        import psycopg
 
         with psycopg.connect(self.pg.dsn) as conn:
             row = conn.execute(
@@ -220,12 +220,12 @@ class CityDemo:
 
 
 def _wait_http(url: str, timeout: float) -> None:
-    import urllib.request  # noqa: PLC0415
+    import urllib.request
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=5):
                 return
         except OSError:
             if time.monotonic() > deadline:
@@ -287,8 +287,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if args.smoke:
             return await smoke(demo)
         await interactive(demo)
-        return 0
     except KeyboardInterrupt:
+        return 0
+    else:
         return 0
     finally:
         print("stopping…")
