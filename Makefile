@@ -4,10 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest docs bench chaos fuzz system-deps venv clean
+.PHONY: demo city-demo test lint typecheck pytest docs bench chaos fuzz system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/python scripts/demo.py
+
+# the police platform of a city: 3-node RabbitMQ, PostgreSQL, 2 receivers, a real site and
+# a few hundred simulated hospitals (docs/city-platform.md)
+city-demo: system-deps venv
+	$(BIN)/python scripts/city_demo.py
 
 test: system-deps venv lint typecheck pytest
 

@@ -198,9 +198,9 @@ class CityDemo:
         assert self.sim is not None
         began = time.monotonic()
         await self.sim.storm(per_site=1, window_s=1.0)
-        settled = await self.sim.wait_settled(timeout=120)
-        print(f"storm: one alarm at each of {self.hospitals} hospitals; all receipted: "
-              f"{settled} in {time.monotonic() - began:.1f} s")  # fmt: skip
+        stats = await self.sim.wait_settled(timeout=120)
+        print(f"storm: one alarm at each of {self.hospitals} hospitals: {stats.alarms_receipted} "
+              f"receipted in {time.monotonic() - began:.1f} s")  # fmt: skip
 
     async def kill_one(self) -> None:
         assert self.sim is not None
@@ -217,6 +217,23 @@ class CityDemo:
                 "SELECT COUNT(*) FROM alarms WHERE site = %s AND source = %s", (SITE, source)
             ).fetchone()
         return bool(row and row[0])
+
+
+def dashboard_open_alarms(port: int) -> list[dict[str, Any]]:
+    """The open alarms as a dispatcher logged in at the dashboard on ``port`` sees them."""
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}"
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = urllib.parse.urlencode({"user": LOGIN, "password": PASSWORD}).encode()
+    login = urllib.request.Request(f"{url}/login", data=form, headers={"Origin": url})
+    with opener.open(login, timeout=10):
+        pass
+    with opener.open(f"{url}/api/alarms/open?site={SITE}", timeout=10) as answer:
+        return list(json.loads(answer.read())["alarms"])
 
 
 def _wait_http(url: str, timeout: float) -> None:
@@ -249,6 +266,14 @@ async def smoke(demo: CityDemo) -> int:
             print("smoke: no receipt reached the site", file=sys.stderr)
             return 1
         await asyncio.sleep(0.3)
+    # on the other receiver's dashboard: whichever receiver stored it, every one shows it
+    port = demo.web_ports[1]
+    while not any(a.get("source") == BUTTON for a in dashboard_open_alarms(port)):
+        if time.monotonic() > deadline:
+            print(f"smoke: the alarm is not on the dashboard at port {port}", file=sys.stderr)
+            return 1
+        await asyncio.sleep(0.3)
+    print(f"smoke: the alarm is on both dashboards' open alarms (checked at port {port})")
     await demo.storm()
     print(json.dumps({"smoke": "ok", "hospitals": demo.hospitals}))
     return 0
