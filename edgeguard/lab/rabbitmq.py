@@ -424,8 +424,10 @@ class RabbitCluster:
                 "RABBITMQ_DIST_PORT": str(n.dist_port),
                 # exec the VM (no signal-forwarding shell): the Popen pid is beam.smp's
                 "RUNNING_UNDER_SYSTEMD": "true",
+                # no scheduler busy-waiting: three nodes share this machine's cores with
+                # everything else, and spinning schedulers take CPU the others need
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface "
-                "{127,0,0,1}",
+                "{127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none",
             }
         return env
 

@@ -11,8 +11,9 @@ off the event loop.
   thread with the tracker: every receiver keeps every site's state in memory, and only the
   supervisor (edgeguard/police/leader.py) writes it, in one transaction per batch, and ticks
   the tracker to decide "site lost". It does not decide while its own supervision lags
-  (messages waiting at the broker, or held here for more than a second or two): a heartbeat
-  not yet read is not a silent site.
+  (messages waiting at the broker, or held here for more than a second or two) nor while the
+  broker delivers every site's heartbeats late (ingress_lag.py): a heartbeat not yet read, or
+  not yet passed on, is not a silent site.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, cast
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.amqp_link import Delivery
 from edgeguard.police.handler import MessageHandler
+from edgeguard.police.ingress_lag import IngressLag
 from edgeguard.police.leader import SupervisorLock
 from edgeguard.police.receipts import ReceiptSender
 from edgeguard.police.store import PoliceStore
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKLOG = 2000  # supervision messages waiting at the broker beyond which nobody is lost
 MAX_HELD_S = 2.0  # ... or held here, unread, for longer than this
+MAX_INGRESS_S = 3.0  # ... or heartbeats reaching the platform this much later than usual
 REGISTRY_EVERY_S = 5.0
 
 
@@ -97,10 +100,15 @@ class CityIntake:
         self.receipts = receipts
         self.lock = SupervisorLock(dsn, store.receiver)
         self.writes = SupervisionWrites(store, self.lock)
+        self.ingress = IngressLag()
         self.alarm_handler = MessageHandler(store, tracker, receiver, **handler_args)
         # the handler calls only update_site, record_device and add_warning on this store
         self.supervision_handler = MessageHandler(
-            cast(PoliceStore, self.writes), tracker, receiver, **handler_args
+            cast(PoliceStore, self.writes),
+            tracker,
+            receiver,
+            heartbeat_delay=self.ingress.heartbeat,
+            **handler_args,
         )
         self.alarm_thread = ThreadPoolExecutor(1, thread_name_prefix="police-alarms")
         self.supervision_thread = ThreadPoolExecutor(1, thread_name_prefix="police-supervision")
@@ -179,13 +187,17 @@ class CityIntake:
             return
         if not was_supervisor:
             self._take_over()
-        lagging = lag is None or lag[0] > MAX_BACKLOG or lag[1] > MAX_HELD_S
+        late = self.ingress.excess_s()
+        lagging = lag is None or lag[0] > MAX_BACKLOG or lag[1] > MAX_HELD_S or late > MAX_INGRESS_S
         if lagging != self.suspended:
             self.suspended = lagging
+            if not lagging:  # what arrived late was not silence: every site's timer anew
+                self.tracker.connected()
             logger.warning(
-                "supervision %s (%s)",
-                "suspended: this receiver is behind" if lagging else "resumed",
+                "supervision %s (%s; heartbeats %.1f s later than usual)",
+                "suspended: the platform is behind" if lagging else "resumed",
                 "link down" if lag is None else f"{lag[0]} waiting, oldest held {lag[1]:.1f} s",
+                late,
             )
         if not lagging:
             for update in self.tracker.tick():

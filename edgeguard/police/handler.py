@@ -4,6 +4,7 @@ warnings, never alarms; malformed input never raises."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -56,6 +57,7 @@ class MessageHandler:
         orphans: OrphanLimits | None = None,
         on_stored: StoredAlarm | None = None,
         site_keys: SiteKeys | None = None,
+        heartbeat_delay: Callable[[str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.on_stored = on_stored  # after the commit: the receipt (edgeguard/receipts.py)
@@ -63,6 +65,7 @@ class MessageHandler:
         self.tracker = tracker
         self.receiver = receiver
         self.site_keys = site_keys  # re-read when a site without a key speaks
+        self.heartbeat_delay = heartbeat_delay  # (site, s since its `at`): ingress_lag.py
         self.snapshots_dir = snapshots_dir
         self.names = names  # configured display names
         self._warned: dict[tuple[str, str, str], float] = {}
@@ -283,6 +286,10 @@ class MessageHandler:
         self.store.update_site(site, {**values, **self.site_values(update)})
 
     def _heartbeat(self, site: str, payload: dict[str, Any], arrived: float, link: str) -> None:
+        if self.heartbeat_delay is not None and isinstance(payload.get("at"), str):
+            with contextlib.suppress(ValueError):
+                sent = datetime.fromisoformat(payload["at"]).timestamp()
+                self.heartbeat_delay(site, time.time() - sent)
         pending, open_alarms = _int(payload.get("outbox_pending")), _int(payload.get("open_alarms"))
         update = self.tracker.on_heartbeat(site, pending, at=arrived, link=link)
         head = payload.get("log_head")

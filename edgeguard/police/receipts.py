@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECEIPT_TIMEOUT_S = 10.0
-MAX_IN_FLIGHT = 1000  # receipts awaiting their PUBACK; beyond this the site's resend covers it
+# receipts awaiting their PUBACK or confirm: a city's storm is one per alarm; beyond this the
+# site's resend covers it
+MAX_IN_FLIGHT = 20_000
 
 
 class ReceiptSender:
