@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import tempfile
@@ -32,6 +33,8 @@ from edgeguard.lab.site_sim import SimConfig, SiteSimulator
 async def _one(cluster: RabbitCluster, work: Path, sites: list[str], queue_type: str,
                per_site: int, window: float) -> dict[str, Any]:  # fmt: skip
     consumed = 0
+    expected = per_site * len(sites)
+    all_in = asyncio.Event()
     connection = await aio_pika.connect(cluster.amqp_url(0))
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=2000)
@@ -45,6 +48,8 @@ async def _one(cluster: RabbitCluster, work: Path, sites: list[str], queue_type:
         nonlocal consumed
         consumed += 1
         await message.ack()
+        if consumed >= expected:
+            all_in.set()
 
     await queue.consume(on_message)
     sims = [SiteSimulator(SimConfig(
@@ -56,9 +61,8 @@ async def _one(cluster: RabbitCluster, work: Path, sites: list[str], queue_type:
         await asyncio.gather(*(s.start() for s in sims))
         began = time.monotonic()
         await asyncio.gather(*(s.storm(per_site=per_site, window_s=window) for s in sims))
-        expected = per_site * len(sites)
-        while consumed < expected and time.monotonic() - began < 600:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 600)
         took = time.monotonic() - began
         traces = [t for s in sims for t in await s.traces()]
     finally:
