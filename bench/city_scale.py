@@ -280,14 +280,20 @@ def main() -> int:
     parser.add_argument("--receivers", default="1,2", help="receiver counts, e.g. 1,2")
     parser.add_argument("--processes", type=int, default=2, help="simulator worker processes")
     parser.add_argument("--quick", action="store_true", help="200 sites, short phases (< 3 min)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the run's files (logs) under DIR")
     args = parser.parse_args()
     args.receivers = [int(n) for n in str(args.receivers).split(",") if n.strip()]
     if args.quick:
         args.sites = min(args.sites, 200)
         args.receivers = args.receivers[:1] if len(args.receivers) > 1 else args.receivers
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="edgeguard-city-") as work:
+    if args.keep is not None:
+        work = tempfile.mkdtemp(prefix="edgeguard-city-", dir=args.keep)
+        print(f"keeping the run's files in {work}", flush=True)
         figures = asyncio.run(bench(args, Path(work)))
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgeguard-city-") as work:
+            figures = asyncio.run(bench(args, Path(work)))
     targets = {
         "no_false_site_lost": figures["false_site_lost"] == 0,
         "loss_seen_within_20_s": (figures["loss_seen_s"] or 99) <= 20,
