@@ -146,6 +146,7 @@ class AmqpLink:
         self._connection: Any = None
         self._supervision_queue: Any = None
         self._supervision_batcher: _Batcher | None = None
+        self._probe_channel: Any = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -198,15 +199,22 @@ class AmqpLink:
     async def supervision_lag(self) -> tuple[int, float] | None:
         """How far behind this receiver's supervision is: the messages still waiting in its
         queue at the broker, and the age (s) of the oldest one it holds but has not handed
-        over; None while the link is down or the broker does not answer."""
-        queue, batcher = self._supervision_queue, self._supervision_batcher
-        if queue is None or batcher is None or not self.connected:
+        over; None while the link is down or the broker does not answer.
+
+        Asked on a channel of its own: aiormq closes a channel whose RPC times out, and the
+        consuming channels must never be the ones closed."""
+        batcher, connection = self._supervision_batcher, self._connection
+        if batcher is None or connection is None or not self.connected:
             return None
         try:
-            declared = await queue.declare(timeout=5)
-        except Exception:  # noqa: BLE001 - the link's own loop notices a dead connection
+            if self._probe_channel is None or self._probe_channel.is_closed:
+                self._probe_channel = await connection.channel()
+            declared = await self._probe_channel.declare_queue(
+                self.supervision_queue, passive=True, timeout=5
+            )
+        except Exception:  # noqa: BLE001 - a busy broker: unknown this round
             return None
-        return int(declared.message_count or 0), batcher.oldest_age()
+        return int(declared.declaration_result.message_count or 0), batcher.oldest_age()
 
     # --- the connection's life --------------------------------------------------------------
     async def _run(self) -> None:
@@ -239,17 +247,24 @@ class AmqpLink:
         )
         batchers: list[_Batcher] = []
         try:
-            batchers = await self._consume(connection)
+            batchers = await self._consume(connection, closed)
             self._up(node)
             await closed
-            self.last_error = f"{node}: connection closed"
+            self.last_error = f"{node}: connection (or one of its channels) closed"
         finally:
             for batcher in batchers:
                 await batcher.close()
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def _consume(self, connection: Any) -> list[_Batcher]:
+    async def _consume(self, connection: Any, closed: asyncio.Future[None]) -> list[_Batcher]:
+        """Declare, bind and consume; a consuming channel that closes (the broker closed it)
+        ends the session as a lost connection does: the next one starts afresh."""
+
+        def channel_closed(*_: Any) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
         alarm_channel = await connection.channel()
         await alarm_channel.set_qos(prefetch_count=self.config.prefetch)
         alarms = await alarm_channel.declare_queue(
@@ -279,6 +294,8 @@ class AmqpLink:
         await alarms.consume(alarm_batcher.add)
         await supervision.consume(supervision_batcher.add)
         self._supervision_batcher = supervision_batcher
+        for channel in (alarm_channel, supervision_channel, publish_channel):
+            channel.close_callbacks.add(channel_closed)
         return [alarm_batcher, supervision_batcher]
 
     def _up(self, node: str) -> None:
@@ -292,6 +309,7 @@ class AmqpLink:
         self._exchange = None
         self._supervision_queue = None
         self._supervision_batcher = None
+        self._probe_channel = None
         self._connection = None
         if self.connected:
             self.connected, self.since = False, iso_ms(utc_now())
