@@ -18,6 +18,7 @@ from edgeguard.driver_api import DriverConfig
 from edgeguard.driver_registry import schemas
 from edgeguard.gsm_modem_config import SmsConfig
 from edgeguard.outputs_config import ModbusCoilOutputConfig, OutputConfig
+from edgeguard.receipts_config import ReceiptsConfig
 from edgeguard.secrets import Secret, SecretPath
 from edgeguard.web.config import WebConfig
 
@@ -239,31 +240,6 @@ class ControlConfig(StrictModel):
 
     socket: Path = Field(
         default=Path("/run/edgeguard/control.sock"), description="Unix socket path."
-    )
-
-
-class ReceiptsConfig(StrictModel):
-    """End-to-end receipts (docs/mqtt-api.md 4.7): the police platform confirms each alarm
-    message it stored. Without one in time the message is published again: a broker's PUBACK
-    alone does not prove the police have it."""
-
-    police_keys: list[Path] = Field(
-        min_length=1,
-        max_length=8,
-        description="The police platform's public receipt key(s), PEM (`.pub` of its "
-        "`receipt_key`); two during a key change. A receipt signed otherwise is refused.",
-    )
-    resend_after_s: float = Field(
-        default=10.0,
-        ge=1.0,
-        le=3600.0,
-        description="An alarm message without its receipt this long after its PUBACK is "
-        "published again (checked every 5 s), for as long as it takes (receivers dedupe).",
-    )
-    required: bool = Field(
-        default=True,
-        description="False: a missing receipt is only shown (`delivered`, not `received`), "
-        "nothing is published again — for a police side that sends no receipts yet.",
     )
 
 

@@ -44,6 +44,7 @@ class SimConfig:
     heartbeat_qos: int = 0
     police_keys: tuple[Path, ...] = ()
     resend_after_s: float = 10.0
+    resend_max_s: float = 120.0  # each wait for a receipt doubles up to this, as the daemon's
     subscribe_receipts: bool | None = None  # default: when receipts are on (see site_sim.py)
     puback_timeout_s: float = 30.0  # published again after this without a PUBACK
     connect_timeout_s: float = 30.0

@@ -316,8 +316,10 @@ class SimSite:
 
     async def _deliver(self, trace: AlarmTrace, topic: str, body: bytes) -> None:
         """Publish (the same bytes each time) until PUBACK; with receipts, again after
-        resend_after_s without the receipt, for as long as it takes."""
+        resend_after_s without the receipt (each wait doubling up to resend_max_s, as the
+        daemon's), for as long as it takes."""
         cfg, stats, key = self.config, self.ctx.stats, (trace.event_id, trace.seq)
+        resends = 0
         while True:
             while self.session is None:
                 await self._up.wait()
@@ -350,10 +352,12 @@ class SimSite:
             if receipt is None:
                 return
             if not receipt.done():
-                await asyncio.wait({receipt}, timeout=cfg.resend_after_s)
+                wait = min(cfg.resend_after_s * 2 ** min(resends, 20), cfg.resend_max_s)
+                await asyncio.wait({receipt}, timeout=wait)
             if receipt.done():
                 del self._receipts[key]
                 return
+            resends += 1
             stats.resent_no_receipt += 1
             self._unacked.add(key)
 

@@ -1,6 +1,8 @@
 """Alarm messages the broker has PUBACKed, waiting for the police platform's receipt
 (edgeguard/receipts.py). One without its receipt ``resend_after_s`` after its PUBACK is due to
-be published again; after that PUBACK it waits anew, for as long as it takes.
+be published again; after that PUBACK it waits anew, for as long as it takes, each wait twice
+the last up to ``resend_max_s``: receipts come late when the police broker is saturated, and
+resends every few seconds from thousands of sites would saturate it further.
 
 A receipt can overtake the PUBACK of its own message (the police store it before our paho
 thread hands us the PUBACK): such early receipts are kept, bounded, and settle the message when
@@ -16,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edgeguard.config import ReceiptsConfig
 from edgeguard.receipts import load_receipt_keys
+from edgeguard.receipts_config import ReceiptsConfig
 from edgeguard.store_outbox import OutboxRow
 
 if TYPE_CHECKING:
@@ -45,10 +47,13 @@ class ReceiptWait:
         resend_after_s: float,
         *,
         resend: bool,
+        resend_max_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys  # the police platform's: a receipt must verify with one of them
         self.resend_after_s = resend_after_s
+        self.resend_max_s = max(resend_after_s, resend_max_s or resend_after_s)
+        self._resends: dict[Key, int] = {}  # times published again, for the back-off
         self.resend = resend  # False: only shown, never published again (receipts optional)
         self.clock = clock
         self.waiting: dict[Key, tuple[OutboxRow, float]] = {}
@@ -62,11 +67,14 @@ class ReceiptWait:
             return
         if key in self._early:
             del self._early[key]
+            self._resends.pop(key, None)
             return
-        self.waiting[key] = (row, self.clock() + self.resend_after_s)
+        wait = min(self.resend_after_s * 2 ** self._resends.get(key, 0), self.resend_max_s)
+        self.waiting[key] = (row, self.clock() + wait)
 
     def received(self, key: Key) -> None:
         """A genuine receipt for ``key`` (verified by the caller)."""
+        self._resends.pop(key, None)
         if self.waiting.pop(key, None) is None:
             self._early[key] = None
             while len(self._early) > MAX_EARLY:
@@ -80,6 +88,8 @@ class ReceiptWait:
         now = self.clock()
         keys = [key for key, (_row, deadline) in self.waiting.items() if deadline <= now]
         rows = sorted((self.waiting.pop(key)[0] for key in keys), key=lambda row: row.id)
+        for key in keys:
+            self._resends[key] = min(self._resends.get(key, 0) + 1, 20)
         self.resent += len(rows)
         return rows
 
@@ -93,7 +103,9 @@ def enable_receipts(config: ReceiptsConfig | None, outbox: Outbox) -> None:
     if config is None:
         return
     keys = load_receipt_keys(config.police_keys)
-    outbox.receipts = ReceiptWait(keys, config.resend_after_s, resend=config.required)
+    outbox.receipts = ReceiptWait(
+        keys, config.resend_after_s, resend=config.required, resend_max_s=config.resend_max_s
+    )
 
 
 async def load_awaiting_receipts(writer: StoreWriter, outbox: Outbox) -> None:
