@@ -42,10 +42,10 @@ from city_parts import (
     add_dashboard_user,
     baseline,
     city,
-    wait_http,
 )
 from common import emit, machine, percentiles
 
+from edgeguard.lab.consoles import wait_http
 from edgeguard.lab.pki import DevPKI
 from edgeguard.lab.postgres import PostgresServer
 from edgeguard.lab.rabbitmq import RabbitCluster
@@ -182,7 +182,9 @@ async def run(dep: Deployment, sites: int, quick: bool) -> dict[str, Any]:
     for receiver in dep.receivers:
         receiver.start()
     web = next(r for r in dep.receivers if r.web_port)
-    await asyncio.to_thread(wait_http, f"http://127.0.0.1:{web.web_port}/login", 120)
+    assert web.proc is not None
+    await asyncio.to_thread(wait_http, f"http://127.0.0.1:{web.web_port}", web.proc,
+                            web.workdir / "receiver.log", 120)  # fmt: skip
     await asyncio.to_thread(add_dashboard_user, web)
     sims = [SiteSimulator(config) for config in dep.sim_configs]
     wall = time.monotonic()

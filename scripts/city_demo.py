@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeguard.lab.broker import free_port  # noqa: E402
+from edgeguard.lab.consoles import wait_http  # noqa: E402
 from edgeguard.lab.harness import DaemonProcess, Site, make_site  # noqa: E402
 from edgeguard.lab.pki import DevPKI  # noqa: E402
 from edgeguard.lab.postgres import PostgresServer  # noqa: E402
@@ -159,8 +160,8 @@ class CityDemo:
         )  # fmt: skip
         if add.returncode != 0:
             raise SystemExit(f"cannot add the dashboard user: {add.stderr.decode()[-500:]}")
-        for port in self.web_ports:
-            _wait_http(f"http://127.0.0.1:{port}/login", 60)
+        for index, (port, proc) in enumerate(zip(self.web_ports, self.receivers, strict=True)):
+            wait_http(f"http://127.0.0.1:{port}", proc, WORK / f"receiver-{index + 1}.log", 60)
         print("receivers: city-receiver-1 and -2 (AMQP competing consumers, one supervisor)")
         for index, port in enumerate(self.web_ports):
             print(f"dashboard {index + 1}: http://127.0.0.1:{port}/  ({LOGIN} / {PASSWORD})")
@@ -234,20 +235,6 @@ def dashboard_open_alarms(port: int) -> list[dict[str, Any]]:
         pass
     with opener.open(f"{url}/api/alarms/open?site={SITE}", timeout=10) as answer:
         return list(json.loads(answer.read())["alarms"])
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{url} did not answer; see {WORK}/receiver-*.log") from None
-            time.sleep(0.3)
 
 
 async def smoke(demo: CityDemo) -> int:

@@ -21,13 +21,12 @@ QUEUE_SIZE = 1000
 Builder = Callable[[str, str], dict[str, Any] | None]
 
 
-class UpdateFeed:
-    def __init__(self, store: PoliceStore, build: Builder, maxsize: int = QUEUE_SIZE) -> None:
-        self.store = store
-        self.build = build
+class Subscribers:
+    """The dashboard's bounded queues: a slow one loses its oldest updates."""
+
+    def __init__(self, maxsize: int = QUEUE_SIZE) -> None:
         self.maxsize = maxsize
         self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.last_id = store.last_change_id()
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.maxsize)
@@ -36,6 +35,21 @@ class UpdateFeed:
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self.queues.discard(queue)
+
+    def put(self, update: dict[str, Any]) -> None:
+        for queue in self.queues:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # drop the oldest
+            queue.put_nowait(update)
+
+
+class UpdateFeed(Subscribers):
+    def __init__(self, store: PoliceStore, build: Builder, maxsize: int = QUEUE_SIZE) -> None:
+        super().__init__(maxsize)
+        self.store = store
+        self.build = build
+        self.last_id = store.last_change_id()
 
     def pump(self) -> None:
         """Hand every change since the last pump to the subscribers."""
@@ -56,12 +70,7 @@ class UpdateFeed:
             return
         if data is None:
             return
-        update = {"type": what, "data": data}
-        for queue in self.queues:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()  # drop the oldest
-            queue.put_nowait(update)
+        self.put({"type": what, "data": data})
 
     async def run(self) -> None:
         while True:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from edgeguard.police.feed import QUEUE_SIZE, Builder
+from edgeguard.police.feed import QUEUE_SIZE, Builder, Subscribers
 from edgeguard.police.store import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -26,24 +26,15 @@ RECONNECT_S = 1.0
 MAX_PER_ROUND = 5000  # things built in one round; more wait for the next
 
 
-class NotifyFeed:
+class NotifyFeed(Subscribers):
     def __init__(self, dsn: str, build: Builder, maxsize: int = QUEUE_SIZE) -> None:
+        super().__init__(maxsize)
         self.dsn = dsn
         self.build = build
-        self.maxsize = maxsize
-        self.queues: set[asyncio.Queue[dict[str, Any]]] = set()
         self.last_id = 0  # the SQLite feed's cursor; unused here
         self.listening = False
         self._heard: dict[tuple[str, str], None] = {}
         self._wake = asyncio.Event()
-
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.maxsize)
-        self.queues.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.queues.discard(queue)
 
     def pump(self) -> None:
         """Nothing to do: the notifications come by themselves."""
@@ -74,7 +65,7 @@ class NotifyFeed:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.listening = True
             if resync:
-                self._put({"type": "resync", "data": {}})
+                self.put({"type": "resync", "data": {}})
             async for notify in conn.notifies():
                 what, _, key = notify.payload.partition(":")
                 self._heard[(what, key)] = None
@@ -94,7 +85,7 @@ class NotifyFeed:
                 continue
             updates = await asyncio.to_thread(self._build_all, heard)
             for update in updates:
-                self._put(update)
+                self.put(update)
 
     def _build_all(self, heard: list[tuple[str, str]]) -> list[dict[str, Any]]:
         updates = []
@@ -107,10 +98,3 @@ class NotifyFeed:
             if data is not None:
                 updates.append({"type": what, "data": data})
         return updates
-
-    def _put(self, update: dict[str, Any]) -> None:
-        for queue in self.queues:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()  # drop the oldest
-            queue.put_nowait(update)
