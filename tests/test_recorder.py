@@ -165,6 +165,47 @@ def test_ring_bounded_by_bytes_drops_whole_gops() -> None:
     assert ring.dropped_for_memory > 0
 
 
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lagging_reader_is_waited_for_before_the_clip_is_cut() -> None:
+    """On a busy machine the reader can be seconds behind the camera: the clip waits until the
+    ring holds the window's end (up to CATCH_UP_S), and is not cut short by the lag."""
+    clock = FakeClock(1000.0)
+    recorder = ClipRecorder(RecorderSettings("rtsp://cam/1"), clock=clock)
+    recorder._connected = True  # what the reader thread sets
+    seg = segment(1000.0)
+    feed(recorder._ring, seg, 0, 100)  # up to 1010 s of wall time
+    request = rec.ClipRequest(1005.0, 995.0, 1015.0, Path("clip.mp4"), lambda r, e: None)
+    recorder._pending.append(request)
+    clock.now = 1015.0 + rec.SETTLE_S + 0.1
+    assert recorder._take_due() == []  # connected and 5 s behind: wait
+    feed(recorder._ring, seg, 100, 55)  # the reader catches up past the window's end
+    assert recorder._take_due() == [request]
+
+
+def test_a_reader_that_never_catches_up_gets_its_clip_after_the_limit() -> None:
+    clock = FakeClock(1000.0)
+    recorder = ClipRecorder(RecorderSettings("rtsp://cam/1"), clock=clock)
+    recorder._connected = True
+    feed(recorder._ring, segment(1000.0), 0, 100)
+    request = rec.ClipRequest(1005.0, 995.0, 1015.0, Path("clip.mp4"), lambda r, e: None)
+    recorder._pending.append(request)
+    clock.now = 1015.0 + rec.SETTLE_S + rec.CATCH_UP_S - 0.1
+    assert recorder._take_due() == []
+    clock.now += 0.2
+    assert recorder._take_due() == [request]
+    recorder._pending.append(request)
+    recorder._connected = False  # a camera gone: no waiting for it
+    clock.now = 1015.0 + rec.SETTLE_S
+    assert recorder._take_due() == [request]
+
+
 def test_plan_rebases_to_zero_and_places_segments_at_wall_time() -> None:
     ring = PacketRing(1 << 30)
     first, second = segment(1000.0), segment(1000.0 + 3.0)  # reconnected 3 s later

@@ -206,6 +206,12 @@ class PacketRing:
             chosen.extend((gop.segment, p) for p in gop.packets if gop.segment.wall(p.dts) <= end)
         return chosen
 
+    def newest_wall(self) -> float | None:
+        if not self.gops:
+            return None
+        last = self.gops[-1]
+        return last.segment.wall(last.packets[-1].dts)
+
     def span_s(self) -> float:
         if not self.gops:
             return 0.0

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 KEEP_MARGIN_S = 1.0  # the ring keeps this much more than pre_s (timing noise)
 SETTLE_S = 1.0  # a clip is written this long after its window ends (network latency)
+CATCH_UP_S = 15.0  # a connected reader that lags (a busy machine) is waited for this much longer
 JUMP_S = 5.0  # a timestamp jump larger than this inside one connection starts a new segment
 BACKOFF_START_S = 0.5
 USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
@@ -317,15 +318,25 @@ class ClipRecorder:
     def _take_due(self) -> list[ClipRequest]:
         now = self.clock()
         stopping = self._stopping.is_set()
-        due = [r for r in self._pending if stopping or now >= r.end + SETTLE_S]
+        due = [r for r in self._pending if stopping or self._is_due(r, now)]
         self._pending = [r for r in self._pending if r not in due]
         return due
+
+    def _is_due(self, request: ClipRequest, now: float) -> bool:
+        """Once the window has ended and settled, and the ring holds the window's end: a
+        reader that is still connected but behind (the whole machine busy) is waited for up
+        to CATCH_UP_S, so that the clip is not cut short by the lag."""
+        if now < request.end + SETTLE_S:
+            return False
+        newest = self._ring.newest_wall()
+        caught_up = newest is not None and newest >= request.end
+        return caught_up or not self._connected or now >= request.end + SETTLE_S + CATCH_UP_S
 
     def _wait_s(self) -> float:
         if not self._pending:
             return 1.0
         soonest = min(r.end for r in self._pending) + SETTLE_S - self.clock()
-        return min(1.0, max(0.02, soonest))
+        return min(1.0, max(0.2, soonest))
 
     def _complete(self, request: ClipRequest) -> None:
         try:
