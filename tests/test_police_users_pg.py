@@ -14,7 +14,9 @@ import contextlib
 import hashlib
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,11 @@ import yaml
 
 from edgeguard.lab.broker import free_port
 from edgeguard.police.config import PoliceConfig
-from edgeguard.police.db import PostgresDatabase
+from edgeguard.police.db import PostgresDatabase, SqliteDatabase
 from edgeguard.police.schema import migrate
 from edgeguard.police.service import PoliceService
 from edgeguard.police.web import accounts, police_app
+from edgeguard.web.db_limiter import DbLoginLimiter
 from edgeguard.web.security import COOKIE
 from edgeguard.web.server import WebServer
 from edgeguard.web.sessions import DbSessionStore
@@ -41,6 +44,14 @@ TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
 # --- fixtures (the PostgreSQL server and a database per test: conftest.py) -----------------
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def police_config(tmp_path: Path, dsn: str | None, **web: Any) -> PoliceConfig:
     return PoliceConfig.model_validate(config_data(tmp_path, dsn, **web))
 
@@ -172,6 +183,88 @@ def test_a_session_from_one_instance_works_on_another_and_after_a_restart(
                     assert (await desk.get(c, "/api/me"))[0] == 401
 
     asyncio.run(scenario())
+
+
+def test_failed_logins_are_counted_by_every_instance_and_kept_across_a_restart(
+    tmp_path: Path, pg_dsn: str, pg_db: PostgresDatabase
+) -> None:
+    """Going round the instances gives a guesser no more tries: login_attempts is 3 for the
+    platform, not per instance, and a restarted instance still refuses the locked name."""
+    add_users(pg_db)
+    config = police_config(tmp_path, pg_dsn, login_attempts=3)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            guesser = Browser(http)
+            async with dashboard(config) as a, dashboard(instance(config)) as b:
+                assert await guesser.login(a, ADMIN, "guess 1") == 401
+                assert await guesser.login(b, ADMIN, "guess 2") == 401
+                assert await guesser.login(a, ADMIN, "guess 3") == 401
+                assert await guesser.login(b, ADMIN, ADMIN_PW) == 429  # locked everywhere
+                assert await guesser.login(b, OPERATOR, OPERATOR_PW) == 429  # same address
+            async with dashboard(instance(config)) as c:
+                assert await guesser.login(c, ADMIN, ADMIN_PW) == 429  # a restart forgives nobody
+
+    asyncio.run(scenario())
+    with psycopg.connect(pg_dsn) as conn:
+        keys = {row[0] for row in conn.execute("SELECT login_key FROM login_attempts")}
+    assert keys == {f"user:{ADMIN}", "addr:127.0.0.1"}
+
+
+def test_database_limiter_ages_out_and_forgets_a_success(pg_db: PostgresDatabase) -> None:
+    clock = FakeClock(1_000_000.0)
+    limiter = DbLoginLimiter(pg_db, attempts=2, window_s=60, clock=clock)
+    keys = ("user:wang", "addr:10.0.0.5")
+    assert limiter.attempt(*keys)
+    assert limiter.attempt(*keys)
+    assert limiter.blocked(*keys)
+    assert not limiter.attempt(*keys)  # refused: nothing counted
+    assert limiter.blocked("user:wang", "addr:10.0.0.9")  # the name, from anywhere
+    assert not limiter.blocked("user:li", "addr:10.0.0.9")
+    clock.now += 61
+    assert not limiter.blocked(*keys)
+    assert limiter.attempt(*keys)  # and the aged-out rows are gone
+    with pg_db.read() as tx:
+        assert tx.execute("SELECT COUNT(*) AS n FROM login_attempts").scalar() == 2
+    limiter.succeeded(*keys)
+    assert not limiter.blocked(*keys)
+    with pg_db.read() as tx:
+        assert tx.execute("SELECT COUNT(*) AS n FROM login_attempts").scalar() == 0
+
+
+def test_concurrent_attempts_from_two_instances_pass_at_most_the_limit(pg_dsn: str) -> None:
+    """Two instances (two pools) trying the same name at the same moment: the check and the
+    count are one step (an advisory lock per key), so no more than ``attempts`` pass."""
+    dbs = [PostgresDatabase(pg_dsn, max_size=8) for _ in range(2)]
+    migrate(dbs[0])
+    limiters = [DbLoginLimiter(db, attempts=5, window_s=300) for db in dbs]
+    start = threading.Barrier(16)
+
+    def guess(name: str, n: int) -> bool:
+        start.wait()
+        return limiters[n % 2].attempt(f"user:{name}", f"addr:10.0.{len(name)}.{n}")
+
+    passed = []
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            for name in ("wang", "li", "zhao", "qian", "sun", "zhou", "wu", "zheng"):
+                passed.append(sum(pool.map(guess, [name] * 16, range(16))))
+    finally:
+        for db in dbs:
+            db.close()
+    assert passed == [5] * 8
+
+
+def test_database_limiter_on_sqlite(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "police.db")
+    migrate(db)
+    clock = FakeClock(1_000_000.0)
+    limiter = DbLoginLimiter(db, attempts=1, window_s=10, clock=clock)
+    assert limiter.attempt("user:wang")
+    assert not limiter.attempt("user:wang")
+    clock.now += 11
+    assert limiter.attempt("user:wang")
+    db.close()
 
 
 def test_only_the_tokens_hash_is_stored(

@@ -165,7 +165,17 @@ CREATE INDEX sites_state_id ON sites (state, id);
 CREATE INDEX snapshots_event ON snapshots (event_id);
 """
 
-MIGRATIONS: list[str] = [SCHEMA_1, SCHEMA_2, SCHEMA_3]
+# Failed logins counted for every dashboard instance at once (edgeguard/web/db_limiter.py).
+SCHEMA_4 = """
+CREATE TABLE login_attempts (
+    login_key TEXT NOT NULL,                 -- "user:<name>" or "addr:<client address>"
+    at DOUBLE PRECISION NOT NULL             -- UTC epoch seconds
+);
+CREATE INDEX login_attempts_key ON login_attempts (login_key, at);
+CREATE INDEX login_attempts_at ON login_attempts (at);
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4]
 
 
 def statements(script: str, dialect: Dialect) -> list[str]:

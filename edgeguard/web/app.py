@@ -33,7 +33,7 @@ from edgeguard.web.security import (
     require_admin,
     set_session_cookie,
 )
-from edgeguard.web.sessions import LoginLimiter, Sessions, SessionStore
+from edgeguard.web.sessions import Sessions, SessionStore
 from edgeguard.web.users import Role, UserError, UserStore
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,14 @@ def make_app(
 ) -> web.Application:
     """``sessions``: where the sessions live; default in this process's memory."""
     app = web.Application(middlewares=[host_middleware, auth_middleware], client_max_size=MAX_BODY)
+    store = sessions or SessionStore(
+        idle_s=config.session_idle_minutes * 60, max_s=config.session_max_hours * 3600
+    )
     app[CONTEXT] = WebContext(
         config=config,
         users=users,
-        sessions=sessions
-        or SessionStore(
-            idle_s=config.session_idle_minutes * 60, max_s=config.session_max_hours * 3600
-        ),
-        limiter=LoginLimiter(config.login_attempts, config.login_lockout_minutes * 60),
+        sessions=store,
+        limiter=store.login_limiter(config.login_attempts, config.login_lockout_minutes * 60),
         app_name=app_name,
         version=version,
         hosts=own_hosts(config),
@@ -161,14 +161,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     name = str(form.get("user", ""))[:64]
     password = str(form.get("password", ""))[:256]
     keys = (f"user:{name}", client_key(request))
-    if not ctx.limiter.attempt(*keys):  # counted now, before the slow check: see LoginLimiter
+    # counted now, before the slow check: see LoginLimiter
+    if not await ctx.limiter_call(ctx.limiter.attempt, *keys):
         logger.warning("console: login of %s refused: too many failures", preview(name))
         return await login_page(request, error="login.locked")
     user = await asyncio.to_thread(ctx.users.authenticate, name, password)
     if user is None:
         logger.warning("console: failed login for %s from %s", preview(name), keys[1])
         return await login_page(request, error="login.failed")
-    ctx.limiter.succeeded(*keys)
+    await ctx.limiter_call(ctx.limiter.succeeded, *keys)
     session = await ctx.session_call(ctx.sessions.create, user.name)
     logger.info("console: %s logged in (%s)", user.name, user.role)
     response = web.HTTPSeeOther("/")

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from edgeguard.safe_text import preview
 from edgeguard.web.config import WebConfig
-from edgeguard.web.sessions import LoginLimiter, Session, Sessions
+from edgeguard.web.sessions import Limiter, Session, Sessions
 from edgeguard.web.users import User, UserStore
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class WebContext:
     config: WebConfig
     users: UserStore
     sessions: Sessions
-    limiter: LoginLimiter
+    limiter: Limiter
     app_name: str  # "console" or "police": the page script and the title
     version: str
     hosts: frozenset[str]  # the names besides IP addresses a request's Host may give: own_hosts
@@ -65,6 +65,12 @@ class WebContext:
         if self.sessions.blocking:
             return await asyncio.to_thread(fn, *args, **kwargs)
         return fn(*args, **kwargs)
+
+    async def limiter_call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A call of the login limiter: in a thread when it blocks on a database."""
+        if self.limiter.blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
     async def session_alive(self, token: str | None) -> bool:
         """The session of ``token`` has not ended (the live stream asks: not activity)."""

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.police.db import Database
+from edgeguard.web.db_limiter import DbLoginLimiter
 
 Clock = Callable[[], float]
 MAX_SESSIONS = 1000
@@ -50,6 +51,23 @@ class Sessions(Protocol):
     def end_user(self, user: str, *, keep: str | None = None) -> None: ...
 
     def relogin(self, token: str, login_at: str) -> None: ...
+
+    def login_limiter(self, attempts: int, window_s: float) -> Limiter:
+        """The limit on failed logins kept where the sessions are."""
+
+
+class Limiter(Protocol):
+    """What the web layer asks of a limit on failed logins (LoginLimiter, DbLoginLimiter)."""
+
+    @property
+    def blocking(self) -> bool:
+        """True when the calls block on a database (run them in a thread)."""
+
+    def blocked(self, *keys: str) -> bool: ...
+
+    def attempt(self, *keys: str) -> bool: ...
+
+    def succeeded(self, *keys: str) -> None: ...
 
 
 @dataclass
@@ -96,6 +114,9 @@ class SessionStore:
         """End every session of ``user`` (deleted, password or role changed), except ``keep``."""
         for token in [t for t, s in self._sessions.items() if s.user == user and t != keep]:
             del self._sessions[token]
+
+    def login_limiter(self, attempts: int, window_s: float) -> Limiter:
+        return LoginLimiter(attempts, window_s)  # in memory too: a restart forgives
 
     def relogin(self, token: str, login_at: str) -> None:
         """The session of ``token`` counts as logged in at ``login_at``: the one that changed
@@ -209,6 +230,9 @@ class DbSessionStore:
         else:
             self._delete("user_name = ? AND token_hash != ?", (user, token_hash(keep)))
 
+    def login_limiter(self, attempts: int, window_s: float) -> Limiter:
+        return DbLoginLimiter(self.db, attempts, window_s, clock=self.clock)
+
     def relogin(self, token: str, login_at: str) -> None:
         """As SessionStore.relogin."""
         with self.db.write() as tx:
@@ -250,6 +274,7 @@ class LoginLimiter:
     window_s: float
     clock: Clock = time.monotonic
     max_keys: int = MAX_TRACKED_FAILURES
+    blocking = False
     # in the order of their last attempt, the oldest first (a key tried again moves to the end)
     _attempts: dict[str, list[float]] = field(default_factory=dict)
 
