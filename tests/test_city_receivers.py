@@ -324,6 +324,38 @@ async def _supervised_by_one(lab: dict[str, Any], database: str) -> None:
             beats.close()
 
 
+def test_a_consuming_channel_closed_by_the_broker_starts_a_new_session(
+    lab: dict[str, Any], database: str
+) -> None:
+    """aiormq closes a channel whose RPC times out, and the broker closes a channel on a
+    channel error; the connection lives on. A receiver whose supervision channel was closed
+    so was deaf to Wills and silence while looking connected: now it starts afresh."""
+    asyncio.run(_channel_closed(lab, database))
+
+
+async def _channel_closed(lab: dict[str, Any], database: str) -> None:
+    import aiormq
+
+    with site(lab, "hosp-03") as one:
+        beats = Heartbeats([one])
+        try:
+            async with receiver(city_config(lab, database, "c-1")) as a:
+                state = lambda: rows(database, "SELECT state FROM sites WHERE id = 'hosp-03'")  # noqa: E731
+                await until(lambda: state() == [("online",)], "hosp-03 online")
+                before = a.link()["since"]
+                channel = a._link._supervision_queue.channel  # type: ignore[union-attr]
+                with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+                    await channel.declare_queue("no-such-queue", passive=True)  # closes it
+                await until(
+                    lambda: a.link()["connected"] and a.link()["since"] != before,
+                    "a new session after the channel closed",
+                )
+                beats.sites = []  # hosp-03 falls silent: the new session hears the silence
+                await until(lambda: state() == [("lost",)], "hosp-03 lost by silence", 30)
+        finally:
+            beats.close()
+
+
 # --- receivers as processes, killed ------------------------------------------------------------
 class ReceiverProcess:
     """`edgeguard police -c FILE` in city mode, as a city's IT runs it."""
