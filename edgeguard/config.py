@@ -106,8 +106,8 @@ class BrokerEndpoint(StrictModel):
         return 8883 if self.tls is not None else 1883
 
 
-class BrokerConfig(BrokerEndpoint):
-    """A link to a police broker (the primary `mqtt`, or `mqtt.secondary`)."""
+class ClusterEndpoint(BrokerEndpoint):
+    """A broker endpoint with the further addresses of the same broker (`nodes`)."""
 
     nodes: list[NodeEntry] = Field(
         default_factory=list,
@@ -119,6 +119,16 @@ class BrokerConfig(BrokerEndpoint):
         "name), client id and persistent session on all: the nodes must share sessions "
         "(a RabbitMQ cluster keeps them in quorum queues). At most 16, none twice.",
     )
+    _distinct_nodes = field_validator("nodes")(distinct_nodes)
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """`host:port`, then the `nodes`: the order the link tries them in."""
+        return node_addresses(self.host, self.effective_port(), self.nodes)
+
+
+class BrokerConfig(ClusterEndpoint):
+    """A link to a police broker (the primary `mqtt`, or `mqtt.secondary`)."""
+
     protocol: Annotated[MqttProtocol, BeforeValidator(str)] = Field(
         default=MqttProtocol.V5,
         description="MQTT version: `5` (default) or `3.1.1` for brokers that speak only 3.1.1.",
@@ -141,11 +151,6 @@ class BrokerConfig(BrokerEndpoint):
     inflight_window: int = Field(
         default=100, ge=1, le=1000, description="Outbox messages published ahead of their PUBACKs."
     )
-    _distinct_nodes = field_validator("nodes")(distinct_nodes)
-
-    def addresses(self) -> list[tuple[str, int]]:
-        """`host:port`, then the `nodes`: the order the link tries them in."""
-        return node_addresses(self.host, self.effective_port(), self.nodes)
 
 
 class SecondaryMqttConfig(BrokerConfig):
@@ -415,9 +420,7 @@ class EdgeguardConfig(StrictModel):
     def unconfigured_cameras(self) -> list[str]:
         """Camera names used by locations but not configured (listed only, no snapshots)."""
         known = {camera.name for camera in self.cameras}
-        return sorted(
-            {name for loc in self.locations.values() for name in loc.cameras} - known
-        )
+        return sorted({name for loc in self.locations.values() for name in loc.cameras} - known)
 
     def _output_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         problems: list[tuple[tuple[str | int, ...], str]] = []

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edgeguard.lab.broker import Mosquitto
+from edgeguard.lab.broker import Mosquitto, free_port
 from edgeguard.lab.harness import DaemonProcess, Site, make_site, tls_mqtt
 from edgeguard.police.config import PoliceConfig
 from edgeguard.police.link import ActionError
@@ -422,6 +422,39 @@ def test_broker_outage_is_link_down_not_sites_lost(
             assert service.sites()[0]["state"] == "online"
 
     run(scenario())
+
+
+def test_a_receiver_goes_round_its_broker_nodes(
+    tmp_path: Path, broker: Mosquitto, site: Site, daemons: Daemons
+) -> None:
+    """`mqtt.nodes`: the first address refuses (nothing listens there), the receiver moves on
+    to the next node, subscribes there and gets the site's alarm."""
+    daemon = daemons(site)
+    config = police_config(tmp_path, broker, site)
+    dead_port, live = free_port(), f"localhost:{broker.tls_port}"
+    mqtt_config = config.mqtt.model_copy(update={"port": dead_port, "nodes": [live]})
+    config = config.model_copy(update={"mqtt": mqtt_config})
+    assert config.mqtt.addresses() == [("localhost", dead_port), ("localhost", broker.tls_port)]
+
+    async def scenario() -> None:
+        async with running(config) as service:
+            await subscribed(service)
+            assert service.link()["broker"] == live
+            await asyncio.to_thread(daemon.press, "er-button")
+            (alarm,) = await until(service.store.open_alarms, 15, "the alarm")
+            assert alarm["site"] == site.site_id
+
+    run(scenario())
+
+
+def test_police_broker_nodes_are_checked(tmp_path: Path, broker: Mosquitto, site: Site) -> None:
+    data = police_config(tmp_path, broker, site).model_dump(mode="json")
+    data["mqtt"]["nodes"] = [f"localhost:{broker.tls_port}"]  # host:port again
+    with pytest.raises(ValueError, match="again"):
+        PoliceConfig.model_validate(data)
+    data["mqtt"]["nodes"] = ["::1"]
+    with pytest.raises(ValueError, match="brackets"):
+        PoliceConfig.model_validate(data)
 
 
 def test_snapshot_and_clip_of_one_camera_are_no_warning(

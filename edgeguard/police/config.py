@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from edgeguard.config import BrokerEndpoint, LoggingConfig, TlsConfig
+from edgeguard.config import ClusterEndpoint, LoggingConfig, TlsConfig
 from edgeguard.config_base import Name, StrictModel
 from edgeguard.config_loader import ConfigError, load_model
 from edgeguard.secrets import Secret
@@ -17,7 +17,7 @@ MAX_LOST_AFTER_S = 17.0  # docs/mqtt-api.md section 8: 3 x heartbeat interval mu
 GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
-class PoliceMqttConfig(BrokerEndpoint):
+class PoliceMqttConfig(ClusterEndpoint):
     """The receiver's link to the police broker (MQTT 5, persistent session). Its TLS client
     certificate's CN is `police` for the broker's ACL (docs/mqtt-api.md section 10)."""
 

@@ -113,12 +113,18 @@ class BrokerLink(PahoLink):
 
     @property
     def broker(self) -> str:
-        return f"{self.mqtt.host}:{self.mqtt.effective_port()}"
+        """The node this link is on, or tries next (`mqtt.host:port` without `nodes`)."""
+        return self._current_node()
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.mqtt
         client = self._new_client(
-            cfg, self.config.receiver_id, v5=True, reconnect_max=cfg.reconnect_max, manual_ack=True
+            cfg,
+            self.config.receiver_id,
+            v5=True,
+            reconnect_max=cfg.reconnect_max,
+            manual_ack=True,
+            nodes=cfg.addresses(),
         )
         client.on_subscribe = self._on_subscribe
         return client
