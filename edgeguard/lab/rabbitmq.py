@@ -123,15 +123,22 @@ class RabbitNode:
         return self.workdir / "log"
 
     def log_tail(self, n: int = 30) -> str:
-        """The last ``n`` lines of the node's log and of its stdout/stderr."""
-        lines: deque[str] = deque(maxlen=n)
+        """The last ``n`` lines of each of the node's logs and of its stdout/stderr.
+
+        Each file gets its own tail: the boot banner on stdout must not hide why the node
+        waits (the node log says so: "Waiting for Mnesia tables", a quorum queue recovery).
+        """
+        parts = [f"--- {self.name} ---"]
         for path in [*sorted(self.log_dir.glob("*.log")), self.workdir / "stdout.log"]:
+            lines: deque[str] = deque(maxlen=n)
             with (
                 contextlib.suppress(FileNotFoundError),
                 path.open(encoding="utf-8", errors="replace") as handle,
             ):
                 lines.extend(line.rstrip("\n") for line in handle)
-        return f"--- {self.name} ---\n" + "\n".join(lines)
+            parts.append(f"[{path.name}]")
+            parts.extend(lines)
+        return "\n".join(parts)
 
 
 @dataclass(frozen=True)
