@@ -268,7 +268,7 @@ def test_site_moves_to_a_live_node_and_every_alarm_arrives(
     # 2. the killed node rejoins; then the node leading the alarm queue dies (the site's own,
     # or not): the queue elects a new leader on the remaining two, and the site moves if
     # it was on it
-    cluster.start(first, timeout=TIMEOUT)
+    cluster.restart(first)
     cluster.wait_running(3, timeout=TIMEOUT)
     cluster.wait_queue_online(QUEUE, 3, timeout=TIMEOUT)
     cluster.wait_queue_online(f"mqtt-subscription-{SITE}qos1", 3, timeout=TIMEOUT)

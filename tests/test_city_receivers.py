@@ -512,6 +512,7 @@ def test_the_supervisor_dies_and_another_takes_over(lab: dict[str, Any], databas
             beats.close()
 
 
+@pytest.mark.timeout(600)  # a node's rejoin alone may take minutes on a loaded machine
 def test_the_node_a_receiver_is_on_dies(lab: dict[str, Any], database: str) -> None:
     cluster: RabbitCluster = lab["cluster"]
     with receivers(lab, database, "f-1") as (one,), site(lab, "hosp-02", node=1) as sender:
@@ -527,7 +528,7 @@ def test_the_node_a_receiver_is_on_dies(lab: dict[str, Any], database: str) -> N
             wait_for(lambda: stored_events(database) >= set(events), "every alarm stored", 90)
             assert f"link up: {HOST}:{cluster.nodes[1].amqp_port}" in one.text()
         finally:
-            cluster.start(first)
+            cluster.restart(first)
             cluster.wait_running(3)
 
 

@@ -186,7 +186,7 @@ def healthy(cluster: RabbitCluster) -> Iterator[RabbitCluster]:
     yield cluster
     for node in cluster.nodes:
         if not node.running:
-            cluster.start(node)
+            cluster.restart(node)
     cluster.wait_running(len(cluster.nodes))
 
 
@@ -224,6 +224,7 @@ def test_three_nodes_form_one_cluster(cluster: RabbitCluster) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two crashes and two rejoins; a rejoin may take minutes when loaded
 def test_police_session_survives_node_crashes(healthy: RabbitCluster, connect: Any) -> None:
     # First of the MQTT tests on purpose: the police session queue must be created here for
     # the first time. RabbitMQ 3.10 could not restart the member of a quorum queue deleted
@@ -241,7 +242,7 @@ def test_police_session_survives_node_crashes(healthy: RabbitCluster, connect: A
         healthy.wait_running(2)
         assert site.publish("edgeguard/hosp-01/alarm/a", b"1")
         assert police.received(1) == [b"1"]
-        healthy.start(eg3)  # rejoins on its own (its mnesia knows the cluster)
+        healthy.restart(eg3)  # rejoins on its own (its mnesia knows the cluster)
         healthy.wait_running(3)
         # Its queue member restarts a moment later; killing eg2 before would leave eg1 alone,
         # no quorum: no leader, and the site's PUBACKs withheld (seen: > 16 s, no loss).
@@ -260,6 +261,10 @@ def test_police_session_survives_node_crashes(healthy: RabbitCluster, connect: A
             assert sorted(again.received(3)) == [b"2", b"3", b"4"]
         finally:
             again.close()
+        # the crashed node rejoins, and its member of the session queue with it
+        healthy.restart(eg2)
+        healthy.wait_running(3)
+        healthy.wait_queue_online("mqtt-subscription-policeqos1", 3)
     finally:
         _drop_session(connect, "police", eg1)
 
@@ -412,3 +417,25 @@ def test_amqp_receivers_compete_on_a_quorum_queue_and_get_redeliveries(
                 await channel.queue_delete(name)
 
         asyncio.run(delete())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_node_rebuilt_from_scratch_rejoins_as_a_new_member(
+    healthy: RabbitCluster, connect: Any
+) -> None:
+    """The lab's way out when a crashed node will not boot on its old data (restart()):
+    forgotten, wiped, started afresh. Node 1 is the hard case: its peer list is itself."""
+    eg1, eg2, eg3 = healthy.nodes
+    healthy.kill(eg1)
+    healthy.wait_running(2)
+    healthy.rebuild(eg1)
+    names = healthy.wait_running(3)
+    for node in healthy.nodes:  # one cluster again, seen alike from every node
+        assert healthy.running_nodes(node) == names
+    police = connect("police", eg1)  # the users came back with the definitions
+    assert police.subscribe("edgeguard/+/alarm/#") is not None
+    site = connect("hosp-01", eg3)
+    assert site.publish("edgeguard/hosp-01/alarm/r", b"after-rebuild")
+    assert police.received(1) == [b"after-rebuild"]
+    assert eg2.running

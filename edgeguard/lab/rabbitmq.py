@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 _HOST = "127.0.0.1"
 _STOP_TIMEOUT = 30.0
+#: How long a restarted node may take to rejoin (see RabbitCluster.restart).
+_REJOIN_TIMEOUT = 180.0
 _PLUGINS = ("rabbitmq_mqtt", "rabbitmq_auth_mechanism_ssl")
 #: Queues the police user may declare and consume over AMQP (competing receivers).
 POLICE_QUEUE_PREFIX = "edgeguard-police."
@@ -215,6 +217,35 @@ class RabbitCluster:
         log.info("RabbitMQ %s cluster of %d up in %.1fs", self.version, len(self.nodes),
                  self.start_seconds)
 
+    def restart(self, node: RabbitNode | int, timeout: float = _REJOIN_TIMEOUT) -> None:
+        """Start a stopped node again; if it will not boot, rebuild it from scratch.
+
+        A restarted node rejoins with its old data. Its MQTT plugin first asks a peer for the
+        members of the client-id tracker (a Ra cluster) and may wait up to 100 s for the
+        answer on a loaded machine, so ``timeout`` is longer than that. A node that still
+        does not boot is forgotten by the cluster, its data wiped and started as a new
+        member: the cluster is whole again for what follows, and the log says why.
+        """
+        n = self._node(node)
+        try:
+            self._start_node(n, timeout)
+        except RuntimeError as exc:
+            log.warning("%s did not rejoin; rebuilding it as a new member: %s", n.name, exc)
+            self.rebuild(n, timeout)
+
+    def rebuild(self, node: RabbitNode | int, timeout: float = _REJOIN_TIMEOUT) -> None:
+        """Forget a stopped node, wipe its data and start it as a new member."""
+        n = self._node(node)
+        self.kill(n)
+        self.ctl("forget_cluster_node", n.name)
+        shutil.rmtree(n.workdir / "mnesia", ignore_errors=True)
+        self._start_node(n, timeout)
+        if n is self.nodes[0]:  # its classic_config peer is itself: it booted alone
+            peer = self._first_running_but(n)
+            for args in (("stop_app",), ("join_cluster", peer.name), ("start_app",)):
+                self.ctl(*args, node=n, timeout=timeout)
+            self._wait_mqtt(n, timeout)
+
     def stop(self) -> None:
         """Stop every node (SIGTERM: a clean shutdown; SIGKILL if stuck), then epmd."""
         live = [n for n in self.nodes if n.running]
@@ -374,6 +405,10 @@ class RabbitCluster:
             start_new_session=True,
         )
         n.finalizer = weakref.finalize(n, _kill_group, n.proc)
+        self._wait_mqtt(n, timeout)
+
+    def _wait_mqtt(self, n: RabbitNode, timeout: float) -> None:
+        assert n.proc is not None
         deadline = time.monotonic() + timeout
         # The MQTT listeners open once the node has booted, joined and loaded definitions.
         while not _answers_connect(n.mqtt_port):
@@ -399,6 +434,12 @@ class RabbitCluster:
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
         )
+
+    def _first_running_but(self, node: RabbitNode) -> RabbitNode:
+        for n in self.nodes:
+            if n.running and n is not node:
+                return n
+        raise RuntimeError(f"no node of the cluster but {node.name} is running")
 
     def _first_running(self) -> RabbitNode:
         for n in self.nodes:
