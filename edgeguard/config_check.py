@@ -33,6 +33,8 @@ def apply_credentials(args: argparse.Namespace) -> None:
         use_credentials(directory=args.credentials)
         return
     unit = find_unit(args.unit)
+    if args.unit is None and not unit.is_file():
+        return  # no unit here: a {credential} then fails naming $CREDENTIALS_DIRECTORY
     try:
         use_credentials(unit=read_unit(unit))
     except OSError as exc:
