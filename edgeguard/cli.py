@@ -16,6 +16,7 @@ import yaml
 
 from edgeguard import __version__
 from edgeguard.cli_common import EXIT_FAIL, EXIT_OK, config_arg, config_setting
+from edgeguard.config_check import credentials_args
 from edgeguard.log_cli import add_log_commands
 from edgeguard.user_cli import add_user_commands
 
@@ -36,15 +37,22 @@ def _load(path: Path) -> Any:
 
 # --- configuration ---------------------------------------------------------------------------
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from edgeguard.config_check import apply_credentials, file_errors
     from edgeguard.config_loader import ConfigError
 
     path = args.file or args.config
     try:
+        apply_credentials(args)
         config = _load(path)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return EXIT_FAIL
+    errors = file_errors(config)
+    for error in errors:
+        print(f"{path}: {error}", file=sys.stderr)
+    if errors:
         return EXIT_FAIL
     if config.receipts is not None:  # read as the daemon will at start
         from edgeguard.receipts import load_receipt_keys
@@ -270,6 +278,7 @@ def _add_config_commands(sub: Subparsers) -> None:
     p = sub.add_parser("check-config", help="validate a config file; errors name file:line")
     p.add_argument("file", nargs="?", type=Path, help="config file (default: -c)")
     config_arg(p)
+    credentials_args(p)
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("print-config", help="print the effective config, secrets masked")

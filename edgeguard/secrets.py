@@ -13,11 +13,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, SecretStr
 
+if TYPE_CHECKING:
+    from edgeguard.unit_credentials import UnitCredentials
+
 SOURCE_KEYS = ("env", "credential", "file")
+_outside: dict[str, Path | UnitCredentials] = {}
+
+
+def use_credentials(directory: Path | None = None, unit: UnitCredentials | None = None) -> None:
+    """Outside systemd (`check-config`, `user add`): credentials from a folder given
+    (`--credentials`), else from the unit's LoadCredential= sources when
+    $CREDENTIALS_DIRECTORY is not set."""
+    _outside.clear()
+    if directory is not None:
+        _outside["directory"] = directory
+    if unit is not None:
+        _outside["unit"] = unit
 
 
 def _single_source(value: dict[str, Any]) -> tuple[str, str]:
@@ -33,7 +48,11 @@ def _single_source(value: dict[str, Any]) -> tuple[str, str]:
 
 
 def credential_path(name: str) -> Path:
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    given = _outside.get("directory")
+    directory = str(given) if isinstance(given, Path) else os.environ.get("CREDENTIALS_DIRECTORY")
+    unit = _outside.get("unit")
+    if not directory and unit is not None and not isinstance(unit, Path):
+        return unit.path(name)
     if not directory:
         raise ValueError(
             f"credential {name!r}: $CREDENTIALS_DIRECTORY is not set "

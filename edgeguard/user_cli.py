@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, cast
 
+from edgeguard.config_check import apply_credentials, credentials_args
 from edgeguard.web.config import LANGUAGES, Language
 from edgeguard.web.users import ROLES, Role, UserError, UserStore
 
@@ -28,6 +29,7 @@ def add_user_commands(sub: Any, config_arg: Any) -> None:
         q.add_argument(
             "--police", action="store_true", help="the config is the police receiver's (-c)"
         )
+        credentials_args(q)
         q.set_defaults(func=cmd_user)
         return q
 
@@ -65,6 +67,7 @@ def _store(args: argparse.Namespace) -> Iterator[tuple[UserStore, Language]]:
         return
     from edgeguard.config_loader import load_config
 
+    apply_credentials(args)  # {credential: …} as the service resolves it
     site = load_config(args.config)
     yield UserStore(site.console.users_path(site.store.path)), site.console.language
 

@@ -129,8 +129,14 @@ def test_systemd_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "credential 'absent': no file" in _issues(path)[0]
 
 
+def _with_key(tmp_path: Path, text: str) -> str:
+    """check-config reads the signing key file: give it a real one."""
+    generate_keypair(tmp_path / "site.key")
+    return text.replace("/etc/edgeguard/site.key", str(tmp_path / "site.key"))
+
+
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
-    good = _write(tmp_path, GOOD.replace("{env: EG_TEST_PASSWORD}", "pw"))
+    good = _write(tmp_path, _with_key(tmp_path, GOOD.replace("{env: EG_TEST_PASSWORD}", "pw")))
     result = subprocess.run(
         [EDGEGUARD, "check-config", str(good)], capture_output=True, text=True, check=False
     )
@@ -239,7 +245,7 @@ def test_check_config_reports_unparseable_yaml_as_file_line(
 def test_check_config_reads_the_police_receipt_keys(tmp_path: Path) -> None:
     """A receipt key that is missing or not a public key fails check-config with its path,
     as it would stop the daemon's start."""
-    text = GOOD.replace("{env: EG_TEST_PASSWORD}", "pw")
+    text = _with_key(tmp_path, GOOD.replace("{env: EG_TEST_PASSWORD}", "pw"))
     missing = tmp_path / "police-receipts.pub"
     path = _write(tmp_path, text + f"\nreceipts:\n  police_keys: [{missing}]\n")
     result = subprocess.run(
