@@ -109,12 +109,17 @@ class AnalysisPipeline:
         ]
         self.counter = ZoneCounter([Zone(z.name, z.polygon) for z in spec.zones])
         self.counts = {z.name: 0 for z in spec.zones}
-        self._last_detect: float | None = None
+        self._last_detect: float | None = None  # the grid time of the last detection
+        self._last_frame: float | None = None
+        self._frame_period = 0.0
         self._near_until = -math.inf
         self._any_motion = False
 
     def process(self, frame: Frame, t: float) -> FrameReport:
         events: list[AnalyticsEvent] = []
+        if self._last_frame is not None and t > self._last_frame:
+            self._frame_period = t - self._last_frame
+        self._last_frame = t
         motion = self.motion.update(frame, t)
         if self.tamper is not None:
             self._tamper(frame, t, events)
@@ -134,7 +139,6 @@ class AnalysisPipeline:
     def _detect(self, frame: Frame, t: float, motion: tuple[Box, ...]) -> tuple[Box, ...] | None:
         if self.detector is None or not self.zones:
             return None
-        since = None if self._last_detect is None else t - self._last_detect
         if any(
             box_overlaps_polygon(box.expanded(ZONE_MARGIN), zone.spec.polygon)
             for box in motion
@@ -143,15 +147,26 @@ class AnalysisPipeline:
             self._near_until = t + SETTLE_DETECTIONS * self.spec.detect_interval
         # still 'near' a moment after the motion stops: someone who just left is seen gone
         near = t <= self._near_until
-        due = since is None or since >= (
-            self.spec.detect_interval if near else self.spec.idle_interval
-        )
-        if not due:
+        if not self._due(t, self.spec.detect_interval if near else self.spec.idle_interval):
             return None
-        self._last_detect = t
         detections = self.detector.detect(frame)
         self.counts = self.counter.update(detections, t)
         return tuple(d.box for d in detections)
+
+    def _due(self, t: float, interval: float) -> bool:
+        """Whether a detection is due at ``t``: on a grid of due times ``interval`` apart, with
+        half a frame of slack, so that the detector runs on every frame due (10 fps and 0.1 s:
+        every frame; 0.5 s: every 5th) whatever the jitter or rounding of the frame times. A
+        grid that has fallen more than an interval behind starts again at ``t``."""
+        if self._last_detect is None:
+            self._last_detect = t
+            return True
+        due_at = self._last_detect + interval
+        slack = min(self._frame_period, interval) / 2
+        if t < due_at - slack:
+            return False
+        self._last_detect = due_at if t - due_at < interval else t
+        return True
 
     def _rules(self, t: float, events: list[AnalyticsEvent]) -> None:
         dwell = self.counter.dwell(t) if any(z.dwell for z in self.zones) else {}
