@@ -192,6 +192,14 @@ def test_analyze_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["analyze", str(locate()), "--camera", "cam-er-1", "-c", str(config)]) == 0
     text = capsys.readouterr().out
     assert text.count("crowd zone table:") == 6
+    argv = ["analyze", str(locate()), "--camera", "cam-er-1", "-c", str(config), "--json"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    detected = [x for x in lines if x["type"] == "frame" and x["people"]]
+    assert detected
+    for line in detected:  # a score for every box
+        assert len(line["scores"]) == len(line["people"])
+        assert all(0.0 < s <= 1.0 for s in line["scores"])
     assert main(["analyze", str(locate()), "--camera", "nope", "-c", str(config)]) == 1
     assert "no camera 'nope'" in capsys.readouterr().err
     broken = tmp_path / "broken.mp4"

@@ -58,6 +58,7 @@ class FrameReport:
     people: tuple[Box, ...] | None  # None: the detector did not run on this frame
     counts: dict[str, int]
     events: tuple[AnalyticsEvent, ...]
+    scores: tuple[float, ...] | None = None  # the detector's confidence for each of `people`
 
 
 def _box(box: Box) -> list[float]:
@@ -70,6 +71,7 @@ def report_json(report: FrameReport, index: int) -> dict[str, Any]:
         "t": round(report.t, 3),
         "motion": [_box(b) for b in report.motion],
         "people": None if report.people is None else [_box(b) for b in report.people],
+        "scores": None if report.scores is None else [round(s, 3) for s in report.scores],
         "counts": report.counts,
     }
 
@@ -126,7 +128,9 @@ class AnalysisPipeline:
         people = self._detect(frame, t, motion.boxes)
         self._rules(t, events)
         self._motion(motion.boxes, t, events)
-        return FrameReport(t, motion.boxes, people, dict(self.counts), tuple(events))
+        boxes = None if people is None else tuple(d.box for d in people)
+        scores = None if people is None else tuple(float(d.score) for d in people)
+        return FrameReport(t, motion.boxes, boxes, dict(self.counts), tuple(events), scores)
 
     # --- stages -----------------------------------------------------------------------------
     def _tamper(self, frame: Frame, t: float, events: list[AnalyticsEvent]) -> None:
@@ -136,7 +140,7 @@ class AnalysisPipeline:
             detail = {"reason": event.reason, **{k: round(v, 3) for k, v in event.measures.items()}}
             events.append(AnalyticsEvent("tamper", None, event.active, t, detail))
 
-    def _detect(self, frame: Frame, t: float, motion: tuple[Box, ...]) -> tuple[Box, ...] | None:
+    def _detect(self, frame: Frame, t: float, motion: tuple[Box, ...]) -> list[Any] | None:
         if self.detector is None or not self.zones:
             return None
         if any(
@@ -151,7 +155,7 @@ class AnalysisPipeline:
             return None
         detections = self.detector.detect(frame)
         self.counts = self.counter.update(detections, t)
-        return tuple(d.box for d in detections)
+        return detections
 
     def _due(self, t: float, interval: float) -> bool:
         """Whether a detection is due at ``t``: on a grid of due times ``interval`` apart, with
