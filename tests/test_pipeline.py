@@ -17,7 +17,7 @@ import pytest
 from edgeguard.analytics.analyze import analyze, frames
 from edgeguard.analytics.model_files import ModelError, find_person_model
 from edgeguard.analytics.pipeline import AnalysisPipeline, in_schedule
-from edgeguard.analytics.spec import PipelineSpec, pipeline_spec
+from edgeguard.analytics.spec import PipelineSpec, ZoneSpec, pipeline_spec
 from edgeguard.cameras.config import CameraConfig
 from edgeguard.cli import main
 from edgeguard.lab.footage import locate
@@ -192,6 +192,14 @@ def test_analyze_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["analyze", str(locate()), "--camera", "cam-er-1", "-c", str(config)]) == 0
     text = capsys.readouterr().out
     assert text.count("crowd zone table:") == 6
+    argv = ["analyze", str(locate()), "--camera", "cam-er-1", "-c", str(config), "--json"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    detected = [x for x in lines if x["type"] == "frame" and x["people"]]
+    assert detected
+    for line in detected:  # a score for every box
+        assert len(line["scores"]) == len(line["people"])
+        assert all(0.0 < s <= 1.0 for s in line["scores"])
     assert main(["analyze", str(locate()), "--camera", "nope", "-c", str(config)]) == 1
     assert "no camera 'nope'" in capsys.readouterr().err
     broken = tmp_path / "broken.mp4"
@@ -264,3 +272,26 @@ def test_tree_clip_no_person_and_no_motion_alarm_in_a_masked_zone() -> None:
     assert sum(f["people"] is not None for f in before_hand) >= 3  # the detector did look
     alarms = [x for x in lines if x["type"] == "event" and x["kind"] in ("crowd", "motion")]
     assert not [x for x in alarms if x["start"] < HAND_FRAME / 15]
+
+
+class _CountingDetector:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, frame_bgr: Any, region: Any = None) -> list[Any]:
+        self.calls += 1
+        return []
+
+
+@pytest.mark.parametrize(("interval", "every"), [(0.1, 1), (0.5, 5), (1.0, 10)])
+def test_the_detector_runs_on_every_frame_due(interval: float, every: int) -> None:
+    """10 fps, frame times as a camera gives them (index / rate, rounding included)."""
+    zone = ZoneSpec("all", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)))
+    spec = PipelineSpec(tamper=None, zones=(zone,), detect_interval=interval,
+                        idle_interval=interval)  # fmt: skip
+    detector = _CountingDetector()
+    pipeline = AnalysisPipeline(spec, detector)
+    frame = np.zeros((48, 64, 3), dtype=np.uint8)
+    ran = [pipeline.process(frame, i / 10.0).people is not None for i in range(100)]
+    assert ran == [i % every == 0 for i in range(100)]
+    assert detector.calls == 100 // every

@@ -58,6 +58,7 @@ class FrameReport:
     people: tuple[Box, ...] | None  # None: the detector did not run on this frame
     counts: dict[str, int]
     events: tuple[AnalyticsEvent, ...]
+    scores: tuple[float, ...] | None = None  # the detector's confidence for each of `people`
 
 
 def _box(box: Box) -> list[float]:
@@ -70,6 +71,7 @@ def report_json(report: FrameReport, index: int) -> dict[str, Any]:
         "t": round(report.t, 3),
         "motion": [_box(b) for b in report.motion],
         "people": None if report.people is None else [_box(b) for b in report.people],
+        "scores": None if report.scores is None else [round(s, 3) for s in report.scores],
         "counts": report.counts,
     }
 
@@ -109,19 +111,26 @@ class AnalysisPipeline:
         ]
         self.counter = ZoneCounter([Zone(z.name, z.polygon) for z in spec.zones])
         self.counts = {z.name: 0 for z in spec.zones}
-        self._last_detect: float | None = None
+        self._last_detect: float | None = None  # the grid time of the last detection
+        self._last_frame: float | None = None
+        self._frame_period = 0.0
         self._near_until = -math.inf
         self._any_motion = False
 
     def process(self, frame: Frame, t: float) -> FrameReport:
         events: list[AnalyticsEvent] = []
+        if self._last_frame is not None and t > self._last_frame:
+            self._frame_period = t - self._last_frame
+        self._last_frame = t
         motion = self.motion.update(frame, t)
         if self.tamper is not None:
             self._tamper(frame, t, events)
         people = self._detect(frame, t, motion.boxes)
         self._rules(t, events)
         self._motion(motion.boxes, t, events)
-        return FrameReport(t, motion.boxes, people, dict(self.counts), tuple(events))
+        boxes = None if people is None else tuple(d.box for d in people)
+        scores = None if people is None else tuple(float(d.score) for d in people)
+        return FrameReport(t, motion.boxes, boxes, dict(self.counts), tuple(events), scores)
 
     # --- stages -----------------------------------------------------------------------------
     def _tamper(self, frame: Frame, t: float, events: list[AnalyticsEvent]) -> None:
@@ -131,10 +140,9 @@ class AnalysisPipeline:
             detail = {"reason": event.reason, **{k: round(v, 3) for k, v in event.measures.items()}}
             events.append(AnalyticsEvent("tamper", None, event.active, t, detail))
 
-    def _detect(self, frame: Frame, t: float, motion: tuple[Box, ...]) -> tuple[Box, ...] | None:
+    def _detect(self, frame: Frame, t: float, motion: tuple[Box, ...]) -> list[Any] | None:
         if self.detector is None or not self.zones:
             return None
-        since = None if self._last_detect is None else t - self._last_detect
         if any(
             box_overlaps_polygon(box.expanded(ZONE_MARGIN), zone.spec.polygon)
             for box in motion
@@ -143,15 +151,26 @@ class AnalysisPipeline:
             self._near_until = t + SETTLE_DETECTIONS * self.spec.detect_interval
         # still 'near' a moment after the motion stops: someone who just left is seen gone
         near = t <= self._near_until
-        due = since is None or since >= (
-            self.spec.detect_interval if near else self.spec.idle_interval
-        )
-        if not due:
+        if not self._due(t, self.spec.detect_interval if near else self.spec.idle_interval):
             return None
-        self._last_detect = t
         detections = self.detector.detect(frame)
         self.counts = self.counter.update(detections, t)
-        return tuple(d.box for d in detections)
+        return detections
+
+    def _due(self, t: float, interval: float) -> bool:
+        """Whether a detection is due at ``t``: on a grid of due times ``interval`` apart, with
+        half a frame of slack, so that the detector runs on every frame due (10 fps and 0.1 s:
+        every frame; 0.5 s: every 5th) whatever the jitter or rounding of the frame times. A
+        grid that has fallen more than an interval behind starts again at ``t``."""
+        if self._last_detect is None:
+            self._last_detect = t
+            return True
+        due_at = self._last_detect + interval
+        slack = min(self._frame_period, interval) / 2
+        if t < due_at - slack:
+            return False
+        self._last_detect = due_at if t - due_at < interval else t
+        return True
 
     def _rules(self, t: float, events: list[AnalyticsEvent]) -> None:
         dwell = self.counter.dwell(t) if any(z.dwell for z in self.zones) else {}
