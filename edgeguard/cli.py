@@ -333,6 +333,13 @@ def _add_daemon_commands(sub: Subparsers) -> None:
         help="wall time of the video's first frame, for night windows (ISO 8601; default now)",
     )
     p.add_argument("--model", type=Path, help="person detector model (default: config, search)")
+    p.add_argument(
+        "--overlay",
+        type=Path,
+        metavar="OUT",
+        help="also write the frames with zones, boxes, scores, counts and events drawn: "
+        "a video (.mp4, .avi) or a directory of PNGs",
+    )
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser(

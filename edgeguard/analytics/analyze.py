@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeguard.analytics.config import AnalyticsConfig
+from edgeguard.analytics.overlay import OverlayError, OverlayWriter, check_target
 from edgeguard.analytics.pipeline import AnalysisPipeline, AnalyticsEvent, report_json
 from edgeguard.analytics.spec import pipeline_spec
 from edgeguard.cameras.config import CameraConfig
@@ -103,18 +104,37 @@ def analyze(
     as_json: bool,
     start: datetime,
     model: Path | None = None,
+    overlay: Path | None = None,
 ) -> int:
-    """Run the pipeline over ``video``; the number of events found."""
+    """Run the pipeline over ``video``; the number of events found. With ``overlay``, the
+    analysed frames with the reports drawn on them are written there (see overlay.py)."""
     config = camera.analytics or AnalyticsConfig()
     spec = pipeline_spec(config)
     detector = _detector(model or config.detection.model, config) if spec.zones else None
     pipeline = AnalysisPipeline(
         spec, detector, local_time=lambda t: (start + timedelta(seconds=t)).astimezone()
     )
+    drawn = OverlayWriter(overlay, spec.zones, camera.analysis_fps) if overlay else None
+    try:
+        return _analyze(frames(video, camera.analysis_fps), pipeline, out, as_json, drawn)
+    finally:
+        if drawn is not None:
+            drawn.close()
+
+
+def _analyze(
+    source: Iterator[tuple[int, float, Frame]],
+    pipeline: AnalysisPipeline,
+    out: TextIO,
+    as_json: bool,
+    drawn: OverlayWriter | None,
+) -> int:
     pairs, events, last_t = EventPairs(), 0, 0.0
-    for index, t, frame in frames(video, camera.analysis_fps):
+    for index, t, frame in source:
         report = pipeline.process(frame, t)
         last_t = t
+        if drawn is not None:
+            drawn.write(frame, report)
         if as_json:
             out.write(json.dumps({"type": "frame", **report_json(report, index)}) + "\n")
         for change in report.events:
@@ -145,6 +165,12 @@ def _detector(model: Path | None, config: AnalyticsConfig) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.overlay is not None:
+        try:  # before anything else: a long analysis must not end in an unwritable path
+            check_target(args.overlay)
+        except OverlayError as exc:
+            print(f"edgeguard analyze: --overlay {exc}", file=sys.stderr)
+            return 1
     config = load_config(args.config)
     cameras = {camera.name: camera for camera in config.cameras}
     camera = cameras.get(args.camera)
@@ -159,9 +185,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         found = analyze(
-            args.video, camera, sys.stdout, as_json=args.json, start=start, model=args.model
+            args.video,
+            camera,
+            sys.stdout,
+            as_json=args.json,
+            start=start,
+            model=args.model,
+            overlay=args.overlay,
         )
-    except (AnalyzeError, ModelError) as exc:
+    except (AnalyzeError, ModelError, OverlayError) as exc:
         print(f"edgeguard analyze: {exc}", file=sys.stderr)
         return 1
     if not args.json:
