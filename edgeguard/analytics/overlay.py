@@ -130,7 +130,7 @@ class OverlayWriter:
     def draw(self, frame: Frame, report: FrameReport) -> Frame:
         image = _bgr(frame)
         height, width = image.shape[:2]
-        scale = max(0.4, min(width, height) / 720)
+        scale = max(0.6, min(width, height) / 480)
         for box in report.motion:
             _rect(image, box, MOTION_COLOUR, 1)
         for zone in self.zones:
@@ -138,11 +138,13 @@ class OverlayWriter:
         for i, box in enumerate(self._people):
             score = self._scores[i] if i < len(self._scores) else None
             _person(image, box, score, scale)
-        lines = [f"t {report.t:.1f} s  frame {self.written + 1}"]
-        lines += [f"{name}: {report.counts.get(name, 0)}" for name in (z.name for z in self.zones)]
-        _text_block(image, lines, (8, 8), (255, 255, 255), scale)
+        lines = [f"{name}: {report.counts.get(name, 0)}" for name in (z.name for z in self.zones)]
+        lines.append(f"t {report.t:.1f} s  frame {self.written + 1}")
         alerts = list(self._active.values()) + [text for _, text in self._recent]
-        _text_block(image, alerts, (8, height // 2), EVENT_COLOUR, scale)
+        step = round(24 * scale)  # bottom left: the zones' labels are at their top left
+        top = height - 8 - step * (len(lines) + len(alerts) + 1)
+        _text_block(image, alerts, (8, top), EVENT_COLOUR, scale)
+        _text_block(image, lines, (8, top + step * len(alerts)), (255, 255, 255), scale)
         return image
 
 
@@ -172,7 +174,7 @@ def _person(image: Frame, box: Box, score: float | None, scale: float) -> None:
 
 def _zone(image: Frame, zone: ZoneSpec, count: int, scale: float) -> None:
     points = np.array([_px(image, x, y) for x, y in zone.polygon], dtype=np.int32)
-    cv2.polylines(image, [points], True, ZONE_COLOUR, max(1, round(2 * scale)))
+    cv2.polylines(image, [points], True, ZONE_COLOUR, max(2, round(2 * scale)))
     x, y = int(points[:, 0].min()), int(points[:, 1].min())
     _label(image, f"{zone.name}: {count}", (x + 4, y + round(22 * scale)), ZONE_COLOUR, scale)
 
