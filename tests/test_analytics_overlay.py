@@ -86,10 +86,11 @@ def _border_differs(drawn: np.ndarray, original: np.ndarray, box: list[float]) -
     return float(diff.mean()) > 40
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_overlay_video(
-    clip: Path, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    suffix: str, clip: Path, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "out.mp4"
+    out = tmp_path / f"out{suffix}"
     reports = _analyze(clip, config, out, capsys)
     written = list(_video_frames(out))
     assert len(written) == len(reports) > 10
