@@ -179,7 +179,11 @@ class AnalysisPipeline:
             for rule, value in ((zone.crowd, count), (zone.dwell, dwell.get(zone.spec.name, 0.0))):
                 if rule is None:
                     continue
-                change = rule.update(value, t)  # type: ignore[arg-type]
+                if isinstance(rule, CrowdRule):  # the crowd began when its people were seen
+                    reached = self.counter.reached(zone.spec.name, rule.settings.min_people)
+                    change = rule.update(int(value), t, reached_at=reached)
+                else:
+                    change = rule.update(value, t)
                 if change is not None:
                     kind = "crowd" if change.kind == "crowd" else "loitering"
                     detail = {"count": change.count, "since": round(change.started_at, 3),

@@ -4,6 +4,9 @@ Each rule is a small state machine fed on every analysed frame; it returns a Rul
 its alarm goes active or clears, never in between, so a caller can forward every event it gets.
 
 - **Crowd**: at least ``min_people`` in the zone for ``for_s`` seconds without a break → active.
+  The run starts at ``reached_at`` when the caller gives it (ZoneCounter.reached: when the
+  people counted now were first seen, not when their tracks were confirmed), so the onset and
+  the alarm time do not depend on how often the detector runs.
   It clears once the count has stayed below ``clear_below`` (default ``min_people``) for
   ``clear_after_s`` seconds; a short dip (a person hidden for a moment) does not clear it, and a
   short peak does not raise it. After it clears, a new alarm needs ``for_s`` again.
@@ -96,13 +99,18 @@ class _Hold:
 
     def __init__(self) -> None:
         self.since: float | None = None
+        self._broken = -math.inf  # the last time a run of the condition ended
 
-    def held(self, condition: bool, now: float, seconds: float) -> bool:
+    def held(self, condition: bool, now: float, seconds: float, began: float | None = None) -> bool:
+        """``began``: when the condition began, if known: taken when after the end of the
+        last run (a run starts no earlier than the break before it) and not after ``now``."""
         if not condition:
-            self.since = None
+            if self.since is not None:
+                self.since, self._broken = None, now
             return False
         if self.since is None:
-            self.since = now
+            known = began is not None and math.isfinite(began) and began > self._broken
+            self.since = min(now, began) if known and began is not None else now
         return now - self.since >= seconds
 
 
@@ -120,15 +128,20 @@ class CrowdRule:
         self._activated_at = 0.0
         self._peak = 0
 
-    def update(self, count: int, t: float) -> RuleEvent | None:
+    def update(self, count: int, t: float, reached_at: float | None = None) -> RuleEvent | None:
+        """``reached_at``: since when the zone has held ``min_people`` (ZoneCounter.reached),
+        which backdates the start of the crowd; without it, the first update at the count."""
         now = self._clock.tick(t)
         if now is None:
             return None
         count = max(0, int(count))
-        return self._while_active(count, now) if self.active else self._while_idle(count, now)
+        if self.active:
+            return self._while_active(count, now)
+        return self._while_idle(count, now, reached_at)
 
-    def _while_idle(self, count: int, now: float) -> RuleEvent | None:
-        if not self._above.held(count >= self.settings.min_people, now, self.settings.for_s):
+    def _while_idle(self, count: int, now: float, reached_at: float | None) -> RuleEvent | None:
+        crowd = count >= self.settings.min_people
+        if not self._above.held(crowd, now, self.settings.for_s, reached_at):
             return None
         assert self._above.since is not None
         self.active, self._below.since = True, None
