@@ -198,7 +198,8 @@ class ZoneCounter:
         """Matches that confirm a track: seen for ``confirm_s`` at the current rate, at least 2."""
         if self.interval is None:
             return 2
-        runs = math.ceil(self.confirm_s / self.interval - 1e-6)
+        ratio = self.confirm_s / self.interval  # inf for a sub-normal interval: capped below
+        runs = math.ceil(ratio - 1e-6) if ratio < HISTORY else HISTORY
         return min(max(2, 1 + runs), HISTORY * 2 // 3)
 
     def _counted(self) -> Iterable[Track]:
