@@ -18,6 +18,7 @@ from edgeguard import __version__
 from edgeguard.cli_common import EXIT_FAIL, EXIT_OK, config_arg, config_setting
 from edgeguard.config_check import credentials_args
 from edgeguard.log_cli import add_log_commands
+from edgeguard.report_cli import add_report_command
 from edgeguard.user_cli import add_user_commands
 
 DEFAULT_POLICE_CONFIG = Path(
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_config_commands(sub)
     add_log_commands(sub)
+    add_report_command(sub)
     _add_daemon_commands(sub)
     _add_police_commands(sub)
     add_user_commands(sub, config_arg)

@@ -23,6 +23,9 @@ packages=(
   chromium
   chromium-driver
   fonts-wqy-microhei         # Chinese text in the screenshots
+  # the monthly reports: Chinese in the charts and PDF; pdftoppm/pdftotext check them in tests
+  fonts-noto-cjk
+  poppler-utils
   stress-ng                  # loads the CPUs to check the tests pass on a busy machine
   # the city platform's lab: a real RabbitMQ cluster (MQTT plugin) and a real PostgreSQL,
   # each run by the fixtures as their own instances in temp dirs (edgeguard/lab/rabbitmq.py,
