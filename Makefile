@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python bench/field_latency.py
 	$(BIN)/python bench/camera_capture.py
 	$(BIN)/python bench/analytics.py
+	$(BIN)/python bench/count_eval.py
 	$(BIN)/python bench/motion_compare.py
 	$(BIN)/python bench/console_latency.py
 	$(BIN)/python bench/cli_startup.py
