@@ -27,7 +27,13 @@ from edgeguard.analytics.geometry import (
     point_in_polygon,
     polygon_mask,
 )
-from edgeguard.analytics.motion import MotionDetector, MotionResult, MotionSettings
+from edgeguard.analytics.motion import (
+    MotionDetector,
+    MotionResult,
+    MotionSettings,
+    processing_size,
+    sampled_grey,
+)
 from edgeguard.lab.footage import FootageError, locate, search_dirs
 
 FPS = 5.0
@@ -287,6 +293,44 @@ def test_deterministic(clip: ClipRun) -> None:
         moved = frame.copy()
         cv2.circle(moved, (30 * i, 200), 40, (0, 0, 0), -1)
         assert a.update(moved, i / FPS) == b.update(moved, i / FPS)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((360, 640), (320, 180)), ((576, 768), (320, 240)), ((720, 1280), (320, 180)),
+     ((1080, 1920), (320, 180)), ((432, 768), (320, 180))],
+)  # fmt: skip
+def test_the_working_size_and_first_resize_for_each_input_size(
+    shape: tuple[int, int], size: tuple[int, int]
+) -> None:
+    """320 wide at every size; a frame over twice as large is sampled (nearest) straight to
+    it, a smaller one averaged (area); BGR is made grey after the sampling."""
+    bgr = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert processing_size(shape, 320) == size
+    if shape[1] > 2 * size[0]:
+        expected = cv2.resize(grey, size, interpolation=cv2.INTER_NEAREST)
+        from_bgr = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST),
+                                cv2.COLOR_BGR2GRAY)  # fmt: skip
+    else:
+        expected = from_bgr = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    assert np.array_equal(sampled_grey(grey, 320), expected)
+    assert np.array_equal(sampled_grey(bgr, 320), from_bgr)
+
+
+def test_the_caller_may_reuse_its_frame_buffer() -> None:
+    """Without a blur the frame at the working size is kept as the previous frame: a copy,
+    so a decoder overwriting its buffer does not change the model."""
+    scene = grey_scene(size=(180, 320))
+    reused, fresh = MotionDetector(MotionSettings(blur=0)), MotionDetector(MotionSettings(blur=0))
+    buffer = scene.copy()
+    for i in range(6):
+        frame = scene.copy()
+        cv2.rectangle(frame, (20 * i, 40), (20 * i + 40, 100), 0, -1)
+        buffer[:] = frame
+        a, b = reused.update(buffer, i / FPS), fresh.update(frame.copy(), i / FPS)
+        buffer[:] = 255
+        assert a == b
 
 
 @pytest.mark.parametrize(
