@@ -138,5 +138,7 @@ def call(path: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str
             if not chunk:
                 break
             data += chunk
+    if not data:  # e.g. the daemon stopped or crashed while carrying the request out
+        raise ConnectionError(f"edgeguard closed {path} without answering")
     answer: dict[str, Any] = json.loads(data.decode("utf-8"))
     return answer

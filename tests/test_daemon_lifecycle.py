@@ -211,6 +211,27 @@ def test_reload_command_reports_a_rejected_config_and_the_daemon_keeps_its_own(
     assert daemon.proc.poll() is None
 
 
+def test_reload_command_reports_a_config_that_fails_to_apply(
+    tmp_path: Path, broker: Mosquitto, daemons: Callable[..., DaemonProcess]
+) -> None:
+    """Valid YAML and schema, but the new signing key cannot be read: rejected all the same."""
+    site = make_site(tmp_path / "cmd-key", broker)
+    daemon = daemons(site)
+    bad_key = site.directory / "garbage.key"
+    bad_key.write_text("not a PEM key\n", encoding="utf-8")
+    site.data["signing"]["private_key"] = str(bad_key)
+    site.write()
+
+    result = edgeguard_reload(site)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"reload failed: {bad_key}: ")
+    assert "rejected, the daemon keeps its running config" in result.stderr
+    with PoliceSubscriber(broker, {site.site_id: site.public_key}) as police:
+        daemon.press("er-button")  # still signed with the running key
+        assert police.wait_alarms(1)[0]["location"]["label"] == "急诊分诊台"
+
+
 def test_reload_command_reports_a_yaml_error_of_a_config_that_does_not_parse(
     tmp_path: Path, broker: Mosquitto, daemons: Callable[..., DaemonProcess]
 ) -> None:
@@ -281,3 +302,27 @@ def test_reload_commands_at_once_run_one_after_the_other(
     assert notify.collect(lambda m: len(_reload_tags(m)) >= 6)
     assert _reload_tags(notify.messages) == pairs  # never two reloads at once
     daemon.press("new-button")
+
+
+def test_reload_command_when_the_daemon_goes_away_without_answering(tmp_path: Path) -> None:
+    """A daemon that dies during the reload (here: a socket that reads the request and
+    closes) is a failed reload, not a traceback."""
+    path = tmp_path / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+        exe = Path(sys.executable).with_name("edgeguard")
+        proc = subprocess.Popen(
+            [str(exe), "reload", "--socket", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        server.settimeout(60)
+        conn, _ = server.accept()
+        with conn, conn.makefile("rb") as request:
+            assert request.readline() == b'{"cmd": "reload"}\n'
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert out == ""
+    assert f"edgeguard closed {path} without answering" in err
