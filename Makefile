@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo city-demo test lint typecheck pytest docs bench chaos fuzz system-deps venv clean
+.PHONY: demo city-demo test lint typecheck pytest docs bench chaos fuzz system-deps venv lock clean
 
 demo: system-deps venv
 	$(BIN)/python scripts/demo.py
@@ -19,14 +19,19 @@ test: system-deps venv lint typecheck pytest
 system-deps:
 	@bash scripts/system-deps.sh
 
+# every package at the version in requirements.lock (a constraints file: docs/install.md)
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgeguard needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+# requirements.lock from .venv as it is; scripts/lock.sh --resolve resolves everything afresh
+lock: venv
+	bash scripts/lock.sh
 
 lint: venv
 	$(BIN)/ruff check edgeguard drivers tests bench scripts

@@ -18,6 +18,7 @@ from edgeguard import __version__
 from edgeguard.cli_common import EXIT_FAIL, EXIT_OK, config_arg, config_setting
 from edgeguard.config_check import credentials_args
 from edgeguard.log_cli import add_log_commands
+from edgeguard.reload_cli import add_reload_command
 from edgeguard.report_cli import add_report_command
 from edgeguard.user_cli import add_user_commands
 
@@ -318,6 +319,8 @@ def _add_daemon_commands(sub: Subparsers) -> None:
     _socket_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
+
+    add_reload_command(sub, _socket_args)
 
     p = sub.add_parser(
         "analyze", help="run a camera's analysis pipeline over a video file (tune zones)"

@@ -1,7 +1,7 @@
 """The local control socket: one JSON request per line, one JSON answer per line.
 
-Used by `edgeguard reset`, `status` and `simulate`. Requests are validated; a bad request gets
-``{"ok": false, "error": ...}`` and never reaches the alarm path half-formed.
+Used by `edgeguard reset`, `status`, `simulate` and `reload`. Requests are validated; a bad
+request gets ``{"ok": false, "error": ...}`` and never reaches the alarm path half-formed.
 """
 
 from __future__ import annotations
@@ -47,7 +47,15 @@ class ResetRequest(_Req):
     by: PersonName
 
 
-Request = Annotated[StatusRequest | SimulateRequest | ResetRequest, Field(discriminator="cmd")]
+class ReloadRequest(_Req):
+    """Re-read the config; answered when the reload is done (edgeguard.reloading)."""
+
+    cmd: Literal["reload"]
+
+
+Request = Annotated[
+    StatusRequest | SimulateRequest | ResetRequest | ReloadRequest, Field(discriminator="cmd")
+]
 REQUEST = TypeAdapter(Request)
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -130,5 +138,7 @@ def call(path: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str
             if not chunk:
                 break
             data += chunk
+    if not data:  # e.g. the daemon stopped or crashed while carrying the request out
+        raise ConnectionError(f"edgeguard closed {path} without answering")
     answer: dict[str, Any] = json.loads(data.decode("utf-8"))
     return answer

@@ -18,14 +18,21 @@ from edgeguard.bridge import Bridge
 from edgeguard.broker_nodes import format_address
 from edgeguard.cameras.manager import CameraManager
 from edgeguard.config import EdgeguardConfig
-from edgeguard.config_loader import ConfigError, load_config
+from edgeguard.config_loader import load_config
 from edgeguard.console.server import Console, start_console
-from edgeguard.control import ControlServer, RequestError, ResetRequest, SimulateRequest
+from edgeguard.control import (
+    ControlServer,
+    ReloadRequest,
+    RequestError,
+    ResetRequest,
+    SimulateRequest,
+)
 from edgeguard.driver_api import CoilDriver, DriverError
 from edgeguard.ids import iso_ms, utc_now
 from edgeguard.inputs import InputManager
 from edgeguard.outputs import OutputController
 from edgeguard.payloads import device_payload, device_topic, heartbeat_payload, heartbeat_topic
+from edgeguard.reloading import Reloader, ReloadOutcome
 from edgeguard.service import AlarmService
 from edgeguard.signing import Signer
 from edgeguard.uplink.link_events import LinkEvents
@@ -63,7 +70,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
-        self._reload_lock = asyncio.Lock()
+        self.reloader = Reloader(config_path, lambda: self.config, self._apply_config)
         self.heartbeats = 0
         self.last_heartbeat_at: str | None = None
         self.signer = Signer.from_file(config.signing.private_key)
@@ -347,25 +354,10 @@ class Daemon:
         return len(deleted)
 
     # --- reload -----------------------------------------------------------------------------
-    async def reload(self) -> bool:
-        """SIGHUP: re-read the config; a config that cannot be applied leaves the running one."""
-        if self.config_path is None:
-            logger.warning("reload: the daemon was not started from a file")
-            return False
-        async with self._reload_lock:  # a second SIGHUP waits for the first
-            sysd.notify("RELOADING=1")
-            try:
-                await self._apply_config(await asyncio.to_thread(load_config, self.config_path))
-            except ConfigError as exc:
-                for issue in exc.issues:
-                    logger.error("reload rejected, keeping the running config: %s", issue)
-                return False
-            except Exception:
-                logger.exception("reload failed, keeping the running config")
-                return False
-            finally:
-                sysd.notify("READY=1")
-            return True
+    async def reload(self) -> ReloadOutcome:
+        """SIGHUP and `edgeguard reload`: re-read the config; a config that cannot be applied
+        leaves the running one (edgeguard.reloading)."""
+        return await self.reloader.reload()
 
     async def _apply_config(self, new: EdgeguardConfig) -> None:
         old = self.config
@@ -378,8 +370,6 @@ class Daemon:
         uplink = None
         if (new.mqtt, new.site, new.signing) != (old.mqtt, old.site, old.signing):
             uplink = Uplink(new, signer, self.uplink_events, self._loop, self.started_at)
-        if new.store != old.store or new.control != old.control:
-            logger.warning("reload: store and control socket changes take effect on restart")
         self.config, self.signer = new, signer
         self.book.config, self.book.signer = new, signer
         self.outbox.window = new.mqtt.inflight_window
@@ -416,6 +406,8 @@ class Daemon:
 
     # --- control socket ---------------------------------------------------------------------
     async def _handle_control(self, request: Any) -> dict[str, Any]:
+        if isinstance(request, ReloadRequest):
+            return (await self.reload()).answer()
         if isinstance(request, ResetRequest):
             try:
                 record = await self.service.reset(request.event_id, request.by)

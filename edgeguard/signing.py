@@ -77,7 +77,10 @@ def verify_bytes(message: bytes, public_key: Ed25519PublicKey) -> dict[str, Any]
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except ValueError as exc:  # the file's content: say which file (a reload's answer)
+        raise ValueError(f"{path}: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")  # noqa: TRY004 - bad file
     return key

@@ -3,11 +3,9 @@
 ``systemd-analyze verify`` must print nothing at all for the unit: any warning fails the
 test. Only what cannot exist on a CI machine is adapted, in a copy of the unit:
 
-* ExecStart= points at /opt/edgeguard/.venv, which only the installer creates; the copy
-  uses the ``edgeguard`` console script of the environment running the tests.
-* ExecReload= uses /bin/kill from procps (Priority: important, so on every Raspberry Pi OS
-  and Debian installation), which slim containers leave out; only then the copy points
-  at a stand-in script.
+* ExecStart= and ExecReload= point at /opt/edgeguard/.venv, which only the installer
+  creates; the copy uses the ``edgeguard`` console script of the environment running the
+  tests.
 
 Nothing else is rewritten or filtered, so every real complaint about the unit shows up.
 """
@@ -30,6 +28,8 @@ EXAMPLE_CONFIG = REPO / "config" / "edgeguard.example.yaml"
 
 INSTALLED_EXECUTABLE = "/opt/edgeguard/.venv/bin/edgeguard"
 EXEC_START = f"{INSTALLED_EXECUTABLE} run -c /etc/edgeguard/edgeguard.yaml"
+# waits for the daemon's verdict: a rejected config fails `systemctl reload`
+EXEC_RELOAD = f"{INSTALLED_EXECUTABLE} reload -c /etc/edgeguard/edgeguard.yaml"
 CREDENTIALS = {
     "signing-key": "/etc/edgeguard/credentials/site.key",
     "mqtt-password": "/etc/edgeguard/credentials/mqtt-password",
@@ -92,22 +92,10 @@ def edgeguard_executable() -> Path:
 
 def verifiable_copy(tmp_path: Path, text: str) -> Path:
     """Write the unit to tmp_path/edgeguard.service with machine-specific paths adapted."""
-    exec_start = f"ExecStart={EXEC_START}"
-    assert exec_start in text.splitlines(), f"unit must contain {exec_start!r}"
-    text = text.replace(
-        f"ExecStart={INSTALLED_EXECUTABLE} ", f"ExecStart={edgeguard_executable()} "
-    )
-
-    def adapt_reload(match: re.Match[str]) -> str:
-        executable = match.group(2)
-        if Path(executable).is_file() and os.access(executable, os.X_OK):
-            return match.group(0)
-        stand_in = tmp_path / Path(executable).name
-        stand_in.write_text('#!/bin/sh\nexec kill "$@"\n', encoding="utf-8")
-        stand_in.chmod(0o755)
-        return f"{match.group(1)}{stand_in}"
-
-    text = re.sub(r"^(ExecReload=[-@:+!]*)(/\S+)", adapt_reload, text, flags=re.MULTILINE)
+    for key, command in (("ExecStart", EXEC_START), ("ExecReload", EXEC_RELOAD)):
+        line = f"{key}={command}"
+        assert line in text.splitlines(), f"unit must contain {line!r}"
+        text = text.replace(f"{key}={INSTALLED_EXECUTABLE} ", f"{key}={edgeguard_executable()} ")
     copy = tmp_path / UNIT.name  # the name matters: verify derives the unit name from it
     copy.write_text(text, encoding="utf-8")
     return copy
@@ -165,7 +153,7 @@ def test_service_type_and_lifecycle(unit: dict[str, list[tuple[str, str]]]) -> N
     assert single(unit, "Service", "RestartSec")
     assert single(unit, "Service", "TimeoutStopSec")
     assert single(unit, "Service", "ExecStart") == EXEC_START
-    assert single(unit, "Service", "ExecReload").endswith("kill -HUP $MAINPID")
+    assert single(unit, "Service", "ExecReload") == EXEC_RELOAD
     # The start-rate limit belongs in [Unit]: in [Service], systemd 252 ignores
     # StartLimitIntervalSec= ("Unknown key").
     assert single(unit, "Unit", "StartLimitIntervalSec")
@@ -272,3 +260,19 @@ def test_install_sh_matches_the_unit() -> None:
         "keygen --out",
     ):
         assert needle in script, needle
+
+
+def test_exec_reload_is_the_reload_command() -> None:
+    """ExecReload= runs `edgeguard reload` (which waits for the daemon's verdict), with the
+    config ExecStart= gives the daemon, so it finds the daemon's control socket."""
+    from edgeguard.cli import build_parser
+
+    sections = parse_unit(UNIT.read_text(encoding="utf-8"))
+    start = single(sections, "Service", "ExecStart").split()
+    reload_ = single(sections, "Service", "ExecReload").split()
+    assert reload_[0] == start[0] == INSTALLED_EXECUTABLE
+    args = build_parser().parse_args(reload_[1:])
+    assert args.command == "reload"
+    assert args.config == build_parser().parse_args(start[1:]).config
+    assert args.socket is None  # the config's control.socket, as the daemon uses it
+    assert "kill" not in single(sections, "Service", "ExecReload")

@@ -1,23 +1,28 @@
 """What ships to a hospital: the wheel built from this tree holds every production module and
 none of the lab (a fake ONVIF camera, a development PKI, simulators), which tests, benches and
-the demo import from the source tree."""
+the demo import from the source tree. Its version is edgeguard.__version__, the only place the
+version is written."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
+from email.parser import HeaderParser
 from pathlib import Path
 
 import pytest
+
+import edgeguard
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"edgeguard": ROOT / "edgeguard", "edgeguard_drivers": ROOT / "drivers"}
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("tree")  # built from a copy: no build/ left in the repo
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tree / name)
@@ -27,9 +32,33 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     out = tmp_path_factory.mktemp("wheel")
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     subprocess.run([*command, "-q", "-w", str(out), str(tree)], check=True, timeout=300)
-    (wheel,) = out.glob("edgeguard-*.whl")
+    (built,) = out.glob("edgeguard-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel: Path) -> set[str]:
     with zipfile.ZipFile(wheel) as archive:
         return set(archive.namelist())
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml takes the version from edgeguard/__init__.py: no second copy to forget."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        pyproject = tomllib.load(f)
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    dynamic = pyproject["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "edgeguard.__version__"}
+
+
+def test_the_wheel_carries_edgeguard_version(wheel: Path) -> None:
+    assert wheel.name.startswith(f"edgeguard-{edgeguard.__version__}-")
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        headers = HeaderParser().parsestr(archive.read(metadata).decode("utf-8"))
+    assert headers["Name"] == "edgeguard"
+    assert headers["Version"] == edgeguard.__version__
 
 
 def _production_modules() -> set[str]:
