@@ -30,6 +30,9 @@ from edgeguard.lab.rabbitmq import POLICE_QUEUE_PREFIX, RabbitCluster, RabbitNod
 from edgeguard.receiver import Receiver
 from edgeguard.signing import load_public_key
 
+# the module's cluster starts inside its first test: up to the lab's rejoin wait (rabbitmq.py)
+pytestmark = pytest.mark.timeout(600)
+
 SITE = "hosp-01"
 QUEUE = f"{POLICE_QUEUE_PREFIX}test-alarms"
 BUTTONS = ("b1", "b2", "b3")

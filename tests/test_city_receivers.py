@@ -36,7 +36,8 @@ from edgeguard.police.service import PoliceService
 from edgeguard.receipts import ReceiptError, load_receipt_keys, parse_receipt
 from edgeguard.signing import Signer, generate_keypair
 
-pytestmark = pytest.mark.slow
+# the module's cluster starts inside its first test: up to the lab's rejoin wait (rabbitmq.py)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SITES = ("hosp-01", "hosp-02", "hosp-03", "hosp-04")
 NEW_SITE = "hosp-04"  # its key is not in the keys folder when the receivers start
 HOST = "127.0.0.1"

@@ -30,6 +30,8 @@ from edgeguard.lab.pki import DevPKI
 from edgeguard.lab.postgres import PostgresServer
 from edgeguard.lab.rabbitmq import POLICE_QUEUE_PREFIX, RabbitCluster, RabbitNode
 
+# the module's cluster starts inside its first test: up to the lab's rejoin wait (rabbitmq.py)
+pytestmark = pytest.mark.timeout(600)
 TIMEOUT = 10.0
 HOST = "127.0.0.1"
 SITES = ("hosp-01", "hosp-02")

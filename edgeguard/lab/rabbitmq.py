@@ -194,8 +194,12 @@ class RabbitCluster:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, node: RabbitNode | int | None = None, timeout: float = 90) -> None:
-        """Start the whole cluster (``node`` None), or restart one node, which rejoins."""
+    def start(self, node: RabbitNode | int | None = None, timeout: float = _REJOIN_TIMEOUT) -> None:
+        """Start the whole cluster (``node`` None), or restart one node, which rejoins. A node
+        joining at first boot may also wait for the MQTT plugin's client-id tracker (a Ra
+        cluster) to elect a leader, up to the plugin's own 100 s on a loaded machine (seen in
+        a fresh-clone run: eg2 not up after 90 s, `mqtt_node: leader call - leader not
+        known`), so the default wait is longer than that."""
         if node is not None:
             self._start_node(self._node(node), timeout)
             return
